@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Alibaba Cloud clients for cloudexec.core, on the official Tea SDKs and alibabacloud-credentials.
+
+Option names and environment variables follow alibaba.alicloud (ALICLOUD_*), and the SDK's own
+ALIBABA_CLOUD_* names work too. Signing and HTTP are the SDK's; we pick the credential provider,
+point each product at its endpoint, and map TeaException to CloudExecError.
+"""
+
+from __future__ import annotations
+
+import traceback
+import typing as t
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, ValidationError
+from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
+
+try:
+    from alibabacloud_credentials.client import Client as CredentialClient
+    from alibabacloud_credentials.models import Config as CredentialConfig
+    from alibabacloud_credentials.provider.cli_profile import CLIProfileCredentialsProvider
+    from alibabacloud_tea_openapi.utils_models import Config as OpenApiConfig
+    from darabonba.runtime import RuntimeOptions
+    from Tea.exceptions import TeaException, UnretryableException
+except ImportError:
+    HAS_TEA = False
+    TEA_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    HAS_TEA = True
+    TEA_IMPORT_ERROR = None
+
+# Module argument spec shared by every Alibaba module (see doc_fragments/alicloud_auth.py, MODULES variant).
+# Environment fallbacks are added by the module layer (env_fallback lives in ansible.module_utils).
+ALICLOUD_AUTH_ENV: dict[str, list[str]] = {
+    'alicloud_access_key': ['ALICLOUD_ACCESS_KEY', 'ALICLOUD_ACCESS_KEY_ID', 'ALIBABA_CLOUD_ACCESS_KEY_ID'],
+    'alicloud_secret_key': ['ALICLOUD_SECRET_KEY', 'ALICLOUD_SECRET_ACCESS_KEY', 'ALIBABA_CLOUD_ACCESS_KEY_SECRET'],
+    'alicloud_security_token': ['ALICLOUD_SECURITY_TOKEN', 'ALIBABA_CLOUD_SECURITY_TOKEN'],
+    'alicloud_region': ['ALICLOUD_REGION', 'ALICLOUD_REGION_ID', 'ALIBABA_CLOUD_REGION_ID'],
+    'alicloud_assume_role_arn': ['ALICLOUD_ASSUME_ROLE_ARN', 'ALIBABA_CLOUD_ROLE_ARN'],
+    'alicloud_assume_role_session_name': ['ALICLOUD_ASSUME_ROLE_SESSION_NAME', 'ALIBABA_CLOUD_ROLE_SESSION_NAME'],
+    'ecs_role_name': ['ALICLOUD_ECS_ROLE_NAME', 'ALIBABA_CLOUD_ECS_METADATA'],
+    'profile': ['ALICLOUD_PROFILE', 'ALIBABA_CLOUD_PROFILE'],
+    'shared_credentials_file': ['ALICLOUD_SHARED_CREDENTIALS_FILE'],
+    'ecs_endpoint': ['ALICLOUD_ECS_ENDPOINT'],
+    'eci_endpoint': ['ALICLOUD_ECI_ENDPOINT'],
+}
+
+ALICLOUD_AUTH_ARGSPEC: dict[str, dict[str, t.Any]] = {
+    'alicloud_access_key': {'type': 'str', 'aliases': ['access_key_id', 'access_key'], 'no_log': False},
+    'alicloud_secret_key': {'type': 'str', 'aliases': ['secret_access_key', 'secret_key'], 'no_log': True},
+    'alicloud_security_token': {'type': 'str', 'aliases': ['security_token'], 'no_log': True},
+    'alicloud_region': {'type': 'str', 'aliases': ['region', 'region_id']},
+    'alicloud_assume_role_arn': {'type': 'str', 'aliases': ['assume_role_arn']},
+    'alicloud_assume_role_session_name': {'type': 'str', 'aliases': ['assume_role_session_name']},
+    'ecs_role_name': {'type': 'str', 'aliases': ['role_name']},
+    'profile': {'type': 'str'},
+    'shared_credentials_file': {'type': 'path'},
+    'ecs_endpoint': {'type': 'str'},
+    'eci_endpoint': {'type': 'str'},
+    'validate_certs': {'type': 'bool', 'default': True},
+    'read_timeout': {'type': 'int', 'default': 60},
+}
+
+# Public endpoint patterns per product; the ECI SDK maps every region to one global host, so we
+# always set the regional endpoint ourselves.
+_DEFAULT_ENDPOINTS = {'ecs': 'ecs.{region}.aliyuncs.com', 'eci': 'eci.{region}.aliyuncs.com'}
+
+ALICLOUD_REMEDIES = {
+    'InvalidAccessKeyId.NotFound': 'The AccessKey ID is not known: check alicloud_access_key (or ALICLOUD_ACCESS_KEY) '
+                                   'and that the key is enabled in the RAM console',
+    'InvalidAccessKeyId.Inactive': 'The AccessKey is disabled: enable it in the RAM console or use another key',
+    'SignatureDoesNotMatch': 'The AccessKey secret does not match the AccessKey ID: check alicloud_secret_key '
+                             '(or ALICLOUD_SECRET_KEY)',
+    'IncompleteSignature': 'The request signature was incomplete: check that the credentials are complete',
+    'InvalidSecurityToken.Expired': 'The STS token has expired: refresh alicloud_security_token and retry',
+    'InvalidSecurityToken.Malformed': 'The STS token is malformed: check alicloud_security_token',
+    'InvalidSecurityToken.MismatchWithAccessKey': 'The STS token belongs to another AccessKey: use the token issued '
+                                                  'with this AccessKey',
+    'SignatureNonceUsed': 'A request was replayed: retry',
+    'InvalidTimeStamp.Expired': 'The request time is out of range: check the controller clock',
+    'Forbidden.RAM': 'The RAM user or role may not call this action: grant it in a RAM policy '
+                     '(see the collection docs for a least-privilege policy)',
+    'Forbidden': 'The account may not call this action: check its RAM policies',
+    'NoPermission': 'The account may not call this action: check its RAM policies',
+    'InvalidRegionId.NotFound': 'No such region: check alicloud_region',
+    'Throttling': 'Alibaba Cloud throttled the calls of this account: retry later or lower forks',
+    'Throttling.User': 'Alibaba Cloud throttled the calls of this account: retry later or lower forks',
+    'Throttling.Api': 'Alibaba Cloud throttled this API for the account: retry later or lower forks',
+    'ServiceUnavailable': 'The service is unavailable: retry later',
+    'InternalError': 'The service had an internal error: retry later',
+}
+
+
+@dataclass
+class AlicloudAuth:
+    """Everything needed to build Alibaba clients; secrets stay out of repr()."""
+
+    alicloud_access_key: str | None = None
+    alicloud_secret_key: str | None = field(default=None, repr=False)
+    alicloud_security_token: str | None = field(default=None, repr=False)
+    alicloud_region: str | None = None
+    alicloud_assume_role_arn: str | None = None
+    alicloud_assume_role_session_name: str | None = None
+    ecs_role_name: str | None = None
+    profile: str | None = None
+    shared_credentials_file: str | None = None
+    ecs_endpoint: str | None = None
+    eci_endpoint: str | None = None
+    validate_certs: bool = True
+    read_timeout: int = 60
+
+    @classmethod
+    def from_options(cls, get: t.Callable[[str], t.Any]) -> 'AlicloudAuth':
+        """Build from module params (params.get) or plugin options (a get_option wrapper)."""
+        values = {name: get(name) for name in ALICLOUD_AUTH_ARGSPEC}
+        auth = cls(**{k: v for k, v in values.items() if v is not None})
+        auth.validate()
+        return auth
+
+    def validate(self) -> None:
+        """Refuse incomplete credentials before any call."""
+        if bool(self.alicloud_access_key) != bool(self.alicloud_secret_key):
+            missing = 'alicloud_secret_key' if self.alicloud_access_key else 'alicloud_access_key'
+            raise ValidationError(missing, 'alicloud_access_key and alicloud_secret_key must be given together')
+        if self.alicloud_security_token and not self.alicloud_access_key:
+            raise ValidationError('alicloud_security_token', 'it needs alicloud_access_key and alicloud_secret_key too')
+        if not self.alicloud_region:
+            raise ValidationError('alicloud_region', 'no region is set',
+                                  remedy='Set alicloud_region, or ALICLOUD_REGION in the environment')
+        if self.read_timeout < 1:
+            raise ValidationError('read_timeout', f'{self.read_timeout} is below the minimum of 1 second')
+
+
+def require_tea() -> None:
+    """Raise a clear error when the Alibaba Cloud SDKs are missing."""
+    if not HAS_TEA:
+        raise CloudExecError('the Alibaba Cloud Tea SDKs are required on the controller', code='MissingDependency',
+                             provider='cloudexec',
+                             remedy='pip install alibabacloud-ecs20140526 alibabacloud-eci20180808 alibabacloud-credentials')
+
+
+def credential_client(auth: AlicloudAuth) -> 'CredentialClient':
+    """Pick the credential provider: explicit keys, an assumed role, an instance role, a profile, or the default chain."""
+    require_tea()
+    if auth.alicloud_assume_role_arn:
+        if not auth.alicloud_access_key:
+            raise ValidationError('alicloud_assume_role_arn', 'assuming a role needs alicloud_access_key and alicloud_secret_key')
+        return CredentialClient(CredentialConfig(
+            type='ram_role_arn', access_key_id=auth.alicloud_access_key, access_key_secret=auth.alicloud_secret_key,
+            security_token=auth.alicloud_security_token, role_arn=auth.alicloud_assume_role_arn,
+            role_session_name=auth.alicloud_assume_role_session_name or 'cloudexec-core'))
+    if auth.alicloud_access_key:
+        kind = 'sts' if auth.alicloud_security_token else 'access_key'
+        return CredentialClient(CredentialConfig(type=kind, access_key_id=auth.alicloud_access_key,
+                                                 access_key_secret=auth.alicloud_secret_key,
+                                                 security_token=auth.alicloud_security_token))
+    if auth.ecs_role_name:
+        return CredentialClient(CredentialConfig(type='ecs_ram_role', role_name=auth.ecs_role_name))
+    if auth.profile or auth.shared_credentials_file:
+        return CredentialClient(provider=CLIProfileCredentialsProvider(profile_name=auth.profile,
+                                                                       profile_file=auth.shared_credentials_file))
+    # The SDK's default chain (ALIBABA_CLOUD_* variables, ~/.aliyun, OIDC, instance roles).
+    return CredentialClient()
+
+
+def endpoint_config(auth: AlicloudAuth, product: str) -> tuple[str, str]:
+    """(host[:port], protocol) for a product, from an override URL/host or the regional default."""
+    override = getattr(auth, f'{product}_endpoint', None)
+    if not override:
+        return _DEFAULT_ENDPOINTS[product].format(region=auth.alicloud_region), 'https'
+    if '://' in override:
+        parts = urlsplit(override)
+        if parts.scheme not in ('http', 'https') or not parts.netloc:
+            raise ValidationError(f'{product}_endpoint', f'{override!r} is not an http(s) URL or a host name')
+        return parts.netloc, parts.scheme
+    return override, 'https'
+
+
+def open_api_config(auth: AlicloudAuth, product: str) -> 'OpenApiConfig':
+    """The Tea SDK Config for one product client."""
+    host, protocol = endpoint_config(auth, product)
+    return OpenApiConfig(credential=credential_client(auth), region_id=auth.alicloud_region, endpoint=host,
+                         protocol=protocol, user_agent=USER_AGENT, read_timeout=auth.read_timeout * 1000,
+                         connect_timeout=10000)
+
+
+def ecs_client(auth: AlicloudAuth) -> t.Any:
+    """An ECS (2014-05-26) client: instances and Cloud Assistant."""
+    require_tea()
+    try:
+        from alibabacloud_ecs20140526.client import Client as EcsClient
+    except ImportError:
+        raise CloudExecError('alibabacloud-ecs20140526 is required on the controller', code='MissingDependency',
+                             provider='cloudexec', remedy='pip install alibabacloud-ecs20140526') from None
+    return EcsClient(open_api_config(auth, 'ecs'))
+
+
+def eci_client(auth: AlicloudAuth) -> t.Any:
+    """An ECI (2018-08-08) client: container groups and exec."""
+    require_tea()
+    try:
+        from alibabacloud_eci20180808.client import Client as EciClient
+    except ImportError:
+        raise CloudExecError('alibabacloud-eci20180808 is required on the controller', code='MissingDependency',
+                             provider='cloudexec', remedy='pip install alibabacloud-eci20180808') from None
+    return EciClient(open_api_config(auth, 'eci'))
+
+
+def runtime_options(auth: AlicloudAuth, read_timeout: int | None = None) -> 'RuntimeOptions':
+    """Per-call options: TLS verification and timeouts. The SDK's own retries stay off; the poller retries."""
+    require_tea()
+    seconds = read_timeout or auth.read_timeout
+    return RuntimeOptions(ignore_ssl=not auth.validate_certs, read_timeout=seconds * 1000, connect_timeout=10000,
+                          autoretry=False)
+
+
+def alicloud_error(exc: BaseException, action: str | None = None) -> CloudExecError:
+    """Map a Tea SDK exception to CloudExecError, with the remedy for its code."""
+    prefix = f'{action} failed: ' if action else ''
+    if HAS_TEA and isinstance(exc, UnretryableException):
+        inner = getattr(exc, 'inner_exception', None)
+        return CloudExecError(prefix + f'could not reach the endpoint ({type(inner).__name__ if inner else "network error"})',
+                              code='Connection.Error', provider='alicloud',
+                              remedy='Check network access, the endpoint options and alicloud_region', retryable=True)
+    if HAS_TEA and isinstance(exc, TeaException):
+        data = exc.data if isinstance(exc.data, dict) else {}
+        status = getattr(exc, 'status_code', None) or getattr(exc, 'statusCode', None) or data.get('statusCode')
+        code = exc.code or 'Unknown'
+        message = exc.message or code
+        # The SDK prefixes its messages with "code: <Code>, "; keep the service's own sentence.
+        marker = 'message: '
+        if isinstance(message, str) and marker in message:
+            message = message.split(marker, 1)[1].split(' request id:', 1)[0].strip()
+        return CloudExecError(prefix + message, code=code, provider='alicloud', remedy=ALICLOUD_REMEDIES.get(code),
+                              status=int(status) if status else None, request_id=data.get('RequestId'))
+    return CloudExecError(prefix + str(exc), code=type(exc).__name__, provider='alicloud', retryable=False)
+
+
+def call(client: t.Any, method: str, request: t.Any, auth: AlicloudAuth, read_timeout: int | None = None) -> t.Any:
+    """Call `<method>_with_options(request, runtime)` on a Tea client and return the response body."""
+    try:
+        response = getattr(client, f'{method}_with_options')(request, runtime_options(auth, read_timeout))
+    except TeaException as exc:
+        raise alicloud_error(exc, action=_action_name(method)) from None
+    return response.body
+
+
+def _action_name(method: str) -> str:
+    return ''.join(part.capitalize() for part in method.split('_'))

@@ -1,0 +1,64 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The thin AnsibleModule layer every cloudexec.core module is built on.
+
+Modules declare their own options, add the auth options of their cloud with aws_argument_spec()
+or alicloud_argument_spec(), and let CloudExecModule turn CloudExecError into a failed result whose
+message says what to do.
+"""
+
+from __future__ import annotations
+
+import copy
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, aws
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
+
+
+def aws_argument_spec(**options: t.Any) -> dict[str, t.Any]:
+    """The AWS auth options plus the module's own."""
+    spec = copy.deepcopy(aws.AWS_AUTH_ARGSPEC)
+    spec.update(options)
+    return spec
+
+
+def alicloud_argument_spec(**options: t.Any) -> dict[str, t.Any]:
+    """The Alibaba auth options (with their ALICLOUD_*/ALIBABA_CLOUD_* fallbacks) plus the module's own."""
+    spec = copy.deepcopy(alicloud.ALICLOUD_AUTH_ARGSPEC)
+    for name, env_names in alicloud.ALICLOUD_AUTH_ENV.items():
+        spec[name]['fallback'] = (env_fallback, env_names)
+    spec.update(options)
+    return spec
+
+
+class CloudExecModule(AnsibleModule):
+    """AnsibleModule with our auth helpers and error reporting."""
+
+    def fail_error(self, error: CloudExecError, **result: t.Any) -> t.NoReturn:
+        """Fail the task with the error's message and remedy, keeping any partial result."""
+        result.update(error.to_result())
+        self.fail_json(msg=str(error), **result)
+
+    def aws_auth(self) -> aws.AwsAuth:
+        """The resolved AWS auth of this module's parameters."""
+        if not aws.HAS_BOTO3:
+            self.fail_json(msg=missing_required_lib('boto3 and botocore'), exception=aws.BOTO3_IMPORT_ERROR)
+        try:
+            return aws.AwsAuth.from_options(self.params.get)
+        except CloudExecError as exc:
+            self.fail_error(exc)
+
+    def alicloud_auth(self) -> alicloud.AlicloudAuth:
+        """The resolved Alibaba Cloud auth of this module's parameters."""
+        if not alicloud.HAS_TEA:
+            self.fail_json(msg=missing_required_lib('alibabacloud-ecs20140526, alibabacloud-eci20180808 and alibabacloud-credentials'),
+                           exception=alicloud.TEA_IMPORT_ERROR)
+        try:
+            return alicloud.AlicloudAuth.from_options(self.params.get)
+        except CloudExecError as exc:
+            self.fail_error(exc)

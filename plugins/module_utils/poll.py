@@ -1,0 +1,166 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The one place where cloudexec.core waits: deadlines, back-off with jitter, throttling retries.
+
+Every module and plugin that polls a result (Cloud Assistant invocations, an agent coming up, a
+session becoming ready) or retries a throttled call goes through Poller, so the behaviour is the
+same everywhere and is tested once, with a fake clock.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import typing as t
+from dataclasses import dataclass
+
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded
+
+T = t.TypeVar('T')
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential back-off: initial * factor**attempt, capped, minus up to `jitter` of itself.
+
+    Jitter only ever shortens a delay (a delay lies in [d * (1 - jitter), d]) so the cap is a true
+    upper bound, while many hosts polling the same API still spread out instead of moving in step.
+    """
+
+    initial: float = 0.5
+    factor: float = 2.0
+    cap: float = 10.0
+    jitter: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.initial <= 0 or self.factor < 1 or self.cap < self.initial or not 0 <= self.jitter < 1:
+            raise ValueError(f'Invalid back-off settings: {self!r}')
+
+    def ceiling(self, attempt: int) -> float:
+        """The delay before jitter for the attempt-th wait (0-based)."""
+        # Bound the exponent so a long poll never builds a huge float; the cap wins long before.
+        return min(self.cap, self.initial * self.factor ** min(attempt, 64))
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """The delay for the attempt-th wait, given a random number in [0, 1)."""
+        ceiling = self.ceiling(attempt)
+        return ceiling - ceiling * self.jitter * rand
+
+
+@dataclass(frozen=True)
+class PollStep(t.Generic[T]):
+    """What a probe saw: finished or not, the state it read, and whether things moved on."""
+
+    done: bool
+    value: T | None = None
+    progressed: bool = False
+
+
+def done(value: t.Any = None) -> PollStep:
+    """The probe's answer when the wait is over."""
+    return PollStep(True, value)
+
+
+def pending(value: t.Any = None, progressed: bool = False) -> PollStep:
+    """The probe's answer when it must be asked again; progressed=True resets the back-off."""
+    return PollStep(False, value, progressed)
+
+
+@dataclass(frozen=True)
+class PollEvent:
+    """Passed to the progress hook after every probe and every retried error."""
+
+    attempt: int
+    elapsed: float
+    value: t.Any
+    next_delay: float | None
+    error: CloudExecError | None = None
+
+
+class Poller:
+    """Waits for a probe to report done, or retries a call, within one deadline.
+
+    - `timeout` seconds from the first call of wait()/call() is the deadline; the last sleep is cut
+      short to end on it, and DeadlineExceeded carries the last value seen.
+    - Retryable CloudExecErrors (throttling, 5xx) back off and try again, at most `max_retries`
+      times in a row; any other error goes straight to the caller.
+    - clock, sleep and rand are injectable so tests run on a fake clock.
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        backoff: Backoff | None = None,
+        max_retries: int = 10,
+        what: str = 'the operation',
+        on_progress: t.Callable[[PollEvent], None] | None = None,
+        clock: t.Callable[[], float] = time.monotonic,
+        sleep: t.Callable[[float], None] = time.sleep,
+        rand: t.Callable[[], float] = random.random,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError('timeout must be positive')
+        self.timeout = timeout
+        self.backoff = backoff or Backoff()
+        self.max_retries = max_retries
+        self.what = what
+        self.on_progress = on_progress
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+        self.probes = 0
+        self.retried_errors = 0
+
+    def wait(self, probe: t.Callable[[], PollStep]) -> t.Any:
+        """Call probe until it reports done; return its value."""
+        start = self._clock()
+        deadline = start + self.timeout
+        attempt = 0
+        errors_in_row = 0
+        last: t.Any = None
+        while True:
+            error: CloudExecError | None = None
+            try:
+                self.probes += 1
+                step = probe()
+            except CloudExecError as exc:
+                if not exc.retryable:
+                    raise
+                errors_in_row += 1
+                self.retried_errors += 1
+                if errors_in_row > self.max_retries:
+                    raise
+                error = exc
+            else:
+                errors_in_row = 0
+                last = step.value
+                if step.done:
+                    return step.value
+                if step.progressed:
+                    attempt = 0
+
+            now = self._clock()
+            remaining = deadline - now
+            delay = None if remaining <= 0 else min(self.backoff.delay(attempt, self._rand()), remaining)
+            if self.on_progress is not None:
+                self.on_progress(PollEvent(attempt=attempt, elapsed=now - start, value=last, next_delay=delay, error=error))
+            if delay is None:
+                message = f'Gave up waiting for {self.what} after {self.timeout:g} seconds'
+                if error is not None:
+                    message += f' (last error: {error.code})'
+                raise DeadlineExceeded(message, last=last,
+                                       remedy='Raise the timeout if the work needs longer, or check why it does not finish') from error
+            self._sleep(delay)
+            attempt += 1
+
+    def call(self, func: t.Callable[[], T]) -> T:
+        """Call func once, retrying only throttling/transient errors within the deadline."""
+        return self.wait(lambda: done(func()))
+
+
+def retrying(func: t.Callable[[], T], timeout: float = 60.0, **kwargs: t.Any) -> T:
+    """Shorthand for Poller(timeout, **kwargs).call(func)."""
+    return Poller(timeout, **kwargs).call(func)
