@@ -1,0 +1,549 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The emulator's world: credentials and cloud resources, loaded from YAML into dataclasses.
+
+The YAML schema is documented in tests/emulator/README.md. Loading is strict (unknown keys are
+errors) because a typo in a test world otherwise turns into a confusing test failure much later.
+Any list of resources may contain generator entries (``count`` plus ``*_pattern`` keys) so a
+world can describe a fleet of hundreds of targets in a few lines.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_WORLD = Path(__file__).parent / 'worlds' / 'default.yml'
+
+ECS_LAUNCH_TYPES = ('FARGATE', 'EC2', 'EXTERNAL')
+ECS_AGENT_STATUSES = ('PENDING', 'RUNNING', 'STOPPED')
+ECS_TASK_STATUSES = ('PROVISIONING', 'PENDING', 'ACTIVATING', 'RUNNING', 'DEACTIVATING', 'STOPPING', 'DEPROVISIONING', 'STOPPED')
+ECI_STATUSES = ('Pending', 'Running', 'Succeeded', 'Failed', 'Scheduling', 'ScheduleFailed', 'Restarting', 'Updating', 'Terminating', 'Expired')
+ECS_INSTANCE_STATUSES = ('Pending', 'Running', 'Starting', 'Stopping', 'Stopped')
+OS_TYPES = ('linux', 'windows')
+
+
+class WorldError(ValueError):
+    """The world file is not valid; the message names the offending entry."""
+
+
+@dataclass
+class AwsCredential:
+    access_key: str
+    secret_key: str
+    session_token: str | None = None
+    principal: str = ''
+    deny: tuple[str, ...] = ()
+
+    def denies(self, action: str) -> bool:
+        """True when the world forbids this principal the ECS action (``ListTasks`` or ``ecs:ListTasks``)."""
+        return action in self.deny or f'ecs:{action}' in self.deny or '*' in self.deny
+
+
+@dataclass
+class AliCredential:
+    access_key_id: str
+    access_key_secret: str
+    security_token: str | None = None
+    # An STS token that the world says has expired: every call with it is refused.
+    expired: bool = False
+
+
+@dataclass
+class EcsContainer:
+    name: str
+    image: str
+    runtime_id: str
+    container_uuid: str
+    last_status: str = 'RUNNING'
+    agent_status: str = 'RUNNING'
+    cpu: str = '0'
+    memory: str | None = None
+    arn: str = ''
+    sandbox: Path | None = None
+
+
+@dataclass
+class EcsTask:
+    task_id: str
+    cluster: str
+    family: str
+    revision: int
+    containers: list[EcsContainer]
+    launch_type: str = 'FARGATE'
+    platform_version: str | None = '1.4.0'
+    service: str | None = None
+    started_by: str | None = None
+    enable_execute_command: bool = True
+    last_status: str = 'RUNNING'
+    desired_status: str = 'RUNNING'
+    availability_zone: str = ''
+    cpu: str = '256'
+    memory: str = '512'
+    tags: dict[str, str] = field(default_factory=dict)
+    created_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
+    arn: str = ''
+    task_definition_arn: str = ''
+
+    @property
+    def group(self) -> str:
+        """ECS names the task group after the service, or ``family:<name>`` for standalone tasks."""
+        return f'service:{self.service}' if self.service else f'family:{self.family}'
+
+
+@dataclass
+class EcsCluster:
+    name: str
+    arn: str
+    tasks: list[EcsTask]
+    services: list[str]
+    tags: dict[str, str] = field(default_factory=dict)
+    status: str = 'ACTIVE'
+    kms_key_id: str | None = None
+    container_insights: str = 'disabled'
+
+
+@dataclass
+class AwsWorld:
+    region: str
+    account_id: str
+    credentials: list[AwsCredential]
+    clusters: list[EcsCluster]
+
+    def credential(self, access_key: str) -> AwsCredential | None:
+        return next((c for c in self.credentials if c.access_key == access_key), None)
+
+    def cluster(self, name_or_arn: str) -> EcsCluster | None:
+        return next((c for c in self.clusters if name_or_arn in (c.name, c.arn)), None)
+
+    def all_tasks(self) -> list[EcsTask]:
+        return [task for cluster in self.clusters for task in cluster.tasks]
+
+
+@dataclass
+class EciContainer:
+    name: str
+    image: str
+    state: str = 'Running'
+    ready: bool = True
+    restart_count: int = 0
+    commands: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    cpu: float = 0.0
+    memory: float = 0.0
+    sandbox: Path | None = None
+
+
+@dataclass
+class ContainerGroup:
+    group_id: str
+    name: str
+    region: str
+    zone: str
+    status: str
+    containers: list[EciContainer]
+    tags: dict[str, str] = field(default_factory=dict)
+    vpc_id: str = ''
+    vswitch_id: str = ''
+    security_group_id: str = ''
+    intranet_ip: str = ''
+    cpu: float = 1.0
+    memory: float = 2.0
+    instance_type: str = ''
+    restart_policy: str = 'Always'
+    created_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
+
+    def container(self, name: str) -> EciContainer | None:
+        return next((c for c in self.containers if c.name == name), None)
+
+
+@dataclass
+class CloudAssistant:
+    online: bool = True
+    version: str = '2.2.3.857'
+    session_manager: bool = True
+    active_task_count: int = 0
+    invocation_count: int = 0
+    # Seconds between the agent's last heartbeat and the emulator start, for offline agents.
+    last_heartbeat_age: int = 0
+
+
+@dataclass
+class EcsInstance:
+    instance_id: str
+    name: str
+    region: str
+    zone: str
+    status: str
+    os_type: str
+    os_name: str
+    instance_type: str
+    cpu: int
+    memory: int
+    vpc_id: str
+    vswitch_id: str
+    private_ip: str
+    hostname: str
+    image_id: str
+    security_group_id: str
+    cloud_assistant: CloudAssistant
+    tags: dict[str, str] = field(default_factory=dict)
+    created_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
+    sandbox: Path | None = None
+
+
+@dataclass
+class AliWorld:
+    region: str
+    credentials: list[AliCredential]
+    container_groups: list[ContainerGroup]
+    instances: list[EcsInstance]
+
+    def credential(self, access_key_id: str) -> AliCredential | None:
+        return next((c for c in self.credentials if c.access_key_id == access_key_id), None)
+
+    def container_group(self, group_id: str) -> ContainerGroup | None:
+        return next((g for g in self.container_groups if g.group_id == group_id), None)
+
+    def instance(self, instance_id: str) -> EcsInstance | None:
+        return next((i for i in self.instances if i.instance_id == instance_id), None)
+
+
+@dataclass
+class World:
+    aws: AwsWorld
+    alicloud: AliWorld
+    faults: list[dict[str, Any]]
+    source: Path | None = None
+    started_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able overview for the admin API and humans."""
+        return {
+            'source': str(self.source) if self.source else None,
+            'aws': {
+                'region': self.aws.region,
+                'account_id': self.aws.account_id,
+                'access_keys': [c.access_key for c in self.aws.credentials],
+                'clusters': {
+                    c.name: [{'task_id': t.task_id, 'containers': [x.name for x in t.containers],
+                              'enable_execute_command': t.enable_execute_command, 'last_status': t.last_status}
+                             for t in c.tasks]
+                    for c in self.aws.clusters
+                },
+            },
+            'alicloud': {
+                'region': self.alicloud.region,
+                'access_keys': [c.access_key_id for c in self.alicloud.credentials],
+                'container_groups': [{'id': g.group_id, 'name': g.name, 'region': g.region, 'status': g.status,
+                                      'containers': [c.name for c in g.containers]} for g in self.alicloud.container_groups],
+                'instances': [{'id': i.instance_id, 'name': i.name, 'region': i.region, 'status': i.status,
+                               'os_type': i.os_type, 'cloud_assistant': i.cloud_assistant.online}
+                              for i in self.alicloud.instances],
+            },
+        }
+
+
+# --------------------------------------------------------------------------- loading helpers
+
+
+def _digest(*parts: object) -> str:
+    """A stable hex digest, so generated ids are the same on every load of the same world."""
+    return hashlib.sha256('/'.join(str(p) for p in parts).encode()).hexdigest()
+
+
+def _check_keys(data: Any, allowed: set[str], where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise WorldError(f'{where}: expected a mapping, got {type(data).__name__}')
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise WorldError(f'{where}: unknown key(s) {", ".join(unknown)}; allowed: {", ".join(sorted(allowed))}')
+    return data
+
+
+def _choice(value: str, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise WorldError(f'{where}: {value!r} is not one of {", ".join(allowed)}')
+    return value
+
+
+def _tags(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WorldError(f'{where}: tags must be a mapping of key to value')
+    return {str(k): '' if v is None else str(v) for k, v in value.items()}
+
+
+def expand_generators(items: Any, where: str) -> list[dict[str, Any]]:
+    """Expand generator entries: ``count: N`` with ``<key>_pattern`` strings formatted with ``index``.
+
+    ``{count: 3, start: 1, id_pattern: "i-fleet{index:04d}", name_pattern: "fleet-{index}"}`` becomes three
+    entries with ``id`` i-fleet0001..0003 and ``name`` fleet-1..3; every other key is copied as is.
+    """
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise WorldError(f'{where}: expected a list')
+    out: list[dict[str, Any]] = []
+    for pos, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise WorldError(f'{where}[{pos}]: expected a mapping')
+        if 'count' not in item:
+            if any(k.endswith('_pattern') for k in item):
+                raise WorldError(f'{where}[{pos}]: *_pattern keys need a count')
+            out.append(item)
+            continue
+        count, start = item['count'], item.get('start', 1)
+        if not isinstance(count, int) or count < 0 or not isinstance(start, int):
+            raise WorldError(f'{where}[{pos}]: count and start must be non-negative integers')
+        template = {k: v for k, v in item.items() if k not in ('count', 'start')}
+        for index in range(start, start + count):
+            entry = copy.deepcopy({k: v for k, v in template.items() if not k.endswith('_pattern')})
+            for key, pattern in template.items():
+                if key.endswith('_pattern'):
+                    try:
+                        entry[key[:-len('_pattern')]] = str(pattern).format(index=index)
+                    except (KeyError, IndexError, ValueError) as exc:
+                        raise WorldError(f'{where}[{pos}]: bad {key} {pattern!r}: {exc}') from exc
+            entry['_index'] = index
+            out.append(entry)
+    return out
+
+
+def _ip_for(network: str, position: int) -> str:
+    """Hand out private addresses in a network in world order, skipping the network's first hosts."""
+    net = ipaddress.ip_network(network)
+    return str(net.network_address + 10 + position)
+
+
+# --------------------------------------------------------------------------- AWS section
+
+_AWS_KEYS = {'region', 'account_id', 'credentials', 'clusters'}
+_AWS_CRED_KEYS = {'access_key', 'secret_key', 'session_token', 'principal', 'deny'}
+_CLUSTER_KEYS = {'name', 'tags', 'status', 'kms_key_id', 'container_insights', 'services', 'tasks'}
+_TASK_KEYS = {'id', 'family', 'revision', 'service', 'launch_type', 'platform_version', 'enable_execute_command',
+              'last_status', 'desired_status', 'tags', 'started_by', 'availability_zone', 'cpu', 'memory', 'containers', '_index'}
+_ECS_CONTAINER_KEYS = {'name', 'image', 'last_status', 'agent_status', 'runtime_id', 'cpu', 'memory'}
+
+
+def _load_aws(data: dict[str, Any], now: datetime.datetime) -> AwsWorld:
+    data = _check_keys(data, _AWS_KEYS, 'aws')
+    region = str(data.get('region', 'us-east-1'))
+    account = str(data.get('account_id', '123456789012'))
+    creds = []
+    for pos, raw in enumerate(data.get('credentials') or []):
+        raw = _check_keys(raw, _AWS_CRED_KEYS, f'aws.credentials[{pos}]')
+        if not raw.get('access_key') or not raw.get('secret_key'):
+            raise WorldError(f'aws.credentials[{pos}]: access_key and secret_key are required')
+        creds.append(AwsCredential(
+            access_key=str(raw['access_key']), secret_key=str(raw['secret_key']),
+            session_token=str(raw['session_token']) if raw.get('session_token') else None,
+            principal=str(raw.get('principal') or f'arn:aws:iam::{account}:user/emulator'),
+            deny=tuple(str(a) for a in raw.get('deny') or ()),
+        ))
+    clusters = [_load_cluster(raw, f'aws.clusters[{pos}]', region, account, now)
+                for pos, raw in enumerate(expand_generators(data.get('clusters'), 'aws.clusters'))]
+    names = [c.name for c in clusters]
+    if len(names) != len(set(names)):
+        raise WorldError('aws.clusters: cluster names must be unique')
+    return AwsWorld(region=region, account_id=account, credentials=creds, clusters=clusters)
+
+
+def _load_cluster(raw: dict[str, Any], where: str, region: str, account: str, now: datetime.datetime) -> EcsCluster:
+    raw = _check_keys({k: v for k, v in raw.items() if k != '_index'}, _CLUSTER_KEYS, where)
+    name = raw.get('name')
+    if not name:
+        raise WorldError(f'{where}: name is required')
+    cluster = EcsCluster(
+        name=str(name), arn=f'arn:aws:ecs:{region}:{account}:cluster/{name}', tasks=[],
+        services=[str(s) for s in raw.get('services') or []], tags=_tags(raw.get('tags'), where),
+        status=str(raw.get('status', 'ACTIVE')), kms_key_id=raw.get('kms_key_id'),
+        container_insights=str(raw.get('container_insights', 'disabled')),
+    )
+    seen: set[str] = set()
+    for pos, traw in enumerate(expand_generators(raw.get('tasks'), f'{where}.tasks')):
+        task = _load_task(traw, f'{where}.tasks[{pos}]', cluster, region, account, now - datetime.timedelta(minutes=30 - pos % 30))
+        if task.task_id in seen:
+            raise WorldError(f'{where}: duplicate task id {task.task_id}')
+        seen.add(task.task_id)
+        cluster.tasks.append(task)
+        if task.service and task.service not in cluster.services:
+            cluster.services.append(task.service)
+    return cluster
+
+
+def _load_task(raw: dict[str, Any], where: str, cluster: EcsCluster, region: str, account: str, created: datetime.datetime) -> EcsTask:
+    raw = _check_keys(raw, _TASK_KEYS, where)
+    family = str(raw.get('family') or 'task')
+    task_id = str(raw.get('id') or _digest(cluster.name, family, raw.get('_index', len(cluster.tasks)))[:32])
+    launch_type = _choice(str(raw.get('launch_type', 'FARGATE')), ECS_LAUNCH_TYPES, f'{where}.launch_type')
+    task = EcsTask(
+        task_id=task_id, cluster=cluster.name, family=family, revision=int(raw.get('revision', 1)), containers=[],
+        launch_type=launch_type,
+        platform_version=str(raw.get('platform_version', '1.4.0')) if launch_type == 'FARGATE' else None,
+        service=raw.get('service'), started_by=raw.get('started_by'),
+        enable_execute_command=bool(raw.get('enable_execute_command', True)),
+        last_status=_choice(str(raw.get('last_status', 'RUNNING')), ECS_TASK_STATUSES, f'{where}.last_status'),
+        desired_status=_choice(str(raw.get('desired_status', 'RUNNING')), ('RUNNING', 'PENDING', 'STOPPED'), f'{where}.desired_status'),
+        availability_zone=str(raw.get('availability_zone', f'{region}a')),
+        cpu=str(raw.get('cpu', '256')), memory=str(raw.get('memory', '512')),
+        tags=_tags(raw.get('tags'), where), created_at=created,
+        arn=f'arn:aws:ecs:{region}:{account}:task/{cluster.name}/{task_id}',
+        task_definition_arn=f'arn:aws:ecs:{region}:{account}:task-definition/{family}:{int(raw.get("revision", 1))}',
+    )
+    if task.service and not task.started_by:
+        task.started_by = 'ecs-svc/' + _digest(cluster.name, task.service)[:19]
+    containers = raw.get('containers') or [{'name': family}]
+    for pos, craw in enumerate(containers):
+        craw = _check_keys(craw, _ECS_CONTAINER_KEYS, f'{where}.containers[{pos}]')
+        if not craw.get('name'):
+            raise WorldError(f'{where}.containers[{pos}]: name is required')
+        cname = str(craw['name'])
+        # The runtime id is what ECS Exec targets (ecs:<cluster>_<task>_<runtimeId>); Fargate uses
+        # "<task id>-<number>", the EC2 launch type the Docker container id.
+        if launch_type == 'FARGATE':
+            default_runtime = f'{task_id}-{int(_digest(task_id, cname)[:8], 16)}'
+        else:
+            default_runtime = _digest('docker', task_id, cname)[:64]
+        container_uuid = _digest('uuid', task_id, cname)
+        container_uuid = '-'.join((container_uuid[:8], container_uuid[8:12], container_uuid[12:16], container_uuid[16:20], container_uuid[20:32]))
+        task.containers.append(EcsContainer(
+            name=cname, image=str(craw.get('image', 'public.ecr.aws/docker/library/busybox:latest')),
+            runtime_id=str(craw.get('runtime_id') or default_runtime), container_uuid=container_uuid,
+            last_status=_choice(str(craw.get('last_status', task.last_status)), ECS_TASK_STATUSES, f'{where}.containers[{pos}].last_status'),
+            agent_status=_choice(str(craw.get('agent_status', 'RUNNING')), ECS_AGENT_STATUSES, f'{where}.containers[{pos}].agent_status'),
+            cpu=str(craw.get('cpu', '0')), memory=str(craw['memory']) if craw.get('memory') is not None else None,
+            arn=f'arn:aws:ecs:{region}:{account}:container/{cluster.name}/{task_id}/{container_uuid}',
+        ))
+    if len({c.name for c in task.containers}) != len(task.containers):
+        raise WorldError(f'{where}: container names must be unique within a task')
+    return task
+
+
+# --------------------------------------------------------------------------- Alibaba section
+
+_ALI_KEYS = {'region', 'credentials', 'container_groups', 'instances'}
+_ALI_CRED_KEYS = {'access_key_id', 'access_key_secret', 'security_token', 'expired'}
+_GROUP_KEYS = {'id', 'name', 'region', 'zone', 'status', 'tags', 'containers', 'vpc_id', 'vswitch_id', 'security_group_id',
+               'intranet_ip', 'cpu', 'memory', 'instance_type', 'restart_policy', '_index'}
+_ECI_CONTAINER_KEYS = {'name', 'image', 'state', 'ready', 'restart_count', 'commands', 'args', 'cpu', 'memory'}
+_INSTANCE_KEYS = {'id', 'name', 'region', 'zone', 'status', 'os_type', 'os_name', 'instance_type', 'cpu', 'memory', 'vpc_id',
+                  'vswitch_id', 'private_ip', 'hostname', 'image_id', 'security_group_id', 'tags', 'cloud_assistant', '_index'}
+_ASSISTANT_KEYS = {'online', 'version', 'session_manager', 'active_task_count', 'invocation_count', 'last_heartbeat_age'}
+
+
+def _load_alicloud(data: dict[str, Any], now: datetime.datetime) -> AliWorld:
+    data = _check_keys(data, _ALI_KEYS, 'alicloud')
+    region = str(data.get('region', 'cn-hangzhou'))
+    creds = []
+    for pos, raw in enumerate(data.get('credentials') or []):
+        raw = _check_keys(raw, _ALI_CRED_KEYS, f'alicloud.credentials[{pos}]')
+        if not raw.get('access_key_id') or not raw.get('access_key_secret'):
+            raise WorldError(f'alicloud.credentials[{pos}]: access_key_id and access_key_secret are required')
+        creds.append(AliCredential(
+            access_key_id=str(raw['access_key_id']), access_key_secret=str(raw['access_key_secret']),
+            security_token=str(raw['security_token']) if raw.get('security_token') else None,
+            expired=bool(raw.get('expired', False)),
+        ))
+    groups = [_load_group(raw, f'alicloud.container_groups[{pos}]', region, pos, now)
+              for pos, raw in enumerate(expand_generators(data.get('container_groups'), 'alicloud.container_groups'))]
+    instances = [_load_instance(raw, f'alicloud.instances[{pos}]', region, pos, now)
+                 for pos, raw in enumerate(expand_generators(data.get('instances'), 'alicloud.instances'))]
+    for kind, ids in (('container group', [g.group_id for g in groups]), ('instance', [i.instance_id for i in instances])):
+        if len(ids) != len(set(ids)):
+            raise WorldError(f'alicloud: duplicate {kind} ids')
+    return AliWorld(region=region, credentials=creds, container_groups=groups, instances=instances)
+
+
+def _load_group(raw: dict[str, Any], where: str, region: str, pos: int, now: datetime.datetime) -> ContainerGroup:
+    raw = _check_keys(raw, _GROUP_KEYS, where)
+    name = str(raw.get('name') or f'group-{pos + 1}')
+    group_region = str(raw.get('region', region))
+    status = _choice(str(raw.get('status', 'Running')), ECI_STATUSES, f'{where}.status')
+    group = ContainerGroup(
+        group_id=str(raw.get('id') or 'eci-' + _digest('eci', group_region, name)[:20]), name=name,
+        region=group_region, zone=str(raw.get('zone', f'{group_region}-h')), status=status, containers=[],
+        tags=_tags(raw.get('tags'), where), vpc_id=str(raw.get('vpc_id', 'vpc-emulator0001')),
+        vswitch_id=str(raw.get('vswitch_id', 'vsw-emulator0001')), security_group_id=str(raw.get('security_group_id', 'sg-emulator0001')),
+        intranet_ip=str(raw.get('intranet_ip') or _ip_for('172.16.0.0/16', pos)),
+        cpu=float(raw.get('cpu', 1.0)), memory=float(raw.get('memory', 2.0)), instance_type=str(raw.get('instance_type', '')),
+        restart_policy=str(raw.get('restart_policy', 'Always')), created_at=now - datetime.timedelta(hours=1),
+    )
+    # A group's containers follow its phase unless the world says otherwise.
+    default_state = {'Running': 'Running', 'Succeeded': 'Terminated', 'Failed': 'Terminated'}.get(status, 'Waiting')
+    for cpos, craw in enumerate(raw.get('containers') or [{'name': name}]):
+        craw = _check_keys(craw, _ECI_CONTAINER_KEYS, f'{where}.containers[{cpos}]')
+        if not craw.get('name'):
+            raise WorldError(f'{where}.containers[{cpos}]: name is required')
+        state = str(craw.get('state', default_state))
+        group.containers.append(EciContainer(
+            name=str(craw['name']), image=str(craw.get('image', 'registry.cn-hangzhou.aliyuncs.com/library/busybox:latest')),
+            state=state, ready=bool(craw.get('ready', state == 'Running')), restart_count=int(craw.get('restart_count', 0)),
+            commands=[str(c) for c in craw.get('commands') or []], args=[str(a) for a in craw.get('args') or []],
+            cpu=float(craw.get('cpu', 0.0)), memory=float(craw.get('memory', 0.0)),
+        ))
+    if len({c.name for c in group.containers}) != len(group.containers):
+        raise WorldError(f'{where}: container names must be unique within a group')
+    return group
+
+
+def _load_instance(raw: dict[str, Any], where: str, region: str, pos: int, now: datetime.datetime) -> EcsInstance:
+    raw = _check_keys(raw, _INSTANCE_KEYS, where)
+    name = str(raw.get('name') or f'instance-{pos + 1}')
+    inst_region = str(raw.get('region', region))
+    os_type = _choice(str(raw.get('os_type', 'linux')).lower(), OS_TYPES, f'{where}.os_type')
+    assistant_raw = _check_keys(raw.get('cloud_assistant') or {}, _ASSISTANT_KEYS, f'{where}.cloud_assistant')
+    assistant = CloudAssistant(
+        online=bool(assistant_raw.get('online', True)), version=str(assistant_raw.get('version', '2.2.3.857')),
+        session_manager=bool(assistant_raw.get('session_manager', True)),
+        active_task_count=int(assistant_raw.get('active_task_count', 0)),
+        invocation_count=int(assistant_raw.get('invocation_count', 0)),
+        last_heartbeat_age=int(assistant_raw.get('last_heartbeat_age', 0 if assistant_raw.get('online', True) else 86400)),
+    )
+    instance_id = str(raw.get('id') or 'i-' + _digest('ecs', inst_region, name)[:20])
+    default_os = 'Windows Server 2022 Datacenter 64bit' if os_type == 'windows' else 'Alibaba Cloud Linux 3.2104 LTS 64 bit'
+    default_image = 'win2022_21H2_x64_dtc_en-us_40G_alibase_20240101.vhd' if os_type == 'windows' else 'aliyun_3_x64_20G_alibase_20240101.vhd'
+    return EcsInstance(
+        instance_id=instance_id, name=name, region=inst_region, zone=str(raw.get('zone', f'{inst_region}-h')),
+        status=_choice(str(raw.get('status', 'Running')), ECS_INSTANCE_STATUSES, f'{where}.status'),
+        os_type=os_type, os_name=str(raw.get('os_name', default_os)), instance_type=str(raw.get('instance_type', 'ecs.g7.large')),
+        cpu=int(raw.get('cpu', 2)), memory=int(raw.get('memory', 8192)), vpc_id=str(raw.get('vpc_id', 'vpc-emulator0001')),
+        vswitch_id=str(raw.get('vswitch_id', 'vsw-emulator0001')), private_ip=str(raw.get('private_ip') or _ip_for('10.0.0.0/8', pos)),
+        hostname=str(raw.get('hostname') or name), image_id=str(raw.get('image_id', default_image)),
+        security_group_id=str(raw.get('security_group_id', 'sg-emulator0001')), cloud_assistant=assistant,
+        tags=_tags(raw.get('tags'), where), created_at=now - datetime.timedelta(days=1),
+    )
+
+
+# --------------------------------------------------------------------------- entry points
+
+_TOP_KEYS = {'aws', 'alicloud', 'faults'}
+
+
+def parse_world(data: Any, source: Path | None = None) -> World:
+    """Build a :class:`World` from already-parsed YAML data."""
+    data = _check_keys(data if data is not None else {}, _TOP_KEYS, 'world')
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    faults = data.get('faults') or []
+    if not isinstance(faults, list):
+        raise WorldError('faults: expected a list of rules')
+    return World(aws=_load_aws(data.get('aws') or {}, now), alicloud=_load_alicloud(data.get('alicloud') or {}, now),
+                 faults=faults, source=source, started_at=now)
+
+
+def load_world(path: str | Path | None = None) -> World:
+    """Load a world file (the shipped default when ``path`` is None)."""
+    world_path = Path(path) if path else DEFAULT_WORLD
+    try:
+        data = yaml.safe_load(world_path.read_text(encoding='utf-8'))
+    except OSError as exc:
+        raise WorldError(f'cannot read world file {world_path}: {exc}') from exc
+    except yaml.YAMLError as exc:
+        raise WorldError(f'world file {world_path} is not valid YAML: {exc}') from exc
+    return parse_world(data, world_path)

@@ -1,0 +1,30 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Integration fixtures: one emulator subprocess per test session, reset before each test."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+EMULATOR_DIR = Path(__file__).resolve().parents[1] / 'emulator'
+if str(EMULATOR_DIR) not in sys.path:
+    sys.path.insert(0, str(EMULATOR_DIR))
+
+from cloudexec_emulator.testing import EmulatorInfo, start_emulator  # noqa: E402  pylint: disable=wrong-import-position
+
+
+@pytest.fixture(scope='session')
+def emulator() -> EmulatorInfo:
+    """The emulator on the shipped default world, listening on a free port."""
+    with start_emulator() as info:
+        yield info
+
+
+@pytest.fixture
+def emu(emulator: EmulatorInfo) -> EmulatorInfo:  # pylint: disable=redefined-outer-name
+    """The session emulator with no fault rules and zeroed counters."""
+    emulator.admin('DELETE', 'faults')
+    emulator.admin('POST', 'calls/reset')
+    yield emulator
+    emulator.admin('DELETE', 'faults')
