@@ -205,7 +205,7 @@ def test_unknown_action_and_version(emu):
 def test_throttling_fault(emu, algorithm):
     emu.admin('POST', 'faults', {'service': 'ali-ecs', 'action': 'DescribeInstances', 'throttle': 2})
     client = ecs(emu, algorithm=algorithm)
-    for _ in range(2):
+    for _attempt in range(2):
         with pytest.raises(TeaException) as excinfo:
             describe_instances(client)
         assert (excinfo.value.code, excinfo.value.status_code) == ('Throttling.User', 400)

@@ -104,7 +104,7 @@ def test_interactive_pty_session(box):
 def test_kill_all(box):
     async def scenario():
         runner = SandboxRunner()
-        procs = [await runner.start(box, ['sleep', '60']) for _ in range(2)]
+        procs = [await runner.start(box, ['sleep', '60']) for _index in range(2)]
         procs.append(await runner.start(box, ['sleep', '60'], tty=True))
         assert runner.live == 3
         await runner.kill_all()

@@ -65,6 +65,6 @@ async def describe_container_groups(ctx: CallContext) -> dict[str, Any]:
              and (ids is None or g.group_id in ids)
              and all(value is None or getattr(g, attr) == value for attr, value in filters.values())
              and tags_match(g.tags, tags)]
-    query = ['DescribeContainerGroups', region, ids, tags, {k: v for k, (_, v) in filters.items()}]
+    query = ['DescribeContainerGroups', region, ids, tags, {k: v for k, (_key, v) in filters.items()}]
     chunk, next_token = token_page(found, ctx.param('NextToken'), limit, query)
     return {'TotalCount': len(found), 'NextToken': next_token, 'ContainerGroups': [group_view(g) for g in chunk]}

@@ -54,7 +54,7 @@ def repeat_list(params: Mapping[str, Any], name: str) -> list[str]:
     """``Name.1``, ``Name.2``... in index order."""
     pattern = re.compile(rf'^{re.escape(name)}\.(\d+)$')
     found = sorted((int(m.group(1)), v) for k, v in params.items() if (m := pattern.match(k)))
-    return [str(v) for _, v in found]
+    return [str(v) for _key, v in found]
 
 
 def tag_filters(params: Mapping[str, Any]) -> list[tuple[str, str | None]]:

@@ -119,7 +119,7 @@ def verify(request: AliRequest, lookup: Callable[[str], AliCredential | None], n
 
 
 def _parse_acs3(header: str) -> tuple[str, dict[str, str]]:
-    algorithm, _, rest = header.strip().partition(' ')
+    algorithm, _sep, rest = header.strip().partition(' ')
     parts: dict[str, str] = {}
     for item in rest.split(','):
         key, sep, value = item.strip().partition('=')

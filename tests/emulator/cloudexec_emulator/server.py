@@ -32,7 +32,7 @@ AWS_SERVICE = 'aws-ecs'
 
 def _split_raw_path(request: web.Request) -> tuple[str, str]:
     # The signatures cover the bytes as sent, so work from the undecoded path and query.
-    path, _, query = request.raw_path.partition('?')
+    path, _sep, query = request.raw_path.partition('?')
     return path, query
 
 
@@ -50,7 +50,7 @@ async def _run_handler(handler: Any, ctx: CallContext) -> dict[str, Any]:
 
 async def handle_aws(request: web.Request, state: EmulatorState, body: bytes) -> web.Response:
     request_id = new_request_id()
-    prefix, _, action = request.headers['X-Amz-Target'].partition('.')
+    prefix, _sep, action = request.headers['X-Amz-Target'].partition('.')
     state.stats.count_call(AWS_SERVICE, action or '?')
     try:
         if prefix != aws_ecs.TARGET_PREFIX or action not in aws_ecs.ACTIONS:

@@ -75,7 +75,7 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
 
 def parse_authorization(header: str) -> dict[str, str]:
     """Split ``AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`` into its parts."""
-    algorithm, _, rest = header.strip().partition(' ')
+    algorithm, _sep, rest = header.strip().partition(' ')
     if algorithm != ALGORITHM:
         raise _incomplete(f"Unsupported AWS 'algorithm': '{algorithm}'")
     parts: dict[str, str] = {}

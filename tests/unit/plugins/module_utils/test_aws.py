@@ -14,7 +14,7 @@ from ansible_collections.cloudexec.core.plugins.module_utils.errors import Valid
 
 
 def options(**values):
-    return lambda name: values.get(name)
+    return values.get
 
 
 def test_explicit_options_win_over_legacy_environment():
