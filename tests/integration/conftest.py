@@ -2,14 +2,24 @@
 """Integration fixtures: one emulator subprocess per test session, reset before each test."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-EMULATOR_DIR = Path(__file__).resolve().parents[1] / 'emulator'
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EMULATOR_DIR = REPO_ROOT / 'tests' / 'emulator'
 if str(EMULATOR_DIR) not in sys.path:
     sys.path.insert(0, str(EMULATOR_DIR))
+
+# Tests that import the collection's Python code find it where ansible/ansible-playbook find it:
+# ANSIBLE_COLLECTIONS_PATH (tests/ci sets it to the tree it builds), else that tree in .cache.
+for _path in [*os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep), str(REPO_ROOT / '.cache' / 'collections')]:
+    if _path and (Path(_path) / 'ansible_collections' / 'cloudexec' / 'core').is_dir():
+        if _path not in sys.path:
+            sys.path.insert(0, _path)
+        break
 
 from cloudexec_emulator.testing import EmulatorInfo, start_emulator  # noqa: E402  pylint: disable=wrong-import-position
 
