@@ -1,0 +1,832 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Client transport of the SSM Session Manager data channel (what ECS ExecuteCommand hands out).
+
+DataChannelSession owns the websocket (the `websockets` library's sync client) and the clock, and
+drives the sans-I/O DataChannelState(role=Role.CLIENT) from channel.py. It starts no thread of its
+own: every acknowledgement, resend and handshake answer happens inside a call of read(), flush() or
+send(), so the caller pumps. The websockets library keeps its own reader thread for the socket;
+nothing of ours runs there.
+
+    with DataChannelSession(stream_url, token, session_id=sid) as session:
+        session.send(b'echo hi\\n')
+        data = session.read(timeout=5)      # b'' on timeout; SessionClosed once the agent ends it
+
+Secrets: the token authenticates the session and the stream URL (its path and its query) locates
+it, so neither is ever put into a log line, an exception or a repr; only the host is named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import os
+import re
+import time
+import typing as t
+import urllib.parse
+import uuid
+
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
+from ansible_collections.cloudexec.core.plugins.module_utils.ssm.channel import (
+    RESEND_GIVE_UP_AFTER,
+    ChannelClosedEvent,
+    DataChannelState,
+    EncryptionChallengeReceived,
+    HandshakeCompleted,
+    HandshakeRequested,
+    PublicationPaused,
+    PublicationStarted,
+    Role,
+    StreamData,
+    UnexpectedMessage,
+)
+from ansible_collections.cloudexec.core.plugins.module_utils.ssm.messages import (
+    ACKNOWLEDGE,
+    OUTPUT_STREAM_DATA,
+    AgentMessage,
+    PayloadType,
+    SSMProtocolError,
+)
+from ansible_collections.cloudexec.core.plugins.module_utils.ssm.payloads import (
+    ACTION_KMS_ENCRYPTION,
+    ChannelClosed,
+    EncryptionChallenge,
+    HandshakeRequest,
+    KMSEncryptionRequest,
+    answer_handshake,
+    build_open_data_channel,
+    build_size,
+    kms_encryption_result,
+    parse_acknowledge,
+    parse_exit_code,
+)
+from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
+
+try:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect as _websockets_connect
+except ImportError:
+    HAS_WEBSOCKETS = False
+    _websockets_connect = None  # pylint: disable=invalid-name
+    ConnectionClosed = None  # pylint: disable=invalid-name
+else:
+    HAS_WEBSOCKETS = True
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+except ImportError:
+    HAS_CRYPTOGRAPHY = False
+else:
+    HAS_CRYPTOGRAPHY = True
+
+PROVIDER = 'aws'
+
+# Stream names used by read_streams().
+STDOUT = 'stdout'
+STDERR = 'stderr'
+
+# How long input is held after open() when the agent has sent nothing yet. The agent asks for a
+# handshake (KMS) as its first message, and input sent during a handshake is acknowledged but dropped;
+# without a handshake the first output (about a second in) releases the input earlier.
+DEFAULT_INPUT_HOLD = 2.0
+# Websocket keepalive: AWS's client pings every 5 minutes; we ping more often so a dead route is
+# noticed (and reported as SessionDropped) within a minute rather than at the TCP timeout.
+PING_INTERVAL = 30.0
+PING_TIMEOUT = 30.0
+# Bound on the polite closing handshake, so close() never hangs on a dead peer.
+CLOSE_TIMEOUT = 2.0
+# read() keeps pulling frames that are already queued, up to this many, to hand back larger chunks.
+_COALESCE_FRAMES = 256
+# Shortest wait handed to recv(): a deadline that is due "now" must not turn into a spin.
+_MIN_WAIT = 0.001
+# AES-GCM nonce length used by AWS (encrypter.go).
+_NONCE_SIZE = 12
+_DATA_KEY_SIZE = 64
+
+# websockets logs the request line (URL path and query) and frame bodies (the token) at DEBUG. Its
+# connections get this logger, which never enables DEBUG whatever the root logger says.
+_WS_LOGGER = logging.getLogger('ansible_collections.cloudexec.core.ssm.websocket')
+_WS_LOGGER.setLevel(logging.INFO)
+_LOGGER = logging.getLogger(__name__)
+
+_REDACTED = '<redacted>'
+_ANSI_RE = re.compile(r'\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])')
+_CONTROL_RE = re.compile(r'[\x00-\x1f\x7f-\x9f]+')
+
+_CONNECT_REMEDY = ('Check that this host can reach the ssmmessages endpoint on port 443 (network route, proxy settings, or an '
+                   'ssmmessages VPC endpoint for private subnets), then start a new session with ExecuteCommand: its token '
+                   'is single use and expires within minutes')
+
+GenerateDataKey = t.Callable[[str, t.Dict[str, str]], t.Tuple[bytes, bytes]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+class DataChannelConnectFailed(CloudExecError):
+    """The websocket could not be opened, or the service closed it before the session started."""
+
+    def __init__(self, message: str, *, status: int | None = None, input_sent: bool = False, remedy: str = _CONNECT_REMEDY) -> None:
+        super().__init__(message, code='DataChannelConnectFailed', provider=PROVIDER, remedy=remedy, status=status,
+                         retryable=False)
+        self.input_sent = input_sent
+
+
+class SessionDropped(CloudExecError):
+    """The connection was lost mid-session; `input_sent` says whether the command may have seen input."""
+
+    def __init__(self, message: str, *, input_sent: bool, input_acknowledged: bool) -> None:
+        super().__init__(message, code='SessionDropped', provider=PROVIDER, retryable=False,
+                         remedy='Start a new session; check whether the command ran before repeating it' if input_sent
+                         else 'Start a new session')
+        self.input_sent = input_sent
+        self.input_acknowledged = input_acknowledged
+
+
+class SessionClosed(CloudExecError):
+    """The agent ended the session (channel_closed); every output byte before it was delivered."""
+
+    def __init__(self, message: str, *, output: str = '', exit_code: int | None = None) -> None:
+        super().__init__(message, code='SessionClosed', provider=PROVIDER, retryable=False)
+        self.output = output
+        self.exit_code = exit_code
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class SessionStats:
+    """Counters of one session; payload contents are never kept."""
+
+    opened_at: float | None = None        # wall clock (epoch seconds) when the websocket opened
+    connect_seconds: float | None = None  # how long connecting took
+    frames_sent: int = 0                  # binary frames (stream messages, resends, acks)
+    frames_received: int = 0
+    stream_messages_sent: int = 0         # first transmissions of input_stream_data messages
+    stream_messages_received: int = 0     # output_stream_data messages, duplicates included
+    acks_sent: int = 0
+    acks_received: int = 0
+    resends: int = 0
+    bytes_in: int = 0                     # output bytes handed to the caller
+    bytes_out: int = 0                    # input bytes taken from the caller
+    wire_bytes_in: int = 0
+    wire_bytes_out: int = 0
+    invalid_frames: int = 0               # dropped as malformed (the agent resends them)
+    pauses: int = 0                       # pause_publication received
+
+    def as_dict(self) -> dict[str, t.Any]:
+        """Return the counters as a plain dict (for module results and debug logs)."""
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+class _Redactor:
+    """Replaces the token and every piece of the stream URL but its host in a text."""
+
+    def __init__(self, stream_url: str, token: str) -> None:
+        parts = urllib.parse.urlsplit(stream_url)
+        candidates = {token, stream_url, parts.path, parts.query, parts.path + '?' + parts.query}
+        for piece in list(candidates):
+            candidates.add(urllib.parse.unquote(piece))
+            candidates.add(urllib.parse.quote(piece, safe=''))
+        # Longest first, so a URL is replaced whole before its path is; tiny pieces ('/') are not secrets.
+        self._secrets = sorted((item for item in candidates if len(item) > 3), key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, _REDACTED)
+        return text
+
+
+def _sanitize(text: str, redact: t.Callable[[str], str], limit: int = 500) -> str:
+    """Make agent-supplied text safe for a log line or an error: no escapes, no control characters, bounded."""
+    text = _CONTROL_RE.sub(' ', _ANSI_RE.sub('', text))
+    text = redact(' '.join(text.split()))
+    return text if len(text) <= limit else text[:limit] + '...'
+
+
+def _supported_kwargs(func: t.Callable[..., t.Any]) -> frozenset[str] | None:
+    """Return the named keyword parameters of func (None: unknown, pass everything)."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return None
+    return frozenset(name for name, param in params.items() if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD))
+
+
+def _default_log(line: str) -> None:
+    _LOGGER.debug('%s', line)
+
+
+# ---------------------------------------------------------------------------------------------
+# The session
+# ---------------------------------------------------------------------------------------------
+class DataChannelSession:
+    """One SSM data channel session over a websocket, pumped by the caller (no threads of ours).
+
+    stream_url and token come from ECS ExecuteCommand (session.streamUrl, session.tokenValue).
+    session_id and target_id ("ecs:<cluster>_<taskId>_<runtimeId>") are only needed for KMS.
+    generate_data_key(key_id, encryption_context) -> (plaintext, ciphertext_blob) must call KMS
+    GenerateDataKey with NumberOfBytes=64; without it a KMS-encrypted session is refused.
+    """
+
+    def __init__(self, stream_url: str, token: str, *, session_id: str | None = None, target_id: str | None = None,
+                 connect_timeout: float = 30.0, log: t.Callable[[str], None] | None = None,
+                 connect: t.Callable[..., t.Any] | None = None, clock: t.Callable[[], float] = time.monotonic,
+                 client_version: str = USER_AGENT, proxy: str | bool | None = True,
+                 extra_headers: t.Mapping[str, str] | None = None, ssl_context: t.Any = None,
+                 generate_data_key: GenerateDataKey | None = None, input_hold: float = DEFAULT_INPUT_HOLD,
+                 give_up_after: float = RESEND_GIVE_UP_AFTER) -> None:
+        if not HAS_WEBSOCKETS:
+            raise CloudExecError('the websockets library is required on the controller for ECS Exec sessions',
+                                 code='MissingDependency', provider='cloudexec', retryable=False,
+                                 remedy='pip install "websockets>=12.0" (see the collection requirements.txt)')
+        parts = urllib.parse.urlsplit(stream_url or '')
+        if parts.scheme not in ('wss', 'ws') or not parts.hostname:
+            # The URL itself stays out of the message: its path and query locate the session.
+            raise CloudExecError('the data channel stream URL must be a wss:// URL with a host', code='InvalidParameter',
+                                 provider='cloudexec', retryable=False,
+                                 remedy='Pass session.streamUrl from the ExecuteCommand response unchanged')
+        if not token:
+            raise CloudExecError('the data channel token is empty', code='InvalidParameter', provider='cloudexec',
+                                 retryable=False, remedy='Pass session.tokenValue from the ExecuteCommand response')
+        self._stream_url = stream_url
+        self._token = token
+        self._redact = _Redactor(stream_url, token)
+        self.host = parts.hostname if parts.port is None else '%s:%d' % (parts.hostname, parts.port)
+        self.session_id = session_id
+        self.target_id = target_id
+        self.connect_timeout = connect_timeout
+        self.client_version = client_version
+        self.input_hold = input_hold
+        self._log_callback = log or _default_log
+        self._connect = connect or _websockets_connect
+        self._clock = clock
+        self._proxy = proxy
+        self._extra_headers = dict(extra_headers or {})
+        self._ssl_context = ssl_context
+        self._generate_data_key = generate_data_key
+        self._channel = DataChannelState(Role.CLIENT, give_up_after=give_up_after)
+        self.stats = SessionStats()
+        self.session_type: str | None = None
+        self.exit_code: int | None = None
+        self._ws: t.Any = None
+        self._opened = False
+        self._closed_by_us = False
+        self._opened_mono = 0.0
+        self._frames_seen = 0              # binary frames from the service (0: it never spoke)
+        self._agent_spoke = False          # a stream message arrived: the session exists on the agent
+        self._handshake: str | None = None  # None, 'requested' or 'complete'
+        self._held: list[tuple[int, bytearray]] = []
+        self._chunks: list[tuple[str, bytes]] = []
+        self._highest_sent = -1            # highest sequence number put on the socket
+        self._first_input_seq: int | None = None  # sequence number of the first caller input message
+        self._input_acked = False
+        self._closed_info: ChannelClosed | None = None
+        self._failure: CloudExecError | None = None
+        self._write_closed = False          # a send met a closed connection; receiving decides what it means
+        self._write_closed_at = 0.0
+        self._aead: tuple[t.Any, t.Any] | None = None  # (encrypt, decrypt) AESGCM objects
+
+    # -- presentation ------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return 'DataChannelSession(host=%r, session_id=%r, state=%r)' % (self.host, self.session_id, self.state)
+
+    __str__ = __repr__
+
+    @property
+    def state(self) -> str:
+        """'new', 'open', 'ended' (agent closed it), 'failed' or 'closed' (closed by us)."""
+        if self._closed_by_us:
+            return 'closed'
+        if self._failure is not None:
+            return 'failed'
+        if self._closed_info is not None:
+            return 'ended'
+        return 'open' if self._opened else 'new'
+
+    @property
+    def ready(self) -> bool:
+        """True when input goes out at once; before that it is held (see DEFAULT_INPUT_HOLD)."""
+        if self._handshake is not None:
+            return self._handshake == 'complete'
+        if self._agent_spoke:
+            return True
+        return self._opened and self._clock() - self._opened_mono >= self.input_hold
+
+    @property
+    def input_sent(self) -> bool:
+        """True once any input (or terminal size) message of the caller went onto the socket."""
+        return self._first_input_seq is not None and self._highest_sent >= self._first_input_seq
+
+    @property
+    def unacknowledged(self) -> int:
+        """Input messages sent or queued but not yet acknowledged, plus held input."""
+        return self._channel.unacked_count + len(self._held)
+
+    def _log(self, line: str) -> None:
+        self._log_callback(self._redact(line))
+
+    # -- opening -----------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect the websocket and send the OpenDataChannel frame; raises DataChannelConnectFailed."""
+        if self._opened or self._closed_by_us:
+            raise CloudExecError('the data channel session was already opened', code='DataChannelAlreadyOpen',
+                                 provider='cloudexec', retryable=False, remedy='Create a new DataChannelSession per session')
+        self._opened = True
+        scheme = urllib.parse.urlsplit(self._stream_url).scheme
+        self._log('opening the SSM data channel to %s%s' % (self.host, '' if scheme == 'wss' else ' (unencrypted ws://)'))
+        self._log_proxy()
+        kwargs: dict[str, t.Any] = {
+            'open_timeout': self.connect_timeout,
+            'max_size': None,          # output frames are small, but the protocol has no limit of its own
+            'compression': None,       # AWS's client (gorilla's default dialer) does not negotiate deflate
+            'user_agent_header': self.client_version,
+            'ping_interval': PING_INTERVAL,
+            'ping_timeout': PING_TIMEOUT,
+            'close_timeout': CLOSE_TIMEOUT,
+            'logger': _WS_LOGGER,
+            'proxy': None if self._proxy is False else self._proxy,  # websockets >= 15 only
+            'legacy': True,            # websockets >= 17.1: connect() without a with-block, on purpose
+        }
+        if self._extra_headers:
+            kwargs['additional_headers'] = self._extra_headers
+        if self._ssl_context is not None:
+            kwargs['ssl'] = self._ssl_context
+        supported = _supported_kwargs(self._connect)
+        if supported is not None:
+            kwargs = {key: value for key, value in kwargs.items() if key in supported}
+        started = self._clock()
+        try:
+            self._ws = self._connect(self._stream_url, **kwargs)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # OSError, TimeoutError, InvalidHandshake, InvalidURI, InvalidProxy...: all mean "no channel".
+            # `from None`: the original exception's text may carry the URL.
+            self._failure = self._connect_error(exc)
+            raise self._failure from None
+        self._opened_mono = self._clock()
+        self.stats.connect_seconds = self._opened_mono - started
+        self.stats.opened_at = time.time()
+        frame = build_open_data_channel(self._token, client_id=str(uuid.uuid4()), client_version=self.client_version,
+                                        request_id=str(uuid.uuid4()))
+        try:
+            self._ws.send(frame)  # a str: the only TEXT frame; everything after is binary
+        except ConnectionClosed as exc:
+            self._set_failure(DataChannelConnectFailed('the service at %s closed the websocket before the session was opened%s'
+                                                       % (self.host, self._close_details(exc))))
+            raise self._failure from None
+        self._log('data channel websocket to %s open after %.2f s; OpenDataChannel sent' % (self.host, self.stats.connect_seconds))
+
+    def _log_proxy(self) -> None:
+        if self._proxy is True and HAS_WEBSOCKETS:
+            try:
+                from websockets.proxy import get_proxy  # pylint: disable=import-outside-toplevel
+                from websockets.uri import parse_uri  # pylint: disable=import-outside-toplevel
+                proxy = get_proxy(parse_uri(self._stream_url))
+            except (ImportError, ValueError, OSError, AttributeError):
+                return
+        else:
+            proxy = self._proxy or None
+        if proxy:
+            # Name the proxy's host only: its URL may hold credentials.
+            parsed = urllib.parse.urlsplit(str(proxy))
+            self._log('connecting through the proxy %s://%s (from %s)' % (
+                parsed.scheme, parsed.hostname, 'the environment' if self._proxy is True else 'the proxy option'))
+
+    def _connect_error(self, exc: BaseException) -> DataChannelConnectFailed:
+        status = getattr(getattr(exc, 'response', None), 'status_code', None)
+        if isinstance(status, int):
+            hint = {401: 'the token or the request signature was not accepted', 403: 'the token was rejected or has expired',
+                    404: 'the session does not exist (it ended, or the token was already used)'}.get(status, '')
+            return DataChannelConnectFailed('the ssmmessages endpoint at %s refused the websocket upgrade with HTTP %d%s'
+                                            % (self.host, status, ': ' + hint if hint else ''), status=status)
+        if isinstance(exc, TimeoutError):
+            what = 'timed out after %g seconds' % self.connect_timeout
+        elif isinstance(exc, OSError):
+            what = 'failed: %s%s' % (type(exc).__name__, ' (%s)' % exc.strerror if exc.strerror else '')
+        else:
+            what = 'failed: %s: %s' % (type(exc).__name__, _sanitize(str(exc), self._redact, 200))
+        return DataChannelConnectFailed('connecting the SSM data channel websocket to %s %s' % (self.host, what))
+
+    # -- the public pump ---------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        """Queue input for the remote terminal; it is sent now unless held (not ready, publication paused).
+
+        Raises SessionDropped (or SessionClosed) when the connection is found closed; to tell the two
+        apart it may read for up to CLOSE_TIMEOUT seconds. Output that arrived before stays readable.
+        """
+        self._check_usable()
+        data = bytes(data)
+        if not data:
+            return
+        self.stats.bytes_out += len(data)
+        self._submit(PayloadType.OUTPUT, data)
+        self._settle_write_loss()
+        self._raise_failure()
+
+    def send_terminal_size(self, cols: int, rows: int) -> None:
+        """Tell the remote PTY its size (ECS Exec honours it; a wide terminal avoids line wrapping)."""
+        self._check_usable()
+        self._submit(PayloadType.SIZE, build_size(cols, rows))
+        self._settle_write_loss()
+        self._raise_failure()
+
+    def read_streams(self, timeout: float) -> list[tuple[str, bytes]]:
+        """Pump for up to timeout seconds; return [(STDOUT|STDERR, bytes), ...] in order, [] on timeout.
+
+        Raises SessionClosed once the agent closed the channel and everything before it was returned,
+        SessionDropped when the connection is lost, and the KMS / connect errors described above.
+        """
+        self._check_usable(allow_ended=True)
+        deadline = self._clock() + max(0.0, timeout)
+        self._pump(deadline, lambda: bool(self._chunks))
+        if self._chunks:
+            # Pick up frames that are already here, so callers get larger pieces with fewer calls.
+            for _frame in range(_COALESCE_FRAMES):
+                if self._failure is not None or self._ws is None or not self._receive_one(0.0):
+                    break
+            chunks, self._chunks = self._chunks, []
+            return chunks
+        self._raise_failure()
+        if self._closed_info is not None:
+            raise self._session_closed()
+        return []
+
+    def read(self, timeout: float) -> bytes:
+        """Like read_streams() with stdout and stderr merged in arrival order (b'' on timeout)."""
+        return b''.join(data for _stream, data in self.read_streams(timeout))
+
+    def flush(self, timeout: float) -> bool:
+        """Pump until all input is acknowledged (True) or timeout passes (False); output is kept for read()."""
+        self._check_usable(allow_ended=True)
+        deadline = self._clock() + max(0.0, timeout)
+        done = self._pump(deadline, lambda: not self._held and self._channel.unacked_count == 0)
+        if not done and not self._chunks:
+            self._raise_failure()  # with output pending, read() delivers it and raises afterwards
+        return done
+
+    def close(self) -> None:
+        """Close the websocket politely (idempotent). The remote command is not stopped by this."""
+        if self._closed_by_us:
+            return
+        self._closed_by_us = True
+        self._drop_socket()
+        if self._opened:
+            self._log('data channel to %s closed: %s' % (self.host, ', '.join('%s=%s' % item for item in self.stats.as_dict().items())))
+
+    def __enter__(self) -> DataChannelSession:
+        if not self._opened:
+            self.open()
+        return self
+
+    def __exit__(self, *exc_info: t.Any) -> None:
+        self.close()
+
+    # -- internals: checks -------------------------------------------------------------------
+    def _check_usable(self, allow_ended: bool = False) -> None:
+        if self._closed_by_us or not self._opened:
+            raise CloudExecError('the data channel session is not open', code='DataChannelNotOpen', provider='cloudexec',
+                                 retryable=False, remedy='Call open() first (or use the session as a context manager)')
+        if not allow_ended:
+            self._raise_failure()
+            if self._closed_info is not None:
+                raise self._session_closed()
+
+    def _settle_write_loss(self) -> None:
+        """After a failed send, read what is still queued so the closure is reported for what it is."""
+        while self._write_closed and self._ws is not None and self._failure is None:
+            self._receive_one(CLOSE_TIMEOUT)
+        if self._closed_info is not None and self._failure is None:
+            raise self._session_closed()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _set_failure(self, error: CloudExecError) -> None:
+        if self._failure is None:
+            self._failure = error
+            self._log('data channel to %s failed: %s' % (self.host, error))
+        self._drop_socket()
+
+    def _drop_socket(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.close()
+            except Exception:  # pylint: disable=broad-exception-caught
+                pass  # closing a broken socket may fail in many ways; it is gone either way
+
+    def _session_closed(self) -> SessionClosed:
+        self._drop_socket()
+        info = self._closed_info or ChannelClosed()
+        output = _sanitize(info.output, self._redact)
+        message = 'the agent closed the session' + (': %s' % output if output else '')
+        return SessionClosed(message, output=output, exit_code=self.exit_code)
+
+    def _lost(self, exc: BaseException | None, why: str = '') -> CloudExecError:
+        details = self._close_details(exc) if exc is not None else ''
+        if exc is not None and self._frames_seen == 0:
+            return DataChannelConnectFailed(
+                'the service at %s closed the data channel before the session started%s%s: the token was probably rejected '
+                '(already used or expired)' % (self.host, details, why), input_sent=self.input_sent)
+        if self.input_sent:
+            sent = ('after input had been sent (%d bytes, %s): the command may have run'
+                    % (self.stats.bytes_out, 'the agent acknowledged some of it' if self._input_acked else 'none acknowledged'))
+        else:
+            sent = 'before any input was sent'
+        return SessionDropped('the data channel to %s was lost %s%s%s' % (self.host, sent, details, why),
+                              input_sent=self.input_sent, input_acknowledged=self._input_acked)
+
+    def _close_details(self, exc: BaseException) -> str:
+        frame = getattr(exc, 'rcvd', None)
+        if frame is None:
+            return ' (no close frame)'
+        reason = _sanitize(getattr(frame, 'reason', '') or '', self._redact, 200)
+        return ' (close code %s%s)' % (getattr(frame, 'code', '?'), ': %s' % reason if reason else '')
+
+    # -- internals: pumping ------------------------------------------------------------------
+    def _pump(self, deadline: float, done: t.Callable[[], bool]) -> bool:
+        """Receive and service the channel until done() or the deadline; stop early on failure or end."""
+        while True:
+            if done():
+                return True
+            if self._failure is not None or self._closed_info is not None or self._ws is None:
+                return False
+            self._service()
+            if self._failure is not None:
+                continue
+            now = self._clock()
+            remaining = deadline - now
+            if remaining <= 0:
+                return False
+            wait = remaining
+            wakeup = self._next_wakeup()
+            if wakeup is not None:
+                wait = min(wait, max(_MIN_WAIT, wakeup - now))
+            self._receive_one(wait)
+
+    def _next_wakeup(self) -> float | None:
+        candidates = []
+        resend = self._channel.next_deadline()
+        if resend is not None:
+            candidates.append(resend)
+        if self._held and self._handshake is None and not self._agent_spoke:
+            candidates.append(self._opened_mono + self.input_hold)
+        return min(candidates) if candidates else None
+
+    def _service(self) -> None:
+        """Send held input once ready, resends that fell due, and notice a stalled channel."""
+        now = self._clock()
+        if self._held and self.ready and not self._channel.closed:
+            held, self._held = self._held, []
+            for payload_type, data in held:
+                self._send_stream(payload_type, bytes(data))
+        if self._failure is not None:
+            return
+        if self._channel.stalled(now):
+            self._set_failure(self._lost(None, ': no acknowledgement from the agent for %g seconds' % self._channel.give_up_after))
+            return
+        for message in self._channel.due_resends(now):
+            self._transmit(message)
+
+    def _submit(self, payload_type: int, data: bytes) -> None:
+        if self._held or not self.ready:
+            if self._held and self._held[-1][0] == payload_type == PayloadType.OUTPUT:
+                self._held[-1][1].extend(data)
+            else:
+                self._held.append((payload_type, bytearray(data)))
+            return
+        self._send_stream(payload_type, data)
+
+    def _send_stream(self, payload_type: int, data: bytes) -> None:
+        if self._first_input_seq is None and payload_type in (PayloadType.OUTPUT, PayloadType.SIZE):
+            self._first_input_seq = self._channel.next_sequence_number
+        try:
+            messages = self._channel.send(data, payload_type, now=self._clock())
+        except SSMProtocolError as exc:
+            self._set_failure(CloudExecError('cannot queue input on the data channel: %s' % exc, code='DataChannelProtocolError',
+                                             provider=PROVIDER, retryable=False))
+            return
+        for message in messages:
+            self._transmit(message)
+
+    def _transmit(self, message: AgentMessage) -> None:
+        if self._ws is None or self._write_closed:
+            return
+        frame = message.encode()
+        try:
+            self._ws.send(frame)
+        except ConnectionClosed:
+            # Not a verdict yet: frames the service sent before hanging up (channel_closed above all)
+            # may still be queued. Receiving drains them and then meets the closure (_receive_one).
+            self._write_closed = True
+            self._write_closed_at = self._clock()
+            return
+        self.stats.frames_sent += 1
+        self.stats.wire_bytes_out += len(frame)
+        if message.message_type == ACKNOWLEDGE:
+            self.stats.acks_sent += 1
+        elif message.sequence_number > self._highest_sent:
+            self._highest_sent = message.sequence_number
+            self.stats.stream_messages_sent += 1
+        else:
+            self.stats.resends += 1
+
+    def _receive_one(self, wait: float) -> bool:
+        """Receive and handle at most one frame; False if none came within wait."""
+        try:
+            frame = self._ws.recv(timeout=wait)
+        except TimeoutError:
+            if self._write_closed and self._clock() - self._write_closed_at >= CLOSE_TIMEOUT:
+                # The write side died long ago and the read side never closed: treat it as the loss it is.
+                self._set_failure(self._lost(None, ': sending failed on a closed connection'))
+            return False
+        except ConnectionClosed as exc:
+            if self._channel.closed:
+                self._drop_socket()  # the service hangs up after channel_closed: the normal end
+            else:
+                self._set_failure(self._lost(exc))
+            return False
+        self._on_frame(frame)
+        return True
+
+    def _on_frame(self, frame: t.Any) -> None:
+        if isinstance(frame, str):
+            self._log('ignored a text frame of %d characters from %s' % (len(frame), self.host))
+            return
+        self.stats.frames_received += 1
+        self.stats.wire_bytes_in += len(frame)
+        try:
+            message = AgentMessage.decode(frame)
+        except SSMProtocolError as exc:
+            # AWS's client drops such frames too; being unacknowledged, a stream message comes again.
+            self.stats.invalid_frames += 1
+            self._log('dropped a malformed frame: %s' % exc)
+            return
+        self._frames_seen += 1
+        kind = message.message_type
+        if kind == OUTPUT_STREAM_DATA:
+            self.stats.stream_messages_received += 1
+        elif kind == ACKNOWLEDGE:
+            self.stats.acks_received += 1
+        try:
+            result = self._channel.receive(message, self._clock())
+        except SSMProtocolError as exc:
+            if kind != OUTPUT_STREAM_DATA:
+                self.stats.invalid_frames += 1
+                self._log('dropped a malformed %s message: %s' % (kind, exc))
+                return
+            # A handshake we cannot read or output we cannot decrypt would only be resent forever.
+            self._set_failure(CloudExecError('the agent sent a stream message this client cannot process: %s' % exc,
+                                             code='DataChannelProtocolError', provider=PROVIDER, retryable=False,
+                                             remedy='Report this with the SSM agent version of the task'))
+            return
+        if kind == ACKNOWLEDGE and not self._input_acked and self._first_input_seq is not None:
+            try:
+                self._input_acked = parse_acknowledge(message.payload).sequence_number >= self._first_input_seq
+            except SSMProtocolError:
+                pass  # already reported by the channel, which parsed it first
+        for ack in result.to_send:
+            self._transmit(ack)
+        for event in result.events:
+            self._on_event(event)
+
+    def _on_event(self, event: t.Any) -> None:
+        if isinstance(event, StreamData):
+            self._agent_spoke = True
+            self._on_stream_data(event)
+        elif isinstance(event, HandshakeRequested):
+            self._agent_spoke = True
+            self._on_handshake(event.request)
+        elif isinstance(event, HandshakeCompleted):
+            self._handshake = 'complete'
+            message = _sanitize(event.complete.customer_message, self._redact)
+            self._log('handshake complete (session type %s)%s' % (self.session_type, ': ' + message if message else ''))
+        elif isinstance(event, EncryptionChallengeReceived):
+            self._on_challenge(event.challenge)
+        elif isinstance(event, ChannelClosedEvent):
+            self._closed_info = event.info
+            self._log('the agent closed the channel: %s' % _sanitize(event.info.output, self._redact))
+        elif isinstance(event, PublicationPaused):
+            self.stats.pauses += 1
+            self._log('publication paused by the service: input is held')
+        elif isinstance(event, PublicationStarted):
+            self._log('publication started by the service: held input goes out')
+        elif isinstance(event, UnexpectedMessage):
+            self._log('ignored a %s message' % _sanitize(event.message_type, self._redact, 40))
+
+    def _on_stream_data(self, event: StreamData) -> None:
+        if self.session_type is None and self._handshake is None:
+            # Without a handshake the first output fixes the session type, as in AWS's client.
+            self.session_type = 'Standard_Stream'
+        payload_type = event.payload_type
+        if payload_type in (PayloadType.OUTPUT, PayloadType.STDERR, PayloadType.ERROR):
+            if event.payload:
+                stream = STDOUT if payload_type == PayloadType.OUTPUT else STDERR
+                self._chunks.append((stream, event.payload))
+                self.stats.bytes_in += len(event.payload)
+        elif payload_type == PayloadType.EXIT_CODE:
+            try:
+                self.exit_code = parse_exit_code(event.payload)
+            except SSMProtocolError as exc:
+                self._log('ignored an exit code payload: %s' % exc)
+        else:
+            self._log('ignored a stream payload of type %d (%d bytes)' % (payload_type, len(event.payload)))
+
+    # -- internals: handshake and KMS --------------------------------------------------------
+    def _on_handshake(self, request: HandshakeRequest) -> None:
+        self._handshake = 'requested'
+        kms_action = request.action(ACTION_KMS_ENCRYPTION)
+        kms_result = kms_error = None
+        failure: CloudExecError | None = None
+        if kms_action is not None:
+            if self._generate_data_key is None:
+                kms_error = 'KMS encryption is not supported by this client'
+                failure = CloudExecError(
+                    'the agent asked for KMS encryption of the session (the cluster executeCommandConfiguration sets a '
+                    'kmsKeyId) and no KMS data key provider was configured', code='KMSEncryptionUnsupported', provider=PROVIDER,
+                    retryable=False, remedy='Enable KMS support for ECS Exec sessions in cloudexec.core (it needs kms:GenerateDataKey '
+                    'on the cluster key and the cryptography package), or remove kmsKeyId from the cluster executeCommandConfiguration')
+            else:
+                try:
+                    kms_result = self._setup_kms(kms_action.kms_encryption_request())
+                except CloudExecError as exc:
+                    kms_error = 'KMS data key generation failed'
+                    failure = exc
+        response, session_type = answer_handshake(request, self.client_version, kms_action_result=kms_result, kms_error=kms_error)
+        self.session_type = session_type
+        self._log('handshake requested by agent %s (%s); answering' % (
+            _sanitize(request.agent_version, self._redact, 40),
+            ', '.join(_sanitize(item.action_type, self._redact, 40) for item in request.requested_client_actions)))
+        # The response bypasses the input hold: it is what ends the handshake.
+        self._send_stream(PayloadType.HANDSHAKE_RESPONSE, response.to_json())
+        if failure is not None:
+            self._set_failure(failure)
+        elif self._aead is not None:
+            self._channel.set_cipher(self._encrypt, self._decrypt)
+
+    def _setup_kms(self, request: KMSEncryptionRequest) -> dict[str, t.Any]:
+        if not HAS_CRYPTOGRAPHY:
+            raise CloudExecError('the cryptography package is required for KMS-encrypted ECS Exec sessions',
+                                 code='MissingDependency', provider='cloudexec', retryable=False, remedy='pip install cryptography')
+        if not self.session_id or not self.target_id:
+            raise CloudExecError('KMS encryption needs the session id and the target id (ecs:<cluster>_<taskId>_<runtimeId>)',
+                                 code='KMSEncryptionFailed', provider='cloudexec', retryable=False,
+                                 remedy='Pass session_id and target_id to DataChannelSession')
+        context = {'aws:ssm:SessionId': self.session_id, 'aws:ssm:TargetId': self.target_id}
+        if request.challenge:
+            # Newer agents decrypt the key with the challenge in the context when we acknowledge it.
+            context['aws:ssm:RandomChallenge'] = request.challenge
+        generate = t.cast(GenerateDataKey, self._generate_data_key)
+        try:
+            plaintext, ciphertext = generate(request.kms_key_id, dict(context))
+        except CloudExecError:
+            raise
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            raise CloudExecError('KMS GenerateDataKey failed: %s' % type(exc).__name__, code='KMSEncryptionFailed',
+                                 provider=PROVIDER, retryable=False,
+                                 remedy='Allow kms:GenerateDataKey on the cluster key for the caller') from None
+        if len(plaintext) != _DATA_KEY_SIZE:
+            raise CloudExecError('KMS returned a %d-byte data key, the session needs %d' % (len(plaintext), _DATA_KEY_SIZE),
+                                 code='KMSEncryptionFailed', provider=PROVIDER, retryable=False,
+                                 remedy='Call GenerateDataKey with NumberOfBytes=64')
+        # AWS's client decrypts with the first half and encrypts with the second (encrypter.go).
+        self._aead = (AESGCM(bytes(plaintext[32:])), AESGCM(bytes(plaintext[:32])))
+        return kms_encryption_result(ciphertext, True if request.challenge else None)
+
+    def _encrypt(self, data: bytes) -> bytes:
+        assert self._aead is not None
+        nonce = os.urandom(_NONCE_SIZE)
+        return nonce + self._aead[0].encrypt(nonce, data, None)
+
+    def _decrypt(self, data: bytes) -> bytes:
+        assert self._aead is not None
+        if len(data) < _NONCE_SIZE:
+            raise SSMProtocolError('encrypted payload is shorter than its nonce')
+        try:
+            return self._aead[1].decrypt(data[:_NONCE_SIZE], data[_NONCE_SIZE:], None)
+        except InvalidTag:
+            raise SSMProtocolError('encrypted payload failed authentication (wrong data key?)') from None
+
+    def _on_challenge(self, challenge: EncryptionChallenge) -> None:
+        if self._aead is None:
+            self._set_failure(CloudExecError('the agent sent an encryption challenge but no KMS key was agreed',
+                                             code='DataChannelProtocolError', provider=PROVIDER, retryable=False))
+            return
+        try:
+            answer = self._encrypt(self._decrypt(challenge.challenge))
+        except SSMProtocolError as exc:
+            self._set_failure(CloudExecError('cannot answer the agent encryption challenge: %s' % exc, code='KMSEncryptionFailed',
+                                             provider=PROVIDER, retryable=False))
+            return
+        self._send_stream(PayloadType.ENC_CHALLENGE_RESPONSE, EncryptionChallenge(answer).to_json())
