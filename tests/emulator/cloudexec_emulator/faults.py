@@ -5,7 +5,8 @@ Rules come from the world file (``faults:``) and the admin API. A rule matches a
 (``aws-ecs``, ``ali-ecs``, ``ali-eci``, ``ws`` or ``*``) and an action (or ``*``) and carries one
 effect. Counted effects (``throttle: N``, ``server_error: N``) are consumed by the first N matching
 calls, then the rule is spent; ``latency_ms`` applies to every matching call. Websocket code asks
-:meth:`FaultSet.ws_policy` once per connection for ``message_latency_ms`` and ``drop_after_bytes``.
+:meth:`FaultSet.ws_policy` once per connection for ``message_latency_ms``, ``drop_after_bytes``, ``lose_ack``,
+``duplicate_output`` and ``reorder_output``.
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from typing import Any
 from .errors import ApiError
 
 SERVICES = ('aws-ecs', 'ali-ecs', 'ali-eci', 'ws', '*')
-_EFFECTS = ('throttle', 'server_error', 'latency_ms', 'message_latency_ms', 'drop_after_bytes')
+_EFFECTS = ('throttle', 'server_error', 'latency_ms', 'message_latency_ms', 'drop_after_bytes', 'lose_ack', 'duplicate_output',
+            'reorder_output')
+# Effects that are switches rather than counts.
+_BOOL_EFFECTS = ('duplicate_output', 'reorder_output')
 
 
 class FaultError(ValueError):
@@ -36,6 +40,10 @@ class FaultRule:
     latency_ms: int = 0
     message_latency_ms: int = 0
     drop_after_bytes: int | None = None
+    # Per websocket connection: the agent skips its first N acknowledgements.
+    lose_ack: int = 0
+    duplicate_output: bool = False
+    reorder_output: bool = False
 
     def matches(self, service: str, action: str) -> bool:
         return self.service in ('*', service) and self.action in ('*', action)
@@ -43,7 +51,8 @@ class FaultRule:
     @property
     def spent(self) -> bool:
         """A counted rule with nothing left and no lasting effect can be forgotten."""
-        lasting = self.latency_ms or self.message_latency_ms or self.drop_after_bytes is not None
+        lasting = (self.latency_ms or self.message_latency_ms or self.drop_after_bytes is not None or self.lose_ack
+                   or self.duplicate_output or self.reorder_output)
         return not lasting and self.throttle <= 0 and self.server_error <= 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,9 +63,13 @@ class FaultRule:
 
 @dataclass(frozen=True)
 class WsPolicy:
-    """What a websocket connection should suffer: delay per message, and a drop after this many bytes."""
+    """What a websocket connection should suffer: delay per message, a drop after this many output bytes,
+    lost acknowledgements, duplicated or reordered output messages."""
     message_latency_ms: int = 0
     drop_after_bytes: int | None = None
+    lose_ack: int = 0
+    duplicate_output: bool = False
+    reorder_output: bool = False
 
 
 # The answers the real services give when they throttle or fail.
@@ -106,8 +119,12 @@ class FaultSet:
             raise FaultError('status must be 500, 502, 503 or 504')
         rule = FaultRule(rule_id=next(self._ids), service=service, action=str(spec.get('action', '*')), status=status)
         effect = effects[0]
-        value = _non_negative_int(spec[effect], effect)
-        setattr(rule, effect, value)
+        if effect in _BOOL_EFFECTS:
+            if not isinstance(spec[effect], bool):
+                raise FaultError(f'{effect} must be true or false, got {spec[effect]!r}')
+            setattr(rule, effect, spec[effect])
+        else:
+            setattr(rule, effect, _non_negative_int(spec[effect], effect))
         self._rules.append(rule)
         return rule
 
@@ -150,11 +167,16 @@ class FaultSet:
 
     def ws_policy(self, service: str = 'ws', action: str = '*') -> WsPolicy:
         """The websocket policy for a new connection (rules for ``ws`` or ``*``, and the given service)."""
-        latency = 0
+        latency = lose_ack = 0
         drop: int | None = None
+        duplicate = reorder = False
         for rule in self._rules:
             if rule.service in ('*', 'ws', service) and rule.action in ('*', action):
                 latency += rule.message_latency_ms
+                lose_ack += rule.lose_ack
+                duplicate = duplicate or rule.duplicate_output
+                reorder = reorder or rule.reorder_output
                 if rule.drop_after_bytes is not None:
                     drop = rule.drop_after_bytes if drop is None else min(drop, rule.drop_after_bytes)
-        return WsPolicy(message_latency_ms=latency, drop_after_bytes=drop)
+        return WsPolicy(message_latency_ms=latency, drop_after_bytes=drop, lose_ack=lose_ack, duplicate_output=duplicate,
+                        reorder_output=reorder)

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import admin, ali_eci, ali_ecs, alisign, aws_ecs, sigv4
+from . import admin, ali_eci, ali_ecs, alisign, aws_ecs, sigv4, ssm_agent
 from .context import STATE_KEY, ActionTable, CallContext, EmulatorState
 from .errors import ApiError, ali_error_response, ali_response, aws_error_response, aws_response, new_request_id
 
@@ -134,6 +134,8 @@ def create_app(state: EmulatorState) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[STATE_KEY] = state
     admin.add_routes(app)
+    # ECS Exec's data channel (ssm_agent imports aws_exec, which adds ExecuteCommand to aws_ecs.ACTIONS).
+    ssm_agent.add_routes(app)
     app.router.add_route('POST', '/', handle_api)
     app.router.add_route('GET', '/', handle_api)
     app.on_shutdown.append(_on_shutdown)

@@ -109,11 +109,27 @@ class EcsCluster:
 
 
 @dataclass
+class EcsExecSettings:
+    """How the emulated ECS Exec (ExecuteCommand and its SSM agent) behaves; the defaults are AWS's."""
+    # Concurrent sessions per task container (the ECS agent's SessionWorkersLimit defaults to 2).
+    session_limit: int = 2
+    # An unused session token stops working after this long.
+    token_ttl_seconds: float = 60.0
+    # A session without input or output for this long is ended (ECS Exec: 20 minutes, not changeable).
+    idle_timeout_seconds: float = 1200.0
+    # The agent starts the command this long after the client connected; input before that is not acknowledged.
+    agent_start_ms: int = 200
+    # The agent's shell plugin sleeps a second before it reads the command's output for the first time.
+    output_delay_ms: int = 1000
+
+
+@dataclass
 class AwsWorld:
     region: str
     account_id: str
     credentials: list[AwsCredential]
     clusters: list[EcsCluster]
+    exec_settings: EcsExecSettings = field(default_factory=EcsExecSettings)
 
     def credential(self, access_key: str) -> AwsCredential | None:
         return next((c for c in self.credentials if c.access_key == access_key), None)
@@ -324,7 +340,8 @@ def _ip_for(network: str, position: int) -> str:
 
 # --------------------------------------------------------------------------- AWS section
 
-_AWS_KEYS = {'region', 'account_id', 'credentials', 'clusters'}
+_AWS_KEYS = {'region', 'account_id', 'credentials', 'clusters', 'exec'}
+_EXEC_KEYS = {'session_limit', 'token_ttl_seconds', 'idle_timeout_seconds', 'agent_start_ms', 'output_delay_ms'}
 _AWS_CRED_KEYS = {'access_key', 'secret_key', 'session_token', 'principal', 'deny'}
 _CLUSTER_KEYS = {'name', 'tags', 'status', 'kms_key_id', 'container_insights', 'services', 'tasks'}
 _TASK_KEYS = {'id', 'family', 'revision', 'service', 'launch_type', 'platform_version', 'enable_execute_command',
@@ -352,7 +369,21 @@ def _load_aws(data: dict[str, Any], now: datetime.datetime) -> AwsWorld:
     names = [c.name for c in clusters]
     if len(names) != len(set(names)):
         raise WorldError('aws.clusters: cluster names must be unique')
-    return AwsWorld(region=region, account_id=account, credentials=creds, clusters=clusters)
+    return AwsWorld(region=region, account_id=account, credentials=creds, clusters=clusters,
+                    exec_settings=_load_exec_settings(data.get('exec') or {}))
+
+
+def _load_exec_settings(raw: Any) -> EcsExecSettings:
+    raw = _check_keys(raw, _EXEC_KEYS, 'aws.exec')
+    settings = EcsExecSettings()
+    for key, value in raw.items():
+        kind = type(getattr(settings, key))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (kind is int and not isinstance(value, int)):
+            raise WorldError(f'aws.exec.{key}: expected a non-negative {"integer" if kind is int else "number"}, got {value!r}')
+        setattr(settings, key, kind(value))
+    if settings.session_limit < 1:
+        raise WorldError('aws.exec.session_limit: must be at least 1')
+    return settings
 
 
 def _load_cluster(raw: dict[str, Any], where: str, region: str, account: str, now: datetime.datetime) -> EcsCluster:

@@ -1,0 +1,163 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Amazon ECS ``ExecuteCommand`` and the registry of the exec sessions it hands out.
+
+ExecuteCommand validates the target the way ECS does and answers a session: an id, a websocket URL on
+this emulator (``/v1/data-channel/<id>``, served by :mod:`ssm_agent`) and a token. The token works once
+and only for ``token_ttl_seconds``; the registry also enforces the per-container session limit, counting
+both sessions already connected and tokens issued but not yet used (the agent reserves a session worker
+as soon as ECS tells it about the session).
+"""
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from .aws_ecs import ACTIONS, _cluster, _invalid
+from .context import CallContext, EmulatorState
+from .errors import ApiError
+from .world import EcsCluster, EcsContainer, EcsExecSettings, EcsTask
+
+EXTENSION_KEY = 'aws-ecs-exec'
+# Counter service name for the data channel in GET /_emulator/calls ("ws" section).
+WS_SERVICE = 'aws-ecs-exec'
+
+NOT_ENABLED_MESSAGE = ('The execute command failed because execute command was not enabled when the task was run or the execute command '
+                       'agent isn\u2019t running. Wait and try again or run a new task with execute command enabled and try again.')
+# What ECS says when the agent cannot take the session (agent down, or all its session workers busy).
+INTERNAL_ERROR_MESSAGE = 'The execute command failed due to an internal error. Try again later.'
+
+
+@dataclass
+class ExecSession:
+    session_id: str
+    token: str
+    cluster: EcsCluster
+    task: EcsTask
+    container: EcsContainer
+    command: str
+    issued_at: float = field(default_factory=time.monotonic)
+    # Set when a websocket presented the token; the token is spent from then on.
+    connected: bool = False
+    closed: bool = False
+
+    @property
+    def target(self) -> str:
+        """The SSM target id of an ECS container, as the CLI passes it to the session manager plugin."""
+        return f'ecs:{self.cluster.name}_{self.task.task_id}_{self.container.runtime_id}'
+
+
+class TokenRefused(Exception):
+    """The websocket's token is unknown, already used, expired, or for another session."""
+
+
+class ExecRegistry:
+    """All exec sessions of this emulator process."""
+
+    def __init__(self, settings: EcsExecSettings) -> None:
+        self.settings = settings
+        self.sessions: dict[str, ExecSession] = {}
+
+    def _expired(self, session: ExecSession, now: float) -> bool:
+        return not session.connected and now - session.issued_at > self.settings.token_ttl_seconds
+
+    def live(self, task: EcsTask, container: EcsContainer) -> int:
+        """Sessions holding one of the container's session workers: connected and open, or issued and still usable."""
+        now = time.monotonic()
+        return sum(1 for s in self.sessions.values()
+                   if s.task is task and s.container is container and not s.closed and not self._expired(s, now))
+
+    def issue(self, cluster: EcsCluster, task: EcsTask, container: EcsContainer, command: str) -> ExecSession:
+        session = ExecSession(session_id=f'ecs-execute-command-{secrets.token_hex(9)[:17]}', token=_token(),
+                              cluster=cluster, task=task, container=container, command=command)
+        self.sessions[session.session_id] = session
+        return session
+
+    def claim(self, session_id: str, token: str) -> ExecSession:
+        """Spend the token of ``session_id``; raises :class:`TokenRefused` with the reason."""
+        session = self.sessions.get(session_id)
+        if session is None or not secrets.compare_digest(session.token, token):
+            raise TokenRefused('invalid token')
+        if session.connected:
+            raise TokenRefused('token already used')
+        if self._expired(session, time.monotonic()):
+            session.closed = True
+            raise TokenRefused('token expired')
+        session.connected = True
+        return session
+
+    def close(self, session: ExecSession) -> None:
+        session.closed = True
+
+
+def _token() -> str:
+    # Real tokens are long opaque base64 strings; the exact form does not matter to clients.
+    return base64.b64encode(secrets.token_bytes(192)).decode()
+
+
+def _cell_number() -> str:
+    # Raw base64 with '+' and '/' guaranteed, as in the real streamUrl: clients must not re-encode the query.
+    return base64.b64encode(secrets.token_bytes(30) + b'\xfb\xff\xbf').decode()
+
+
+def registry(state: EmulatorState) -> ExecRegistry:
+    reg = state.extensions.get(EXTENSION_KEY)
+    if reg is None:
+        reg = state.extensions[EXTENSION_KEY] = ExecRegistry(state.world.aws.exec_settings)
+    return reg
+
+
+def _find_task(cluster: EcsCluster, ref: str) -> EcsTask | None:
+    return next((t for t in cluster.tasks if ref in (t.task_id, t.arn)), None)
+
+
+@ACTIONS.register('ExecuteCommand')
+async def execute_command(ctx: CallContext) -> dict:
+    command = ctx.require('command')
+    task_ref = ctx.require('task')
+    interactive = ctx.params.get('interactive')
+    if interactive is None:
+        raise ctx.missing('interactive')
+    if interactive is not True:
+        raise _invalid('Interactive is the only mode supported currently.')
+    if not isinstance(command, str) or not isinstance(task_ref, str):
+        raise _invalid('command and task must be strings.')
+    cluster = _cluster(ctx, ctx.param('cluster'))
+    task = _find_task(cluster, task_ref)
+    if task is None:
+        raise _invalid('The specified task is not found. Specify a valid task and try again.')
+    if task.last_status != 'RUNNING':
+        raise _invalid(f'The execute command failed because the task is in {task.last_status} status. '
+                       'Execute command can only be run on a task in RUNNING status.')
+    if not task.enable_execute_command:
+        raise _invalid(NOT_ENABLED_MESSAGE)
+    name = ctx.param('container')
+    if name is None:
+        if len(task.containers) > 1:
+            raise _invalid('The task has more than one container. Specify a container name and try again.')
+        container = task.containers[0]
+    else:
+        found = next((c for c in task.containers if c.name == name), None)
+        if found is None:
+            raise _invalid('The specified container is not found. Specify a valid container name and try again.')
+        container = found
+    if container.last_status != 'RUNNING':
+        raise _invalid(f'The execute command failed because the container is in {container.last_status} status.')
+    if container.agent_status != 'RUNNING':
+        raise ApiError('TargetNotConnectedException', INTERNAL_ERROR_MESSAGE, 400)
+    reg = registry(ctx.state)
+    if reg.live(task, container) >= reg.settings.session_limit:
+        # The agent has no free session worker; ECS reports it like any agent that cannot take the session.
+        raise ApiError('TargetNotConnectedException', INTERNAL_ERROR_MESSAGE, 400)
+    session = reg.issue(cluster, task, container, command)
+    ws_base = 'ws' + ctx.state.base_url[len('http'):] if ctx.state.base_url.startswith('http') else ctx.state.base_url
+    return {
+        'clusterArn': cluster.arn, 'containerArn': container.arn, 'containerName': container.name, 'interactive': True,
+        'taskArn': task.arn,
+        'session': {
+            'sessionId': session.session_id,
+            'streamUrl': f'{ws_base}/v1/data-channel/{session.session_id}?role=publish_subscribe&cell-number={_cell_number()}',
+            'tokenValue': session.token,
+        },
+    }
