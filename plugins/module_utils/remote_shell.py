@@ -15,6 +15,7 @@ Markers carry a random nonce, so command output cannot fake them. OutputParser r
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import shlex
@@ -45,12 +46,57 @@ def marker(nonce: str, kind: str) -> bytes:
     return f'@@CE{nonce}:{kind}@@'.encode('ascii')
 
 
+# How command stdin travels inside the script: a quoted here-document for text, decoded base64 or
+# printf octal escapes (POSIX, needs no tool at all) for anything else.
+STDIN_HEREDOC = 'heredoc'
+STDIN_BASE64 = 'base64'
+STDIN_PRINTF = 'printf'
+
+
+def _printf_escape(data: bytes) -> str:
+    """Bytes as a single-quoted printf format that prints exactly them (octal escapes for all but safe ASCII)."""
+    safe = set(b'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.:/=+-_@')
+    return "'" + ''.join(chr(b) if b in safe else f'\\{b:03o}' for b in data) + "'"
+
+
+def stdin_method(data: bytes, nonce: str, have_base64: bool = True) -> str:
+    """The cheapest way to carry data exactly: a here-document when it is plain text ending in a newline."""
+    delimiter = f'@@CE{nonce}:IN@@'.encode()
+    if data.endswith(b'\n') and b'\0' not in data and delimiter not in data:
+        return STDIN_HEREDOC
+    return STDIN_BASE64 if have_base64 else STDIN_PRINTF
+
+
+def _stdin_parts(data: bytes | None, nonce: str, method: str | None) -> tuple[list[str], str, list[str]]:
+    """(lines before the command, its stdin redirection, lines after it) that feed data to its stdin.
+
+    A here-document's body starts on the line after its `<<`, so for base64 the decoder and its
+    here-document sit in a group of their own, piped into the command.
+    """
+    if data is None:
+        return [], '</dev/null ', []
+    delimiter = f'@@CE{nonce}:IN@@'
+    method = method or stdin_method(data, nonce)
+    if method == STDIN_HEREDOC:
+        return [], f"<<'{delimiter}' ", [data.decode('latin-1') + delimiter]
+    if method == STDIN_BASE64:
+        encoded = base64.encodebytes(data).decode('ascii')
+        return [f"{{ base64 -d <<'{delimiter}'", encoded + delimiter, '} | '], '', []
+    return [f'printf {_printf_escape(data)} | '], '', []
+
+
 def wrap(command: str | t.Sequence[str], nonce: str, *, chdir: str | None = None, creates: str | None = None,
-         removes: str | None = None, stdin_from_null: bool = True) -> str:
-    """The sh script that runs command and frames its results with markers."""
+         removes: str | None = None, stdin: bytes | None = None, stdin_via: str | None = None) -> str:
+    """The sh script that runs command and frames its results with markers.
+
+    The whole script is one subshell, so it can run in a long-lived shell too: its cd, variables and
+    exits stay inside. Non-ASCII bytes of stdin travel as latin-1 text (the script is sent as latin-1).
+    """
     q = shlex.quote
     start = f'@@CE{nonce}:'
+    before, redirect, after = _stdin_parts(stdin, nonce, stdin_via)
     lines = [
+        '(',
         # Raw mode: output bytes pass untouched, input is not echoed. Harmless without a terminal.
         'stty raw -echo 2>/dev/null',
         f"__ce_end() {{ printf '\\n{start}END:%s:%s@@\\n' \"$1\" \"$2\"; exit 0; }}",
@@ -62,17 +108,26 @@ def wrap(command: str | t.Sequence[str], nonce: str, *, chdir: str | None = None
     if removes:
         lines.append(f'[ -e {q(removes)} ] || __ce_end {SKIPPED_REMOVES} 0')
     # stderr goes to a temp file we own; if no temp dir is writable, stderr joins stdout and we say so.
+    err_file = f'.cloudexec-{nonce}.err'
     lines += [
         '__ce_e=""',
         'for __ce_d in "${TMPDIR:-/tmp}" /tmp /var/tmp "$HOME"; do',
-        f'  if ( umask 077; : > "$__ce_d/.cloudexec-{nonce}.err" ) 2>/dev/null; then __ce_e="$__ce_d/.cloudexec-{nonce}.err"; break; fi',
+        f'  if ( umask 077; : > "$__ce_d/{err_file}" ) 2>/dev/null; then __ce_e="$__ce_d/{err_file}"; break; fi',
         'done',
+        '[ -n "$__ce_e" ] || __ce_e=/dev/stdout',
         f"printf '\\n{start}OUT@@\\n'",
-        f'if [ -n "$__ce_e" ]; then ( {command_text(command)}\n) {"</dev/null " if stdin_from_null else ""}2>"$__ce_e"; __ce_rc=$?',
-        f'else ( {command_text(command)}\n) {"</dev/null " if stdin_from_null else ""}2>&1; __ce_rc=$?; fi',
+    ]
+    # The command sits on lines of its own so a trailing comment or a missing newline in it cannot eat our framing.
+    pipe_in = before.pop() if before and before[-1].endswith('| ') else ''
+    lines += before
+    lines += [f'{pipe_in}( {command_text(command)}', f') {redirect}2>"$__ce_e"']
+    lines += after
+    lines += [
+        '__ce_rc=$?',
         f"printf '\\n{start}ERR@@\\n'",
-        'if [ -n "$__ce_e" ]; then cat "$__ce_e"; rm -f "$__ce_e"; else printf "%s" "(stderr merged into stdout)"; fi',
+        'if [ "$__ce_e" != /dev/stdout ]; then cat "$__ce_e"; rm -f "$__ce_e"; else printf "%s" "(stderr merged into stdout)"; fi',
         f'__ce_end {RAN} "$__ce_rc"',
+        ')',
     ]
     return '\n'.join(lines) + '\n'
 

@@ -15,8 +15,8 @@ from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
 def run_wrapped(command, tmp_path, chunk=7, **kwargs):
     """Run the wrapper in a real sh (no terminal) and feed its output to the parser in small chunks."""
     nonce = rs.new_nonce()
-    script = rs.wrap(command, nonce, **kwargs)
-    proc = subprocess.run(['sh', '-c', script], capture_output=True, cwd=tmp_path, env={'PATH': os.environ['PATH'], 'HOME': str(tmp_path)},
+    script = rs.wrap(command, nonce, **kwargs).encode('latin-1')
+    proc = subprocess.run([b'sh', b'-c', script], capture_output=True, cwd=tmp_path, env={'PATH': os.environ['PATH'], 'HOME': str(tmp_path)},
                           check=False)
     assert proc.stderr == b''  # everything, stderr included, travels on the one stream
     parser = rs.OutputParser(nonce)
@@ -111,3 +111,40 @@ def test_exact_output_through_a_real_pty(tmp_path):
     proc.wait(10)
     os.close(master)
     assert (result.stdout, result.stderr, result.rc, result.crlf) == (b'x\ny\n', b'e\n', 7, False)
+
+
+@pytest.mark.parametrize('data, method', [
+    (b'print("hello")\nprint(1)\n', rs.STDIN_HEREDOC),
+    (b'no newline at the end', rs.STDIN_BASE64),
+    (b'\x00\x01\xfe\xff binary\n', rs.STDIN_BASE64),
+    (b'\x00\x01\xfe\xff binary\n\'quote" \\ $x %s', rs.STDIN_PRINTF),
+    ('ünïcödé\n'.encode(), rs.STDIN_HEREDOC),
+])
+def test_stdin_reaches_the_command_exactly(tmp_path, data, method):
+    if method != rs.STDIN_PRINTF:
+        assert rs.stdin_method(data, '0' * 16) == method
+    result = run_wrapped('cat; printf "|%s" "$?"', tmp_path, stdin=data, stdin_via=method)
+    assert result.stdout == data + b'|0'
+
+
+def test_scripts_run_one_after_another_in_a_long_lived_shell(tmp_path):
+    """The connection plugins keep one `sh -s` per session; every script must leave it usable."""
+    proc = subprocess.Popen(['sh', '-s'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=tmp_path)  # pylint: disable=consider-using-with
+    results = []
+    for command, kwargs in [('cd /; exit 4', {}), ('pwd; x=1', {'stdin': b'in\n'}), ('echo "x=${x:-unset}"', {})]:
+        nonce = rs.new_nonce()
+        proc.stdin.write(rs.wrap(command, nonce, **kwargs).encode('latin-1'))
+        proc.stdin.flush()
+        parser = rs.OutputParser(nonce)
+        result = None
+        while result is None:
+            chunk = proc.stdout.read1(65536)
+            assert chunk, 'the long-lived shell ended'
+            result = parser.feed(chunk)
+        results.append(result)
+    proc.stdin.close()
+    proc.wait(10)
+    assert [r.rc for r in results] == [4, 0, 0]
+    # cd, variables and exit stayed inside each script's subshell.
+    assert results[1].stdout == str(tmp_path).encode() + b'\n'
+    assert results[2].stdout == b'x=unset\n'

@@ -1,0 +1,204 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""ECS Exec targets and sessions: find the task and container, check they can exec, start a session.
+
+Shared by the aws_ecs_exec module, the aws_ecs connection plugin and the preflight checks, so every
+entry point refuses a bad target with the same message before it calls ExecuteCommand.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+import typing as t
+from dataclasses import dataclass, field
+
+from ansible_collections.cloudexec.core.plugins.module_utils import aws, remote_shell
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, ValidationError
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller
+from ansible_collections.cloudexec.core.plugins.module_utils.ssm.session import DataChannelSession, SessionClosed, SessionDropped
+
+EXEC_AGENT = 'ExecuteCommandAgent'
+# The ECS API accepts a task by ARN or by its id (32 hex digits, or older uuid-like ids).
+_TASK_ARN_PREFIX = 'arn:'
+
+
+@dataclass(frozen=True)
+class EcsTarget:
+    """A container of a running task that ECS Exec can reach."""
+
+    cluster_arn: str
+    task_arn: str
+    container_name: str
+    runtime_id: str | None
+    launch_type: str | None
+    platform_version: str | None
+
+    @property
+    def task_id(self) -> str:
+        """The task id, the last part of its ARN."""
+        return self.task_arn.rsplit('/', 1)[-1]
+
+    @property
+    def ssm_target(self) -> str:
+        """The target name ECS uses for the session: ecs:<cluster>_<task id>_<runtime id>."""
+        cluster = self.cluster_arn.rsplit('/', 1)[-1]
+        return f'ecs:{cluster}_{self.task_id}_{self.runtime_id or ""}'
+
+
+@dataclass
+class EcsSession:
+    """What ExecuteCommand returned. The token and URL are secrets: never logged, never returned."""
+
+    session_id: str
+    stream_url: str = field(repr=False)
+    token: str = field(repr=False)
+    target: EcsTarget | None = None
+
+
+def _exec_problems(task: dict[str, t.Any], container: dict[str, t.Any]) -> list[tuple[str, str]]:
+    """Why ExecuteCommand would fail on this container, as (code, remedy) pairs; empty when it can run."""
+    problems = []
+    if task.get('lastStatus') != 'RUNNING':
+        problems.append(('TaskNotRunning', f'The task is {task.get("lastStatus", "not running")}: exec needs a RUNNING task'))
+    if not task.get('enableExecuteCommand'):
+        problems.append(('ExecuteCommandNotEnabled',
+                         'ECS Exec is not enabled on this task: update the service (or run-task) with '
+                         '--enable-execute-command and start a new task; the setting applies only to tasks started after it'))
+    agents = {a.get('name'): a for a in container.get('managedAgents', [])}
+    agent = agents.get(EXEC_AGENT)
+    if task.get('enableExecuteCommand') and (agent is None or agent.get('lastStatus') != 'RUNNING'):
+        status = agent.get('lastStatus', 'missing') if agent else 'missing'
+        problems.append(('AgentNotRunning',
+                         f'The ECS Exec agent in container {container.get("name")} is {status}: check the task role allows '
+                         'ssmmessages:CreateControlChannel/CreateDataChannel/OpenControlChannel/OpenDataChannel and that '
+                         'the task can reach ssmmessages (NAT or VPC endpoint); run cloudexec.core.aws_ecs_exec_check'))
+    return problems
+
+
+def describe_task(client: t.Any, cluster: str | None, task: str) -> dict[str, t.Any]:
+    """DescribeTasks for one task, with a clear error when it does not exist."""
+    if not task:
+        raise ValidationError('task', 'a task ARN or id is required')
+    kwargs: dict[str, t.Any] = {'tasks': [task], 'include': ['TAGS']}
+    if cluster:
+        kwargs['cluster'] = cluster
+    answer = aws.call(client, 'describe_tasks', **kwargs)
+    tasks = answer.get('tasks') or []
+    if not tasks:
+        reason = (answer.get('failures') or [{}])[0].get('reason', 'MISSING')
+        where = f'cluster {cluster}' if cluster else 'the default cluster'
+        raise CloudExecError(f'Task {task} was not found in {where} ({reason})', code='TaskNotFound', provider='aws',
+                             remedy='Check task and cluster; stopped tasks disappear from ECS after about an hour',
+                             retryable=False)
+    return tasks[0]
+
+
+def resolve_target(client: t.Any, cluster: str | None, task: str, container: str | None, check_exec: bool = True) -> EcsTarget:
+    """Find the container ECS Exec would reach, refusing what ExecuteCommand would refuse, with a remedy."""
+    described = describe_task(client, cluster, task)
+    containers = described.get('containers') or []
+    names = [c.get('name') for c in containers]
+    if container:
+        chosen = next((c for c in containers if c.get('name') == container), None)
+        if chosen is None:
+            raise ValidationError('container', f'task {task} has no container named {container!r} (it has: {", ".join(names)})')
+    elif len(containers) == 1:
+        chosen = containers[0]
+    else:
+        raise ValidationError('container', f'task {task} has {len(containers)} containers, name one of: {", ".join(names)}')
+    if check_exec:
+        problems = _exec_problems(described, chosen)
+        if problems:
+            code, remedy = problems[0]
+            raise CloudExecError(f'Cannot exec into container {chosen.get("name")} of task {task}', code=code, provider='aws',
+                                 remedy=remedy, retryable=False)
+    return EcsTarget(cluster_arn=described.get('clusterArn', ''), task_arn=described['taskArn'], container_name=chosen['name'],
+                     runtime_id=chosen.get('runtimeId'), launch_type=described.get('launchType'),
+                     platform_version=described.get('platformVersion'))
+
+
+def shell_command(script: str, shell: str = '/bin/sh') -> str:
+    """The ExecuteCommand `command` that runs script in shell.
+
+    The agent splits the command like a POSIX shell (google/shlex) and runs it without a shell, so the
+    script travels as one single-quoted argument of `sh -c`.
+    """
+    return f'{shell} -c {shlex.quote(script)}'
+
+
+def execute_command(client: t.Any, target: EcsTarget, command: str, timeout: float = 30.0) -> EcsSession:
+    """Call ExecuteCommand; a TargetNotConnectedException right after start-up is retried briefly."""
+    def start() -> dict[str, t.Any]:
+        try:
+            return aws.call(client, 'execute_command', cluster=target.cluster_arn, task=target.task_arn,
+                            container=target.container_name, command=command, interactive=True)
+        except CloudExecError as error:
+            if error.code == 'TargetNotConnectedException':
+                # The agent can report RUNNING a few seconds before its channel is up.
+                error.retryable = True
+            raise
+
+    answer = Poller(timeout, backoff=Backoff(initial=1.0, factor=1.5, cap=4.0), max_retries=5,
+                    what=f'ExecuteCommand on {target.task_id}/{target.container_name}').call(start)
+    session = answer.get('session') or {}
+    if not session.get('streamUrl') or not session.get('tokenValue'):
+        raise CloudExecError('ExecuteCommand returned no session', code='NoSession', provider='aws',
+                             remedy='Retry; if it persists, check the ECS service health', retryable=True)
+    return EcsSession(session_id=session.get('sessionId', ''), stream_url=session['streamUrl'], token=session['tokenValue'],
+                      target=target)
+
+
+@dataclass
+class ScriptRun:
+    """The outcome of one command run in its own ECS Exec session."""
+
+    session_id: str
+    result: remote_shell.CommandResult
+    stats: dict[str, t.Any]
+
+
+def run_script(client: t.Any, target: EcsTarget, command: str | t.Sequence[str], *, shell: str = '/bin/sh',
+               chdir: str | None = None, creates: str | None = None, removes: str | None = None, timeout: float = 600,
+               log: t.Callable[[str], None] | None = None, clock: t.Callable[[], float] = time.monotonic) -> ScriptRun:
+    """Run one command in a fresh session and read its framed output until the end marker.
+
+    The deadline covers the whole run; when it passes the session is closed (which ends the command on a
+    terminal, as the agent hangs up the PTY) and the error says the command may have run partly.
+    """
+    nonce = remote_shell.new_nonce()
+    script = remote_shell.wrap(command, nonce, chdir=chdir, creates=creates, removes=removes)
+    deadline = clock() + timeout
+    session = execute_command(client, target, shell_command(script, shell), timeout=min(timeout, 60))
+    parser = remote_shell.OutputParser(nonce)
+    channel = DataChannelSession(session.stream_url, session.token, session_id=session.session_id, target_id=target.ssm_target, log=log)
+    where = f'{target.task_id}/{target.container_name}'
+    with channel:
+        while True:
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise DeadlineExceeded(f'The command in {where} did not finish within {timeout:g} seconds '
+                                       f'({"it had started; it was ended by closing the session" if parser.started else "it had not started"})',
+                                       remedy='Raise timeout, or run long jobs in the background (nohup) and poll for them')
+            try:
+                data = channel.read(min(remaining, 1.0))
+            except SessionClosed as exc:
+                # Output before channel_closed has all been delivered: the end marker must be in it.
+                if parser.result is None:
+                    raise CloudExecError(f'The session to {where} closed before the command reported its exit code',
+                                         code='SessionClosedEarly', provider='aws', retryable=False,
+                                         remedy=('The command ran at least in part: check its effects before running it again'
+                                                 if parser.started else
+                                                 f'Check that {shell} exists in the container')) from exc
+                break
+            except SessionDropped as exc:
+                raise CloudExecError(f'The connection to {where} dropped while the command ran',
+                                     code='SessionDropped', provider='aws', retryable=False,
+                                     remedy=('The command may have run: check its effects before running it again'
+                                             if parser.started else 'Retry; the command had not started')) from exc
+            if data and parser.feed(data) is not None:
+                break
+    return ScriptRun(session_id=session.session_id, result=t.cast(remote_shell.CommandResult, parser.result),
+                     stats=channel.stats.as_dict())
