@@ -1,0 +1,255 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+name: aws_ecs
+short_description: Run tasks inside ECS task containers through ECS Exec
+version_added: 0.1.0
+description:
+  - Makes a container of a running Amazon ECS task an Ansible host, reached through ECS C(ExecuteCommand) and the
+    Session Manager data channel, spoken in pure Python. No SSH, no C(session-manager-plugin) binary, no S3 bucket.
+  - "One session per host is kept open across tasks by a small background broker (like SSH's ControlPersist), so a
+    play costs about one C(ExecuteCommand) per host. It ends after O(idle_timeout) seconds without use, or on
+    C(meta: reset_connection)."
+  - Commands, pipelining and file transfers all travel over that one session; files are checksummed.
+  - The container needs C(/bin/sh) (or O(shell)), and Python for modules other than M(ansible.builtin.raw).
+author:
+  - cloudexec.core maintainers (@cloudexec)
+extends_documentation_fragment:
+  - cloudexec.core.aws_auth.plugins
+options:
+  cluster:
+    description:
+      - The cluster name or ARN. The C(default) cluster when not set.
+    type: str
+    vars:
+      - name: ansible_aws_ecs_cluster
+    env:
+      - name: CLOUDEXEC_AWS_ECS_CLUSTER
+  task:
+    description:
+      - The task ARN or id. Defaults to the host's address (C(ansible_host), else the inventory name).
+    type: str
+    vars:
+      - name: ansible_aws_ecs_task
+  container:
+    description:
+      - The container name. Required only for tasks with more than one container.
+    type: str
+    vars:
+      - name: ansible_aws_ecs_container
+  shell:
+    description:
+      - The POSIX shell in the container that runs commands.
+    type: str
+    default: /bin/sh
+    vars:
+      - name: ansible_aws_ecs_shell
+  idle_timeout:
+    description:
+      - Seconds the background session may stay unused before it is closed.
+      - ECS itself ends sessions after 20 minutes without traffic.
+    type: int
+    default: 600
+    vars:
+      - name: ansible_aws_ecs_idle_timeout
+    env:
+      - name: CLOUDEXEC_IDLE_TIMEOUT
+  connect_timeout:
+    description:
+      - Seconds to wait for a new session to be ready (API call, websocket, shell start-up).
+    type: int
+    default: 60
+    vars:
+      - name: ansible_aws_ecs_connect_timeout
+  command_timeout:
+    description:
+      - Seconds one command may run. When it passes, the session is closed (which ends the command) and the task fails.
+    type: int
+    default: 3600
+    vars:
+      - name: ansible_aws_ecs_command_timeout
+  pipelining:
+    description:
+      - Send modules on the stdin of the Python interpreter instead of copying them first.
+    type: bool
+    default: false
+    env:
+      - name: ANSIBLE_PIPELINING
+    ini:
+      - section: defaults
+        key: pipelining
+      - section: connection
+        key: pipelining
+    vars:
+      - name: ansible_pipelining
+      - name: ansible_aws_ecs_pipelining
+notes:
+  - The session token and stream URL never reach logs at any verbosity. Credentials reach the background broker on
+    its standard input, not its command line.
+  - The broker's socket lives in C(~/.ansible/cp/cloudexec), a directory only the user can read
+    (set E(CLOUDEXEC_CONTROL_DIR) to move it).
+  - Become works with C(sudo) and C(su) when they need no password; C(sudo) with a password is supported too
+    (the password is sent on the command's stdin with C(sudo -S)).
+'''
+
+EXAMPLES = r'''
+# inventory.yml: one host per container (the cloudexec.core.aws_ecs inventory plugin builds this for you)
+all:
+  hosts:
+    web-1:
+      ansible_connection: cloudexec.core.aws_ecs
+      ansible_aws_ecs_cluster: production
+      ansible_aws_ecs_task: 1f0e1c2d3b4a59687766554433221100
+      ansible_aws_ecs_container: web
+      ansible_aws_region: eu-west-1
+
+# playbook.yml
+- hosts: all
+  gather_facts: true
+  tasks:
+    - name: Ship a config file into the container
+      ansible.builtin.copy:
+        src: app.conf
+        dest: /etc/app.conf
+        mode: "0644"
+    - name: Close the ECS Exec session now rather than after the idle timeout
+      ansible.builtin.meta: reset_connection
+'''
+
+import os
+import shlex
+
+from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.plugins.connection import ConnectionBase
+from ansible.utils.display import Display
+
+from ansible_collections.cloudexec.core.plugins.module_utils.aws import AWS_AUTH_ARGSPEC
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
+from ansible_collections.cloudexec.core.plugins.plugin_utils import file_transfer
+from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import BrokerClient
+
+display = Display()
+
+_SECRET_OPTIONS = ('secret_key', 'session_token')
+
+
+class Connection(ConnectionBase):
+    """ECS Exec as an Ansible connection."""
+
+    transport = 'cloudexec.core.aws_ecs'
+    has_pipelining = True
+    # Commands run through `sh -c` wrappers in the target; Ansible's own quoting is kept intact.
+    has_tty = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._broker: BrokerClient | None = None
+
+    def _target_options(self) -> dict:
+        options = {name: self.get_option(name) for name in AWS_AUTH_ARGSPEC}
+        options.update(
+            cluster=self.get_option('cluster'),
+            task=self.get_option('task') or self._play_context.remote_addr,
+            container=self.get_option('container'),
+            shell=self.get_option('shell'),
+            idle_timeout=self.get_option('idle_timeout'),
+            connect_timeout=self.get_option('connect_timeout'),
+        )
+        if not options['task']:
+            raise AnsibleError('cloudexec.core.aws_ecs needs a task: set ansible_aws_ecs_task (or ansible_host)')
+        return options
+
+    def _connect(self):
+        if self._broker is None:
+            options = self._target_options()
+            # The broker key covers the target and the credentials; secrets only as part of a hash.
+            key = dict(options)
+            self._broker = BrokerClient('aws_ecs', options, key_options=key, start_timeout=float(options['connect_timeout']) + 30,
+                                        log=lambda msg: display.vvv(msg, host=self._play_context.remote_addr))
+            display.vvv(f'ECS EXEC: task {options["task"]} container {options["container"] or "(only)"} '
+                        f'cluster {options["cluster"] or "default"}', host=self._play_context.remote_addr)
+            try:
+                self._broker.connect()
+            except CloudExecError as exc:
+                self._broker = None
+                raise AnsibleConnectionFailure(f'Cannot open an ECS Exec session: {exc}') from None
+        self._connected = True
+        return self
+
+    def _run(self, cmd: str, in_data: bytes | None) -> tuple[int, bytes, bytes]:
+        self._connect()
+        try:
+            return self._broker.exec(cmd, in_data, float(self.get_option('command_timeout')))
+        except CloudExecError as exc:
+            if getattr(exc, 'deadline', False):
+                raise AnsibleError(str(exc)) from None
+            raise AnsibleConnectionFailure(f'ECS Exec session failed: {exc}'
+                                           + (' The command may have run.' if getattr(exc, 'may_have_run', False) else '')) from None
+
+    def exec_command(self, cmd, in_data=None, sudoable=True):
+        super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        display.vvv(f'EXEC {cmd}', host=self._play_context.remote_addr)
+        stdin = to_bytes(in_data) if in_data is not None else None
+        if sudoable and self.become and self.become.expect_prompt():
+            # sudo -S reads the password from the first line of stdin when, and only when, it needs one;
+            # the command gets the rest. Only feed it when a password will really be asked for.
+            if self._become_needs_password():
+                password = to_bytes(self.become.get_option('become_pass') or '')
+                stdin = password + b'\n' + (stdin or b'')
+        rc, stdout, stderr = self._run(to_text(cmd), stdin)
+        return rc, stdout, stderr
+
+    def _become_needs_password(self) -> bool:
+        """Whether the become method will prompt: sudo -n tells without asking."""
+        name = getattr(self.become, 'name', '').rsplit('.', 1)[-1]
+        if name != 'sudo':
+            return True
+        user = self.become.get_option('become_user') or 'root'
+        rc, _out, _err = self._run(f'sudo -n -u {shlex.quote(user)} true', None)
+        return rc != 0
+
+    def put_file(self, in_path, out_path):
+        super().put_file(in_path, out_path)
+        display.vvv(f'PUT {in_path} TO {out_path}', host=self._play_context.remote_addr)
+        if not os.path.exists(to_bytes(in_path, errors='surrogate_or_strict')):
+            raise AnsibleFileNotFound(f'file or module does not exist: {in_path}')
+        try:
+            stats = file_transfer.put_file(self._run, in_path, out_path)
+        except CloudExecError as exc:
+            raise AnsibleError(f'Failed to copy {in_path} to {out_path}: {exc}') from None
+        display.vvvv(f'PUT done: {stats["bytes"]} bytes in {stats["chunks"]} chunk(s)', host=self._play_context.remote_addr)
+
+    def fetch_file(self, in_path, out_path):
+        super().fetch_file(in_path, out_path)
+        display.vvv(f'FETCH {in_path} TO {out_path}', host=self._play_context.remote_addr)
+        try:
+            file_transfer.fetch_file(self._run, in_path, out_path)
+        except file_transfer.RemoteFileNotFound as exc:
+            raise AnsibleFileNotFound(str(exc)) from None
+        except CloudExecError as exc:
+            raise AnsibleError(f'Failed to fetch {in_path}: {exc}') from None
+
+    def reset(self):
+        """End the background session: the next task opens a new one."""
+        if self._broker is None:
+            try:
+                options = self._target_options()
+            except AnsibleError:
+                return
+            self._broker = BrokerClient('aws_ecs', options, key_options=dict(options))
+        display.vvv('ECS EXEC: closing the session (reset_connection)', host=self._play_context.remote_addr)
+        self._broker.stop()
+        self._broker = None
+        self._connected = False
+
+    def close(self):
+        """Let go of the broker; its session stays open for the next task."""
+        if self._broker is not None:
+            self._broker.close()
+            self._broker = None
+        self._connected = False

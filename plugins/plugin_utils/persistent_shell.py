@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""One long-lived remote POSIX shell behind an exec session, running Ansible's commands one at a time.
+
+Opening an exec session costs an API call, a websocket and the agent's start-up (about a second on
+ECS). A connection plugin pays that once per host: the session runs `sh -s` reading scripts from its
+terminal in raw mode, and every command is a remote_shell.wrap() script framed with its own nonce.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+
+from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded
+
+
+class ByteChannel(t.Protocol):
+    """What a transport offers: send bytes to the remote terminal, read what it prints, close."""
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes for the remote side's stdin."""
+
+    def read(self, timeout: float) -> bytes:
+        """Output bytes, b'' after timeout seconds; raises CloudExecError when the session ends."""
+
+    def close(self) -> None:
+        """End the session."""
+
+
+def bootstrap_command(nonce: str, shell: str = '/bin/sh') -> str:
+    """The command the exec API starts: raw terminal, a READY marker, then a non-interactive `sh -s`.
+
+    stderr of the long-lived shell goes to /dev/null: with stdin and stderr both terminals the shell
+    would be interactive and print prompts into our stream. Each command's own stderr is captured by
+    its wrapper anyway.
+    """
+    return (f"stty raw -echo 2>/dev/null; printf '\\n@@CE%s:READY@@\\n' {nonce}; "
+            f'exec {shell} -s 2>/dev/null')
+
+
+class ShellBroken(CloudExecError):
+    """The long-lived shell can no longer be trusted (a command overran its deadline, the session ended)."""
+
+
+class PersistentShell:
+    """Runs framed commands through one long-lived remote shell."""
+
+    def __init__(self, channel: ByteChannel, nonce: str, *, clock: t.Callable[[], float] = time.monotonic,
+                 where: str = 'the target') -> None:
+        self.channel = channel
+        self.nonce = nonce
+        self.where = where
+        self._clock = clock
+        self.broken: str | None = None
+        self.commands = 0
+        self.have_base64: bool | None = None
+
+    def wait_ready(self, timeout: float) -> None:
+        """Read until the bootstrap's READY marker (the session's banner, if any, is dropped)."""
+        ready = remote_shell.marker(self.nonce, 'READY')
+        seen = bytearray()
+        deadline = self._clock() + timeout
+        while ready not in seen:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                self.broken = 'no READY marker'
+                raise DeadlineExceeded(f'The shell in {self.where} did not start within {timeout:g} seconds',
+                                       remedy='Check that /bin/sh (or the shell option) exists in the target')
+            seen += self.channel.read(min(remaining, 1.0))
+            del seen[:-4096]  # only the tail can still hold the marker
+        self.have_base64 = self.run('command -v base64 >/dev/null 2>&1', timeout=timeout).rc == 0
+
+    def run(self, command: str | t.Sequence[str], *, stdin: bytes | None = None, timeout: float = 3600.0,
+            chdir: str | None = None) -> remote_shell.CommandResult:
+        """Run one command; stdout, stderr and rc come back exactly."""
+        if self.broken:
+            raise ShellBroken(f'The session to {self.where} is unusable ({self.broken})', code='ShellBroken',
+                              provider='cloudexec', remedy='Retry: a new session will be opened', retryable=False)
+        nonce = remote_shell.new_nonce()
+        via = None
+        if stdin is not None and remote_shell.stdin_method(stdin, nonce) != remote_shell.STDIN_HEREDOC and not self.have_base64:
+            via = remote_shell.STDIN_PRINTF
+        script = remote_shell.wrap(command, nonce, stdin=stdin, stdin_via=via, chdir=chdir)
+        parser = remote_shell.OutputParser(nonce)
+        deadline = self._clock() + timeout
+        self.commands += 1
+        try:
+            self.channel.send(script.encode('latin-1'))
+            while True:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    # The shell is still busy with the command; nothing can interrupt it on a raw
+                    # terminal but ending the session, which the caller does.
+                    self.broken = 'a command overran its timeout'
+                    raise DeadlineExceeded(
+                        f'The command in {self.where} did not finish within {timeout:g} seconds; the session was closed, '
+                        f'which ends it ({"it had started" if parser.started else "it may not have started"})',
+                        remedy='Raise the timeout, or use async for long jobs')
+                result = parser.feed(self.channel.read(min(remaining, 1.0)))
+                if result is not None:
+                    return result
+        except CloudExecError as exc:
+            if not isinstance(exc, DeadlineExceeded):
+                self.broken = exc.code or 'session ended'
+                exc.may_have_run = parser.started or getattr(exc, 'input_acknowledged', True)  # type: ignore[attr-defined]
+            raise
+
+    def close(self, grace: float = 2.0) -> None:
+        """Leave the shell so the agent ends the session itself (freeing its slot), then close the channel."""
+        try:
+            if not self.broken:
+                self.channel.send(b'exit\n')
+                deadline = self._clock() + grace
+                while self._clock() < deadline:
+                    self.channel.read(min(0.2, max(deadline - self._clock(), 0.001)))
+        except CloudExecError:
+            pass  # the session ended, which is what we asked for
+        finally:
+            self.channel.close()
