@@ -149,6 +149,8 @@ class OutputParser:
     def __init__(self, nonce: str) -> None:
         self.nonce = nonce
         self._buffer = bytearray()
+        self._started = False
+        self._searched = 0  # bytes already searched for the end marker (it cannot start before this)
         self._end = re.compile(rb'\r?\n@@CE' + nonce.encode() + rb':END:([a-z]+):(-?\d+)@@')
         self.result: CommandResult | None = None
 
@@ -157,7 +159,9 @@ class OutputParser:
         if self.result is not None:
             return self.result
         self._buffer += data
-        match = self._end.search(self._buffer)
+        # Search only what is new (plus room for a marker cut in two): output can be megabytes.
+        match = self._end.search(self._buffer, max(0, self._searched - 96))
+        self._searched = len(self._buffer)
         if match is None:
             return None
         self.result = self._parse(bytes(self._buffer[:match.start()]), match.group(1).decode(), int(match.group(2)))
@@ -166,7 +170,9 @@ class OutputParser:
     @property
     def started(self) -> bool:
         """Whether the command itself has started (its OUT marker was seen): a retry might run it twice."""
-        return marker(self.nonce, 'OUT') in self._buffer
+        if not self._started:
+            self._started = marker(self.nonce, 'OUT') in self._buffer
+        return self._started
 
     def _parse(self, framed: bytes, outcome: str, rc: int) -> CommandResult:
         out_mark, err_mark = marker(self.nonce, 'OUT'), marker(self.nonce, 'ERR')

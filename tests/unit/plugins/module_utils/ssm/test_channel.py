@@ -307,6 +307,42 @@ def test_only_expired_messages_are_resent():
     assert state.due_resends(0.55) == [second]
 
 
+def test_only_the_oldest_expired_message_is_resent_per_call():
+    state = _state()
+    sent = state.next_input(b'a' * 3072, now=0.0)
+    assert [m.sequence_number for m in sent] == [0, 1, 2]
+    # All three expired together; like TCP, resend the oldest and wait for news before the rest.
+    assert [m.sequence_number for m in state.due_resends(0.2)] == [0]
+    state.receive(_ack(0), now=0.25)
+    state.receive(_ack(1), now=0.25)
+    # Message 1's ack was a valid sample (rto now 0.26875); message 2, sent at 0.0, is due then.
+    assert round(state.timer.rto, 9) == 0.26875
+    assert state.next_deadline() == pytest.approx(0.26875)
+    assert [m.sequence_number for m in state.due_resends(0.26875)] == [2]
+
+
+def test_send_window_holds_messages_until_acks_open_it():
+    state = _state(window=2)
+    sent = state.next_input(b'x' * 5 * 1024, now=0.0)
+    assert [m.sequence_number for m in sent] == [0, 1]
+    assert state.unacked_count == 5
+    # Held messages are not due while the window is full: no busy loop, the next wake-up is the timer.
+    assert state.next_deadline() == pytest.approx(0.2)
+    assert state.due_resends(0.1) == []
+    state.receive(_ack(0), now=0.1)
+    assert state.next_deadline() == float('-inf')
+    assert [m.sequence_number for m in state.due_resends(0.1)] == [2]
+    state.receive(_ack(1), now=0.1)
+    state.receive(_ack(2), now=0.1)
+    assert [m.sequence_number for m in state.due_resends(0.1)] == [3, 4]
+    # Later input queues behind held input, never ahead of it.
+    state2 = _state(window=1)
+    state2.next_input(b'a', now=0.0)
+    assert state2.next_input(b'b', now=0.0) == []
+    state2.receive(_ack(0), now=0.01)
+    assert [m.payload for m in state2.due_resends(0.01)] == [b'b']
+
+
 def test_resend_all_after_reconnect():
     state = _state()
     sent = state.next_input(b'a' * 2048, now=0.0)
