@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from ansible_collections.cloudexec.core.plugins.module_utils import aws, remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, ValidationError
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller
-from ansible_collections.cloudexec.core.plugins.module_utils.ssm.session import DataChannelSession, SessionClosed, SessionDropped
+from ansible_collections.cloudexec.core.plugins.module_utils.ssm.session import (
+    DataChannelConnectFailed,
+    DataChannelSession,
+    SessionClosed,
+    SessionDropped,
+)
 
 EXEC_AGENT = 'ExecuteCommandAgent'
 # The ECS API accepts a task by ARN or by its id (32 hex digits, or older uuid-like ids).
@@ -78,14 +83,31 @@ def _exec_problems(task: dict[str, t.Any], container: dict[str, t.Any]) -> list[
     return problems
 
 
+def cluster_from_task_arn(task: str) -> str | None:
+    """The cluster name in a task ARN of the long format (task/CLUSTER/ID); None for ids and old ARNs."""
+    if not task.startswith(_TASK_ARN_PREFIX):
+        return None
+    resource = task.split(':', 5)[-1]
+    parts = resource.split('/')
+    return parts[1] if len(parts) == 3 and parts[0] == 'task' and parts[1] else None
+
+
 def describe_task(client: t.Any, cluster: str | None, task: str) -> dict[str, t.Any]:
     """DescribeTasks for one task, with a clear error when it does not exist."""
     if not task:
         raise ValidationError('task', 'a task ARN or id is required')
     kwargs: dict[str, t.Any] = {'tasks': [task], 'include': ['TAGS']}
+    # ECS looks in the cluster named "default" when none is given, even for a task ARN that names its
+    # cluster (arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID): take the cluster from such an ARN.
+    cluster = cluster or cluster_from_task_arn(task)
     if cluster:
         kwargs['cluster'] = cluster
-    answer = aws.call(client, 'describe_tasks', **kwargs)
+    try:
+        answer = aws.call(client, 'describe_tasks', **kwargs)
+    except CloudExecError as error:
+        if error.code == 'ClusterNotFoundException' and not cluster:
+            error.remedy = 'No cluster was given, so ECS looked in the cluster named "default": set cluster to the name or ARN of the task\'s cluster'
+        raise
     tasks = answer.get('tasks') or []
     if not tasks:
         reason = (answer.get('failures') or [{}])[0].get('reason', 'MISSING')
@@ -179,8 +201,9 @@ def run_script(client: t.Any, target: EcsTarget, command: str | t.Sequence[str],
         while True:
             remaining = deadline - clock()
             if remaining <= 0:
-                raise DeadlineExceeded(f'The command in {where} did not finish within {timeout:g} seconds '
-                                       f'({"it had started; it was ended by closing the session" if parser.started else "it had not started"})',
+                state = ('it had started; it was ended by closing the session' if parser.started
+                         else 'no output had come yet; if it had started, closing the session ended it')
+                raise DeadlineExceeded(f'The command in {where} did not finish within {timeout:g} seconds ({state})',
                                        remedy='Raise timeout, or run long jobs in the background (nohup) and poll for them')
             try:
                 data = channel.read(min(remaining, 1.0))
@@ -193,11 +216,15 @@ def run_script(client: t.Any, target: EcsTarget, command: str | t.Sequence[str],
                                                  if parser.started else
                                                  f'Check that {shell} exists in the container')) from exc
                 break
-            except SessionDropped as exc:
-                raise CloudExecError(f'The connection to {where} dropped while the command ran',
+            except (SessionDropped, DataChannelConnectFailed) as exc:
+                # ECS Exec starts the command as soon as the agent accepts the channel, not when output
+                # arrives (the first output comes about a second later): once the channel was opened, a
+                # loss never proves that the command did not run.
+                raise CloudExecError(f'The connection to {where} was lost while the command ran ({exc.message})',
                                      code='SessionDropped', provider='aws', retryable=False,
-                                     remedy=('The command may have run: check its effects before running it again'
-                                             if parser.started else 'Retry; the command had not started')) from exc
+                                     remedy=('The command had started and may have finished: check its effects before running it again'
+                                             if parser.started else
+                                             'The command may have run: check its effects before running it again')) from exc
             if data and parser.feed(data) is not None:
                 break
     return ScriptRun(session_id=session.session_id, result=t.cast(remote_shell.CommandResult, parser.result),

@@ -21,7 +21,9 @@ author:
 options:
   cluster:
     description:
-      - The cluster name or ARN. The C(default) cluster when not set.
+      - The cluster name or ARN.
+      - When not set, the cluster named in O(task) when that is a task ARN (C(arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID)),
+        else the C(default) cluster.
     type: str
   task:
     description:
