@@ -97,17 +97,14 @@ notes:
 '''
 
 EXAMPLES = r'''
-# inventory.yml: one host per container (the cloudexec.core.aws_ecs inventory plugin builds this for you)
-all:
-  hosts:
-    web-1:
-      ansible_connection: cloudexec.core.aws_ecs
-      ansible_aws_ecs_cluster: production
-      ansible_aws_ecs_task: 1f0e1c2d3b4a59687766554433221100
-      ansible_aws_ecs_container: web
-      ansible_aws_region: eu-west-1
+# In an inventory (the cloudexec.core.aws_ecs inventory plugin builds these for you):
+#   web-1:
+#     ansible_connection: cloudexec.core.aws_ecs
+#     ansible_aws_ecs_cluster: production
+#     ansible_aws_ecs_task: 1f0e1c2d3b4a59687766554433221100
+#     ansible_aws_ecs_container: web
+#     ansible_aws_region: eu-west-1
 
-# playbook.yml
 - hosts: all
   gather_facts: true
   tasks:

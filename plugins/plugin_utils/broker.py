@@ -206,10 +206,10 @@ class BrokerClient:
         """One request/response round trip; a broker that vanished is restarted once."""
         for attempt in (1, 2):
             self.connect()
-            assert self._sock is not None  # for type checkers; connect() raises otherwise
+            sock = t.cast(socket.socket, self._sock)  # connect() raises rather than leave it unset
             try:
-                send_message(self._sock, header, *payloads)
-                return recv_message(self._sock)
+                send_message(sock, header, *payloads)
+                return recv_message(sock)
             except (ConnectionError, OSError) as exc:
                 self.close()
                 if attempt == 2 or header.get('op') == 'exec' and self._sent_to_live_broker(exc):

@@ -426,10 +426,6 @@ class DataChannelState:
         # The head of the flight was sent first.
         oldest = next(iter(self._flight.values()), None)
         return oldest is not None and now - t.cast(float, oldest.first_sent) + _TIME_SLACK >= self.give_up_after
-        for item in self._outgoing:
-            if item.first_sent is not None:
-                return now - item.first_sent + _TIME_SLACK >= self.give_up_after
-        return False
 
     # -- receiving -----------------------------------------------------------------------------
     def receive_bytes(self, data: bytes, now: float) -> ReceiveResult:

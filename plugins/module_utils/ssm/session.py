@@ -805,12 +805,14 @@ class DataChannelSession:
         return kms_encryption_result(ciphertext, True if request.challenge else None)
 
     def _encrypt(self, data: bytes) -> bytes:
-        assert self._aead is not None
+        if self._aead is None:
+            raise SSMProtocolError('no session key to encrypt with')
         nonce = os.urandom(_NONCE_SIZE)
         return nonce + self._aead[0].encrypt(nonce, data, None)
 
     def _decrypt(self, data: bytes) -> bytes:
-        assert self._aead is not None
+        if self._aead is None:
+            raise SSMProtocolError('no session key to decrypt with')
         if len(data) < _NONCE_SIZE:
             raise SSMProtocolError('encrypted payload is shorter than its nonce')
         try:
