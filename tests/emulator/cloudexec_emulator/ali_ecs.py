@@ -148,7 +148,11 @@ async def describe_cloud_assistant_status(ctx: CallContext) -> dict[str, Any]:
         found.sort(key=lambda i: ids.index(i.instance_id))
     now = datetime.datetime.now(datetime.timezone.utc)
     result: dict[str, Any] = {'TotalCount': len(found)}
-    if _uses_token_paging(ctx):
+    if ids:
+        # With InstanceId.N the paging parameters do not take effect (API reference): every listed instance comes back.
+        chunk = found
+        result.update({'PageNumber': 1, 'PageSize': len(found)})
+    elif _uses_token_paging(ctx):
         size = int_param(ctx.params, 'MaxResults', 10, 1, 50)
         chunk, result['NextToken'] = token_page(found, ctx.param('NextToken'), size, ['DescribeCloudAssistantStatus', region, ids, os_type])
     else:
@@ -158,3 +162,8 @@ async def describe_cloud_assistant_status(ctx: CallContext) -> dict[str, Any]:
         result.update({'PageNumber': number, 'PageSize': size})
     result['InstanceCloudAssistantStatusSet'] = {'InstanceCloudAssistantStatus': [assistant_view(i, now) for i in chunk]}
     return result
+
+
+# Cloud Assistant (RunCommand, InvokeCommand, DescribeInvocationResults, SendFile...) registers its actions
+# into ACTIONS; imported last because it builds on this module.
+from . import ali_assist  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import,cyclic-import

@@ -106,7 +106,10 @@ async def serve(args: argparse.Namespace, state: EmulatorState) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(state)
-    runner = web.AppRunner(app, access_log=LOG if args.verbose else None, handle_signals=False)
+    # The Tea SDK sends every parameter in the query string (a 24 KB RunCommand script, a 32 KB SendFile
+    # payload), so the request line may be far longer than aiohttp's 8 KB default.
+    runner = web.AppRunner(app, access_log=LOG if args.verbose else None, handle_signals=False,
+                           max_line_size=256 * 1024, max_field_size=64 * 1024)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()

@@ -6,7 +6,8 @@ Rules come from the world file (``faults:``) and the admin API. A rule matches a
 effect. Counted effects (``throttle: N``, ``server_error: N``) are consumed by the first N matching
 calls, then the rule is spent; ``latency_ms`` applies to every matching call. Websocket code asks
 :meth:`FaultSet.ws_policy` once per connection for ``message_latency_ms``, ``drop_after_bytes``, ``lose_ack``,
-``duplicate_output`` and ``reorder_output``.
+``duplicate_output`` and ``reorder_output`` (ECI exec, which has no acknowledgements or sequence numbers, uses only
+the latency and the drop, for service ``ali-eci``).
 """
 from __future__ import annotations
 

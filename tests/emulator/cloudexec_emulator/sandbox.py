@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import pty
 import signal
@@ -28,6 +29,10 @@ from typing import Mapping, Sequence
 from .world import World
 
 CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+# Fake privilege tools (sudo, su) that sandboxed commands find first on their PATH: they cannot switch
+# users, they check the world's become password and record that they were used (README.md, "Fake sudo and su").
+FAKE_BIN = Path(__file__).resolve().parent / 'bin'
+BECOME_SUFFIX = '.become-sha256'
 # After the main process exits, how long to wait for the last output still in the pipes.
 DRAIN_GRACE_SECONDS = 1.0
 _READ_SIZE = 65536
@@ -48,6 +53,7 @@ def prepare_sandboxes(world: World, state_dir: Path) -> None:
         for container in task.containers:
             container.sandbox = sandbox_dir(state_dir, 'aws-ecs', task.task_id, container.name)
             container.sandbox.mkdir(parents=True, exist_ok=True)
+            _write_become_password(container.sandbox, container.become_password)
     for group in world.alicloud.container_groups:
         for eci_container in group.containers:
             eci_container.sandbox = sandbox_dir(state_dir, 'ali-eci', group.group_id, eci_container.name)
@@ -57,11 +63,21 @@ def prepare_sandboxes(world: World, state_dir: Path) -> None:
         instance.sandbox.mkdir(parents=True, exist_ok=True)
 
 
+def _write_become_password(sandbox: Path, password: str | None) -> None:
+    """Put the SHA-256 of a container's become password next to (not inside) its sandbox, for the fake sudo."""
+    path = sandbox.parent / (sandbox.name + BECOME_SUFFIX)
+    if password is None:
+        path.unlink(missing_ok=True)
+        return
+    path.write_text(hashlib.sha256(password.encode()).hexdigest() + '\n')
+    path.chmod(0o600)
+
+
 def clean_env(home: Path, extra: Mapping[str, str] | None = None, tty: bool = False) -> dict[str, str]:
     env = {
         'HOME': str(home),
         'PWD': str(home),
-        'PATH': CLEAN_PATH,
+        'PATH': f'{FAKE_BIN}:{CLEAN_PATH}',
         'LANG': 'C.UTF-8',
         'SHELL': '/bin/sh',
     }

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import admin, ali_eci, ali_ecs, alisign, aws_ecs, sigv4, ssm_agent
+from . import admin, ali_eci, ali_ecs, alisign, aws_ecs, eci_exec, sigv4, ssm_agent
 from .context import STATE_KEY, ActionTable, CallContext, EmulatorState
 from .errors import ApiError, ali_error_response, ali_response, aws_error_response, aws_response, new_request_id
 
@@ -136,6 +136,8 @@ def create_app(state: EmulatorState) -> web.Application:
     admin.add_routes(app)
     # ECS Exec's data channel (ssm_agent imports aws_exec, which adds ExecuteCommand to aws_ecs.ACTIONS).
     ssm_agent.add_routes(app)
+    # ECI exec's websocket (eci_exec adds ExecContainerCommand to ali_eci.ACTIONS).
+    eci_exec.add_routes(app)
     app.router.add_route('POST', '/', handle_api)
     app.router.add_route('GET', '/', handle_api)
     app.on_shutdown.append(_on_shutdown)

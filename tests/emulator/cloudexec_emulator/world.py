@@ -66,6 +66,8 @@ class EcsContainer:
     memory: str | None = None
     arn: str = ''
     sandbox: Path | None = None
+    # The password the emulator's fake sudo asks for in this container (None: sudo needs none).
+    become_password: str | None = None
 
 
 @dataclass
@@ -214,11 +216,21 @@ class EcsInstance:
 
 
 @dataclass
+class EciExecSettings:
+    """How the emulated ECI ExecContainerCommand behaves."""
+    # A WebSocketUri works once, and only this long after ExecContainerCommand answered.
+    token_ttl_seconds: float = 60.0
+    # A Sync call kills its command after this long (the real call blocks until the command ends).
+    sync_timeout_seconds: float = 600.0
+
+
+@dataclass
 class AliWorld:
     region: str
     credentials: list[AliCredential]
     container_groups: list[ContainerGroup]
     instances: list[EcsInstance]
+    eci_exec: EciExecSettings = field(default_factory=EciExecSettings)
 
     def credential(self, access_key_id: str) -> AliCredential | None:
         return next((c for c in self.credentials if c.access_key_id == access_key_id), None)
@@ -346,7 +358,7 @@ _AWS_CRED_KEYS = {'access_key', 'secret_key', 'session_token', 'principal', 'den
 _CLUSTER_KEYS = {'name', 'tags', 'status', 'kms_key_id', 'container_insights', 'services', 'tasks'}
 _TASK_KEYS = {'id', 'family', 'revision', 'service', 'launch_type', 'platform_version', 'enable_execute_command',
               'last_status', 'desired_status', 'tags', 'started_by', 'availability_zone', 'cpu', 'memory', 'containers', '_index'}
-_ECS_CONTAINER_KEYS = {'name', 'image', 'last_status', 'agent_status', 'runtime_id', 'cpu', 'memory'}
+_ECS_CONTAINER_KEYS = {'name', 'image', 'last_status', 'agent_status', 'runtime_id', 'cpu', 'memory', 'become_password'}
 
 
 def _load_aws(data: dict[str, Any], now: datetime.datetime) -> AwsWorld:
@@ -451,6 +463,7 @@ def _load_task(raw: dict[str, Any], where: str, cluster: EcsCluster, region: str
             agent_status=_choice(str(craw.get('agent_status', 'RUNNING')), ECS_AGENT_STATUSES, f'{where}.containers[{pos}].agent_status'),
             cpu=str(craw.get('cpu', '0')), memory=str(craw['memory']) if craw.get('memory') is not None else None,
             arn=f'arn:aws:ecs:{region}:{account}:container/{cluster.name}/{task_id}/{container_uuid}',
+            become_password=str(craw['become_password']) if craw.get('become_password') is not None else None,
         ))
     if len({c.name for c in task.containers}) != len(task.containers):
         raise WorldError(f'{where}: container names must be unique within a task')
@@ -459,7 +472,8 @@ def _load_task(raw: dict[str, Any], where: str, cluster: EcsCluster, region: str
 
 # --------------------------------------------------------------------------- Alibaba section
 
-_ALI_KEYS = {'region', 'credentials', 'container_groups', 'instances'}
+_ALI_KEYS = {'region', 'credentials', 'container_groups', 'instances', 'exec'}
+_ECI_EXEC_KEYS = {'token_ttl_seconds', 'sync_timeout_seconds'}
 _ALI_CRED_KEYS = {'access_key_id', 'access_key_secret', 'security_token', 'expired'}
 _GROUP_KEYS = {'id', 'name', 'region', 'zone', 'status', 'tags', 'containers', 'vpc_id', 'vswitch_id', 'security_group_id',
                'intranet_ip', 'cpu', 'memory', 'instance_type', 'restart_policy', '_index'}
@@ -489,7 +503,18 @@ def _load_alicloud(data: dict[str, Any], now: datetime.datetime) -> AliWorld:
     for kind, ids in (('container group', [g.group_id for g in groups]), ('instance', [i.instance_id for i in instances])):
         if len(ids) != len(set(ids)):
             raise WorldError(f'alicloud: duplicate {kind} ids')
-    return AliWorld(region=region, credentials=creds, container_groups=groups, instances=instances)
+    return AliWorld(region=region, credentials=creds, container_groups=groups, instances=instances,
+                    eci_exec=_load_eci_exec(data.get('exec') or {}))
+
+
+def _load_eci_exec(raw: Any) -> EciExecSettings:
+    raw = _check_keys(raw, _ECI_EXEC_KEYS, 'alicloud.exec')
+    settings = EciExecSettings()
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise WorldError(f'alicloud.exec.{key}: expected a positive number, got {value!r}')
+        setattr(settings, key, float(value))
+    return settings
 
 
 def _load_group(raw: dict[str, Any], where: str, region: str, pos: int, now: datetime.datetime) -> ContainerGroup:

@@ -1,0 +1,661 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Alibaba Cloud Assistant (ECS API 2014-05-26): run scripts on instances and collect their results.
+
+RunCommand / InvokeCommand take at most 100 instances per call, so targets go in batches, each its
+own invocation. Results are polled through the shared Poller (module_utils/poll.py), never with a
+sleep of our own, and one poll round costs one DescribeInvocations call per unfinished invocation
+(its InvokeInstances list carries every instance's status), whatever the number of instances. Once an
+invocation is over, its per-instance results (output included) are read once with
+DescribeInvocationResults, 50 per page. Output comes back as Base64 and is decoded here.
+
+Everything the service refuses is raised as CloudExecError with a remedy: the generic Alibaba codes
+come from module_utils.alicloud, the Cloud Assistant ones from CLOUD_ASSISTANT_REMEDIES below.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import typing as t
+import uuid
+from dataclasses import dataclass, field
+
+from ansible_collections.cloudexec.core.plugins.module_utils import alicloud
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, ValidationError
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller, done, pending
+
+try:
+    from alibabacloud_ecs20140526 import models as ecs_models
+except ImportError:
+    HAS_ECS_MODELS = False
+    ecs_models = None
+else:
+    HAS_ECS_MODELS = True
+
+# Service limits (see the API reference and alibaba.md).
+MAX_INSTANCES_PER_CALL = 100       # RunCommand / InvokeCommand InstanceId.N
+MAX_STATUS_IDS = 50                # DescribeCloudAssistantStatus / StopInvocation InstanceId.N
+MAX_DESCRIBE_INSTANCES = 100       # DescribeInstances InstanceIds / MaxResults
+RESULTS_PAGE_SIZE = 50             # DescribeInvocationResults / DescribeInvocations MaxResults
+CONTENT_LIMIT = 24 * 1024          # CommandContent, counted after Base64
+OUTPUT_LIMIT = 24 * 1024           # output kept per execution; the rest is reported as Dropped
+TIMEOUT_RANGE = (1, 86400)
+CLIENT_TOKEN_MAX = 64
+
+COMMAND_TYPES = ('RunShellScript', 'RunBatScript', 'RunPowerShellScript')
+REPEAT_MODES = ('Once', 'Period', 'NextRebootOnly', 'EveryReboot')
+FAIL_ON = ('any', 'all', 'none')
+
+# Per-instance InvocationStatus values that will not change any more.
+FINAL_STATUSES = frozenset(('Success', 'Failed', 'Error', 'Timeout', 'Cancelled', 'Terminated', 'Invalid', 'Aborted'))
+# Overall InvocationStatus values of a finished invocation.
+FINAL_INVOCATION_STATUSES = frozenset(('Success', 'Failed', 'PartialFailed', 'Stopped'))
+
+# First checks come quickly (most scripts are short), then back off to the agent's own ~3-5 s rhythm.
+POLL_BACKOFF = Backoff(initial=0.5, factor=1.5, cap=5.0, jitter=0.2)
+# How long a single API call may be retried when throttled (outside the result wait).
+CALL_RETRY_SECONDS = 60.0
+
+CLOUD_ASSISTANT_REMEDIES = {
+    'MissingParam.InstanceId': 'Give at least one instance: instance_ids or tags',
+    'InstanceIds.ExceedLimit': 'Send at most 100 instances per RunCommand/InvokeCommand call (this module batches by itself)',
+    'InvalidInstance.NotFound': 'Check the instance ids and alicloud_region: the instance must exist in that region',
+    'CmdContent.ExceedLimit': 'The script is larger than 24 KB after Base64: copy a script file to the instances first, '
+                              'or keep the script in an OSS bucket and download it in a short command',
+    'CmdContent.DecodeError': 'The command content is not valid Base64 text',
+    'InvalidCmdType.NotFound': 'Use type RunShellScript (Linux), RunBatScript or RunPowerShellScript (Windows)',
+    'InvalidTimeout.ExceedLimit': 'Set timeout between 1 and 86400 seconds',
+    'InvalidParameter.WorkingDir': 'working_dir must be an absolute path on the instance',
+    'Parameter.Disabled': 'The command was created without custom parameters: drop parameters, or recreate it with EnableParameter',
+    'Parameter.Missing': 'Give a value in parameters for every {{name}} in the script',
+    'IdempotentParameterMismatch': 'This client_token was already used for a different request: use a new client_token '
+                                   'for a changed script or target list',
+    'InvalidCommandId.NotFound': 'No such command in this region: check command_id (ali_ecs_invocation_info shows existing ones)',
+    'InvalidInvokeId.NotFound': 'No such invocation in this region: check the invoke id',
+    'InvalidRepeatMode': 'Use repeat_mode Once, Period, NextRebootOnly or EveryReboot',
+    'MissingParam.Frequency': 'A Period repeat_mode needs a frequency, for example rate(5m) or a cron expression',
+    'InvalidParam.Frequency': 'Use rate(<n><s|m|h|d>), at(<time>) or a six-field cron expression for frequency',
+    'ClientNeedUpgrade': 'Upgrade the Cloud Assistant agent on the instance',
+    'Operation.Forbidden': 'The account may not run Cloud Assistant commands on this instance: check its RAM policies',
+    'QuotaExceed.Command': 'The region holds too many kept commands: delete unused ones or set keep_command to false',
+}
+
+# What a per-instance ErrorCode means for the user.
+INSTANCE_ERROR_HINTS = {
+    'ExitCodeNonzero': 'the script exited with a non-zero code',
+    'ExecutionTimeout': 'the script ran longer than its timeout and was killed',
+    'InstanceNotRunning': 'the instance was not running',
+    'ClientNotRunning': 'the Cloud Assistant agent is not running on the instance',
+    'ClientNotResponse': 'the Cloud Assistant agent does not respond',
+    'ClientIsUpgrading': 'the Cloud Assistant agent is upgrading',
+    'ClientNeedUpgrade': 'the Cloud Assistant agent needs an upgrade',
+    'DirectoryNotExists': 'working_dir does not exist on the instance',
+    'AccountNotExists': 'the username does not exist on the instance',
+    'CommandNotApplicable': 'the script type does not fit the instance OS',
+    'DeliveryTimeout': 'the command could not be delivered in time',
+    'ExecutionInterrupted': 'the script was stopped',
+}
+
+
+class ApiCounter:
+    """Counts API calls by action, so results can say what a run cost."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    def add(self, action: str) -> None:
+        self.calls[action] = self.calls.get(action, 0) + 1
+
+
+def require_models() -> None:
+    """Raise a clear error when the ECS SDK is missing."""
+    if not HAS_ECS_MODELS:
+        raise CloudExecError('alibabacloud-ecs20140526 is required on the controller', code='MissingDependency',
+                             provider='cloudexec', remedy='pip install alibabacloud-ecs20140526')
+
+
+def with_remedy(error: CloudExecError) -> CloudExecError:
+    """Add the Cloud Assistant remedy for the error's code when the generic table had none."""
+    if error.remedy is None and error.code in CLOUD_ASSISTANT_REMEDIES:
+        error.remedy = CLOUD_ASSISTANT_REMEDIES[error.code]
+    return error
+
+
+def api_call(client: t.Any, auth: alicloud.AlicloudAuth, method: str, request: t.Any, counter: ApiCounter | None = None) -> t.Any:
+    """One ECS call (no retry): the response body, or CloudExecError with a remedy."""
+    if counter is not None:
+        counter.add(''.join(part.capitalize() for part in method.split('_')))
+    try:
+        return alicloud.call(client, method, request, auth)
+    except CloudExecError as exc:
+        raise with_remedy(exc) from None
+
+
+def retried_call(client: t.Any, auth: alicloud.AlicloudAuth, method: str, request: t.Any, counter: ApiCounter | None = None,
+                 poller_factory: t.Callable[..., Poller] = Poller) -> t.Any:
+    """One ECS call, retried on throttling and transient errors for up to CALL_RETRY_SECONDS."""
+    poller = poller_factory(CALL_RETRY_SECONDS, backoff=POLL_BACKOFF, what=f'the {method} call')
+    return poller.call(lambda: api_call(client, auth, method, request, counter))
+
+
+# --------------------------------------------------------------------------- request building
+
+
+def encode_content(text: str) -> str:
+    """The script as Base64 (exact bytes, whatever characters it holds), within the service's limit."""
+    encoded = base64.b64encode(text.encode('utf-8')).decode('ascii')
+    if len(encoded) > CONTENT_LIMIT:
+        raise ValidationError('content', f'the script is {len(encoded)} bytes after Base64, above the limit of {CONTENT_LIMIT}',
+                              remedy=CLOUD_ASSISTANT_REMEDIES['CmdContent.ExceedLimit'])
+    return encoded
+
+
+def batches(items: t.Sequence[str], size: int = MAX_INSTANCES_PER_CALL) -> list[list[str]]:
+    """items in order, in lists of at most size."""
+    return [list(items[start:start + size]) for start in range(0, len(items), size)]
+
+
+def unique(items: t.Iterable[str]) -> list[str]:
+    """items without repeats, first occurrence kept."""
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+def new_client_token() -> str:
+    """A fresh token: a retried RunCommand call (after a throttle or a lost answer) then runs nothing twice."""
+    return f'cloudexec-{uuid.uuid4().hex}'
+
+
+def batch_token(token: str, index: int, count: int) -> str:
+    """The ClientToken of one batch: the user's token alone, or with the batch number when there are several.
+
+    Each batch is a different request (other instances), so each needs its own token; derived ones stay
+    stable, so a retried task with the same client_token and targets repeats none of its batches.
+    """
+    if count == 1:
+        return token
+    suffix = f'-b{index + 1:03d}'
+    return token[:CLIENT_TOKEN_MAX - len(suffix)] + suffix
+
+
+@dataclass
+class RunSpec:
+    """What to run and how: the module's options in the service's terms."""
+
+    content: str | None = None
+    command_type: str = 'RunShellScript'
+    command_id: str | None = None
+    working_dir: str | None = None
+    timeout: int = 60
+    username: str | None = None
+    parameters: dict[str, t.Any] | None = None
+    container_id: str | None = None
+    container_name: str | None = None
+    name: str | None = None
+    description: str | None = None
+    keep_command: bool = False
+    client_token: str | None = None
+    repeat_mode: str = 'Once'
+    frequency: str | None = None
+
+    @property
+    def scheduled(self) -> bool:
+        """True for runs the service starts later (no waiting for them)."""
+        return self.repeat_mode != 'Once'
+
+    def validate(self) -> None:
+        """Refuse what the service would refuse, before any call."""
+        if (self.content is None) == (self.command_id is None):
+            raise ValidationError('content', 'give exactly one of content and command_id')
+        if self.content is not None:
+            if not self.content.strip():
+                raise ValidationError('content', 'the script is empty')
+            encode_content(self.content)
+        if self.command_type not in COMMAND_TYPES:
+            raise ValidationError('type', f'{self.command_type!r} is not one of {", ".join(COMMAND_TYPES)}')
+        if not TIMEOUT_RANGE[0] <= self.timeout <= TIMEOUT_RANGE[1]:
+            raise ValidationError('timeout', f'{self.timeout} is outside {TIMEOUT_RANGE[0]}..{TIMEOUT_RANGE[1]} seconds')
+        if self.repeat_mode not in REPEAT_MODES:
+            raise ValidationError('repeat_mode', f'{self.repeat_mode!r} is not one of {", ".join(REPEAT_MODES)}')
+        if self.repeat_mode == 'Period' and not self.frequency:
+            raise ValidationError('frequency', 'repeat_mode Period needs a frequency, for example rate(5m)')
+        if self.client_token is not None and (not self.client_token or len(self.client_token) > CLIENT_TOKEN_MAX
+                                              or not self.client_token.isascii()):
+            raise ValidationError('client_token', f'it must be 1 to {CLIENT_TOKEN_MAX} ASCII characters')
+
+    def common_fields(self, region: str, instance_ids: list[str], client_token: str) -> dict[str, t.Any]:
+        """Request fields shared by RunCommand and InvokeCommand (SDK model keyword arguments)."""
+        fields: dict[str, t.Any] = {'region_id': region, 'instance_id': list(instance_ids), 'client_token': client_token,
+                                    'timeout': self.timeout, 'repeat_mode': self.repeat_mode}
+        optional = {'working_dir': self.working_dir, 'username': self.username, 'container_id': self.container_id,
+                    'container_name': self.container_name, 'frequency': self.frequency if self.scheduled else None}
+        fields.update({key: value for key, value in optional.items() if value})
+        if self.parameters:
+            # The service takes string values; the SDK sends the map as one JSON string.
+            fields['parameters'] = {str(key): '' if value is None else str(value) for key, value in self.parameters.items()}
+        return fields
+
+    def run_command_fields(self, region: str, instance_ids: list[str], client_token: str) -> dict[str, t.Any]:
+        """RunCommandRequest keyword arguments for one batch."""
+        fields = self.common_fields(region, instance_ids, client_token)
+        fields.update(type=self.command_type, command_content=encode_content(self.content or ''), content_encoding='Base64',
+                      keep_command=self.keep_command, enable_parameter=bool(self.parameters))
+        if self.name:
+            fields['name'] = self.name
+        if self.description:
+            fields['description'] = self.description
+        return fields
+
+    def invoke_command_fields(self, region: str, instance_ids: list[str], client_token: str) -> dict[str, t.Any]:
+        """InvokeCommandRequest keyword arguments for one batch."""
+        fields = self.common_fields(region, instance_ids, client_token)
+        fields['command_id'] = self.command_id
+        return fields
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass
+class Target:
+    """An instance as the preflight saw it."""
+
+    instance_id: str
+    status: str | None = None
+    os_type: str | None = None
+    agent_online: bool | None = None
+    last_heartbeat: str | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """Why this instance cannot run a command now, or None."""
+        if self.status is None:
+            return 'not found in this region'
+        if self.status != 'Running':
+            return f'instance is {self.status}, not Running'
+        if not self.agent_online:
+            heartbeat = f', last heartbeat {self.last_heartbeat}' if self.last_heartbeat else ''
+            return f'Cloud Assistant agent is offline{heartbeat}'
+        return None
+
+
+def instances_by_tags(client: t.Any, auth: alicloud.AlicloudAuth, tags: dict[str, t.Any], counter: ApiCounter | None = None,
+                      poller_factory: t.Callable[..., Poller] = Poller) -> list[str]:
+    """The ids of the Running instances carrying all these tags (a None value matches any value)."""
+    require_models()
+    tag_filter = [ecs_models.DescribeInstancesRequestTag(key=str(key), value=None if value is None else str(value))
+                  for key, value in tags.items()]
+    ids: list[str] = []
+    token: str | None = None
+    while True:
+        request = ecs_models.DescribeInstancesRequest(region_id=auth.alicloud_region, tag=tag_filter, status='Running',
+                                                      max_results=MAX_DESCRIBE_INSTANCES, next_token=token)
+        body = retried_call(client, auth, 'describe_instances', request, counter, poller_factory)
+        ids += [i.instance_id for i in (body.instances.instance if body.instances else None) or []]
+        token = body.next_token
+        if not token:
+            return unique(ids)
+
+
+def check_targets(client: t.Any, auth: alicloud.AlicloudAuth, instance_ids: list[str], counter: ApiCounter | None = None,
+                  poller_factory: t.Callable[..., Poller] = Poller) -> list[Target]:
+    """Each instance's existence, status, OS and Cloud Assistant agent state (batched: 100 / 50 per call)."""
+    require_models()
+    targets = {instance_id: Target(instance_id) for instance_id in instance_ids}
+    for chunk in batches(instance_ids, MAX_DESCRIBE_INSTANCES):
+        request = ecs_models.DescribeInstancesRequest(region_id=auth.alicloud_region, instance_ids=json.dumps(chunk),
+                                                      max_results=MAX_DESCRIBE_INSTANCES)
+        body = retried_call(client, auth, 'describe_instances', request, counter, poller_factory)
+        for instance in (body.instances.instance if body.instances else None) or []:
+            if instance.instance_id in targets:
+                targets[instance.instance_id].status = instance.status
+                targets[instance.instance_id].os_type = (instance.ostype or '').lower() or None
+    running = [i for i in instance_ids if targets[i].status == 'Running']
+    for chunk in batches(running, MAX_STATUS_IDS):
+        # MaxResults is ignored with InstanceId.N by the service; it is set anyway so a strict endpoint pages nothing away.
+        request = ecs_models.DescribeCloudAssistantStatusRequest(region_id=auth.alicloud_region, instance_id=chunk,
+                                                                 max_results=MAX_STATUS_IDS)
+        body = retried_call(client, auth, 'describe_cloud_assistant_status', request, counter, poller_factory)
+        status_set = body.instance_cloud_assistant_status_set
+        for agent in (status_set.instance_cloud_assistant_status if status_set else None) or []:
+            if agent.instance_id in targets:
+                # The service answers the STRING "true"/"false".
+                targets[agent.instance_id].agent_online = str(agent.cloud_assistant_status).lower() == 'true'
+                targets[agent.instance_id].last_heartbeat = agent.last_heartbeat_time
+    return [targets[i] for i in instance_ids]
+
+
+def target_problems(targets: list[Target], command_type: str | None = None) -> dict[str, str]:
+    """instance id -> why it cannot run this command; empty when all can."""
+    problems = {}
+    for target in targets:
+        problem = target.problem
+        if problem is None and command_type and target.os_type:
+            windows = target.os_type == 'windows'
+            if windows != (command_type != 'RunShellScript'):
+                problem = f'{command_type} does not run on a {target.os_type} instance'
+        if problem:
+            problems[target.instance_id] = problem
+    return problems
+
+
+def targets_error(problems: dict[str, str], total: int) -> CloudExecError:
+    """One error naming every instance that cannot run the command (nothing has run)."""
+    listed = '; '.join(f'{instance_id}: {why}' for instance_id, why in list(problems.items())[:20])
+    more = f'; and {len(problems) - 20} more' if len(problems) > 20 else ''
+    return CloudExecError(f'{len(problems)} of {total} target instances cannot run Cloud Assistant commands, so nothing was run '
+                          f'({listed}{more})', code='TargetsUnavailable', provider='cloudexec', retryable=False,
+                          remedy='Start the instances, bring their Cloud Assistant agent online (DescribeCloudAssistantStatus '
+                                 'must say true), or leave them out of instance_ids')
+
+
+# --------------------------------------------------------------------------- starting
+
+
+@dataclass
+class Started:
+    """One batch's invocation."""
+
+    invoke_id: str
+    command_id: str | None
+    instance_ids: list[str]
+
+
+def start(client: t.Any, auth: alicloud.AlicloudAuth, spec: RunSpec, instance_ids: list[str], counter: ApiCounter | None = None,
+          poller_factory: t.Callable[..., Poller] = Poller) -> list[Started]:
+    """Run (or invoke) the command on every instance, one call per batch of 100."""
+    require_models()
+    token = spec.client_token or new_client_token()
+    groups = batches(instance_ids)
+    started = []
+    for index, group in enumerate(groups):
+        batch = batch_token(token, index, len(groups))
+        if spec.command_id:
+            request = ecs_models.InvokeCommandRequest(**spec.invoke_command_fields(auth.alicloud_region, group, batch))
+            body = retried_call(client, auth, 'invoke_command', request, counter, poller_factory)
+            started.append(Started(body.invoke_id, spec.command_id, group))
+        else:
+            request = ecs_models.RunCommandRequest(**spec.run_command_fields(auth.alicloud_region, group, batch))
+            # Retrying is safe: the ClientToken makes a repeated call return the first call's invocation.
+            body = retried_call(client, auth, 'run_command', request, counter, poller_factory)
+            started.append(Started(body.invoke_id, body.command_id, group))
+    return started
+
+
+# --------------------------------------------------------------------------- results
+
+
+def decode_output(output: str | None, encoded: bool = True) -> str:
+    """Service output as text: Base64 decoded, then UTF-8 with undecodable bytes replaced."""
+    if not output:
+        return ''
+    if not encoded:
+        return output
+    try:
+        raw = base64.b64decode(output)
+    except ValueError:
+        return output
+    return raw.decode('utf-8', errors='replace')
+
+
+@dataclass
+class InstanceResult:
+    """One instance's result of an invocation, decoded."""
+
+    instance_id: str
+    invoke_id: str
+    status: str
+    command_id: str | None = None
+    exit_code: int | None = None
+    output: str = ''
+    dropped: int = 0
+    error_code: str | None = None
+    error_info: str | None = None
+    start_time: str | None = None
+    finish_time: str | None = None
+    stop_time: str | None = None
+    repeats: int = 0
+    username: str | None = None
+    container_id: str | None = None
+    container_name: str | None = None
+
+    @classmethod
+    def from_sdk(cls, item: t.Any, encoded: bool = True) -> 'InstanceResult':
+        """From a DescribeInvocationResults InvocationResult."""
+        return cls(instance_id=item.instance_id, invoke_id=item.invoke_id, status=item.invocation_status or 'Unknown',
+                   command_id=item.command_id or None, exit_code=item.exit_code, output=decode_output(item.output, encoded),
+                   dropped=int(item.dropped or 0), error_code=item.error_code or None, error_info=item.error_info or None,
+                   start_time=item.start_time or None, finish_time=item.finished_time or None, stop_time=item.stop_time or None,
+                   repeats=int(item.repeats or 0), username=item.username or None, container_id=item.container_id or None,
+                   container_name=item.container_name or None)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the status is final."""
+        return self.status in FINAL_STATUSES
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether this instance ran the script successfully."""
+        return self.status == 'Success'
+
+    def describe(self) -> str:
+        """A short account of a failure for messages."""
+        parts = [self.status]
+        if self.exit_code not in (None, 0) and self.status in ('Failed', 'Timeout', 'Terminated'):
+            parts.append(f'exit code {self.exit_code}')
+        if self.error_code and self.error_code != 'ExitCodeNonzero':
+            hint = INSTANCE_ERROR_HINTS.get(self.error_code)
+            parts.append(f'{self.error_code}: {hint}' if hint else self.error_code)
+        return ', '.join(parts)
+
+    def to_dict(self) -> dict[str, t.Any]:
+        """The module's per-instance result."""
+        return {
+            'instance_id': self.instance_id, 'invoke_id': self.invoke_id, 'command_id': self.command_id, 'status': self.status,
+            'exit_code': self.exit_code, 'output': self.output, 'dropped': self.dropped, 'error_code': self.error_code,
+            'error_info': self.error_info, 'start_time': self.start_time, 'finish_time': self.finish_time,
+            'stop_time': self.stop_time, 'repeats': self.repeats, 'username': self.username,
+            'container_id': self.container_id, 'container_name': self.container_name,
+        }
+
+
+def fetch_results(client: t.Any, auth: alicloud.AlicloudAuth, *, invoke_id: str | None = None, instance_id: str | None = None,
+                  command_id: str | None = None, counter: ApiCounter | None = None,
+                  poller_factory: t.Callable[..., Poller] = Poller) -> list[InstanceResult]:
+    """Every per-instance result matching the filters, paged to the end (50 a page), output decoded."""
+    require_models()
+    results: list[InstanceResult] = []
+    token: str | None = None
+    while True:
+        request = ecs_models.DescribeInvocationResultsRequest(region_id=auth.alicloud_region, invoke_id=invoke_id, instance_id=instance_id,
+                                                              command_id=command_id, content_encoding='Base64',
+                                                              max_results=RESULTS_PAGE_SIZE, next_token=token)
+        body = retried_call(client, auth, 'describe_invocation_results', request, counter, poller_factory)
+        page = body.invocation
+        items = (page.invocation_results.invocation_result if page and page.invocation_results else None) or []
+        results += [InstanceResult.from_sdk(item) for item in items]
+        token = page.next_token if page else None
+        if not token:
+            return results
+
+
+def describe_invocations(client: t.Any, auth: alicloud.AlicloudAuth, filters: dict[str, t.Any], counter: ApiCounter | None = None,
+                         poller_factory: t.Callable[..., Poller] = Poller, limit: int | None = None) -> list[t.Any]:
+    """DescribeInvocations items (SDK objects, without output) matching the filters, paged to the end or to limit."""
+    require_models()
+    found: list[t.Any] = []
+    token: str | None = None
+    while True:
+        request = ecs_models.DescribeInvocationsRequest(region_id=auth.alicloud_region, include_output=False,
+                                                        max_results=RESULTS_PAGE_SIZE, next_token=token,
+                                                        **{k: v for k, v in filters.items() if v is not None})
+        body = retried_call(client, auth, 'describe_invocations', request, counter, poller_factory)
+        found += (body.invocations.invocation if body.invocations else None) or []
+        token = body.next_token
+        if not token or (limit is not None and len(found) >= limit):
+            return found[:limit] if limit is not None else found
+
+
+class InvocationWatcher:
+    """Waits for invocations to finish: one DescribeInvocations call per unfinished invocation per round."""
+
+    def __init__(self, client: t.Any, auth: alicloud.AlicloudAuth, invoke_ids: list[str], counter: ApiCounter | None = None) -> None:
+        self.client = client
+        self.auth = auth
+        self.statuses: dict[str, str] = {invoke_id: 'Pending' for invoke_id in invoke_ids}
+        self.instance_statuses: dict[str, dict[str, str]] = {invoke_id: {} for invoke_id in invoke_ids}
+        self.counter = counter or ApiCounter()
+        self.rounds = 0
+        self.calls_per_round: list[int] = []
+
+    @property
+    def unfinished(self) -> list[str]:
+        """Invocations that are not over yet."""
+        return [invoke_id for invoke_id, status in self.statuses.items() if status not in FINAL_INVOCATION_STATUSES]
+
+    def probe(self) -> t.Any:
+        """One poll round (the Poller calls this)."""
+        require_models()
+        self.rounds += 1
+        calls = 0
+        for invoke_id in self.unfinished:
+            request = ecs_models.DescribeInvocationsRequest(region_id=self.auth.alicloud_region, invoke_id=invoke_id,
+                                                            include_output=False, max_results=1)
+            calls += 1
+            body = api_call(self.client, self.auth, 'describe_invocations', request, self.counter)
+            items = (body.invocations.invocation if body.invocations else None) or []
+            if not items:
+                continue  # not visible yet right after RunCommand: ask again next round
+            item = items[0]
+            self.statuses[invoke_id] = item.invocation_status or 'Pending'
+            instances = (item.invoke_instances.invoke_instance if item.invoke_instances else None) or []
+            self.instance_statuses[invoke_id] = {i.instance_id: i.invocation_status for i in instances}
+        self.calls_per_round.append(calls)
+        return done(self.statuses) if not self.unfinished else pending(self.statuses)
+
+    def unfinished_instances(self) -> dict[str, list[str]]:
+        """invoke id -> instances whose last seen status is not final."""
+        return {invoke_id: [i for i, status in statuses.items() if status not in FINAL_STATUSES]
+                for invoke_id, statuses in self.instance_statuses.items() if invoke_id in self.unfinished}
+
+
+def stop(client: t.Any, auth: alicloud.AlicloudAuth, invoke_id: str, counter: ApiCounter | None = None,
+         poller_factory: t.Callable[..., Poller] = Poller) -> str | None:
+    """Stop an invocation; returns None when stopped, else why not (the caller reports it, it does not raise)."""
+    require_models()
+    request = ecs_models.StopInvocationRequest(region_id=auth.alicloud_region, invoke_id=invoke_id)
+    try:
+        retried_call(client, auth, 'stop_invocation', request, counter, poller_factory)
+    except CloudExecError as exc:
+        return str(exc)
+    return None
+
+
+@dataclass
+class RunOutcome:
+    """Everything a run produced, for the module's result."""
+
+    started: list[Started]
+    results: list[InstanceResult] = field(default_factory=list)
+    timed_out: bool = False
+    stop_errors: dict[str, str] = field(default_factory=dict)
+    unfinished: dict[str, list[str]] = field(default_factory=dict)
+    rounds: int = 0
+    calls_per_round: list[int] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Instances per status."""
+        counts: dict[str, int] = {}
+        for result in self.results:
+            counts[result.status] = counts.get(result.status, 0) + 1
+        return counts
+
+    @property
+    def failed(self) -> list[InstanceResult]:
+        """Instances that did not succeed."""
+        return [r for r in self.results if not r.succeeded]
+
+    @property
+    def dropped(self) -> list[InstanceResult]:
+        """Instances whose output the service cut."""
+        return [r for r in self.results if r.dropped]
+
+
+def wait_for(client: t.Any, auth: alicloud.AlicloudAuth, started: list[Started], wait_timeout: float, counter: ApiCounter | None = None,
+             poller_factory: t.Callable[..., Poller] = Poller) -> RunOutcome:
+    """Wait for every invocation within wait_timeout, then read all results; on the deadline stop what still runs."""
+    counter = counter or ApiCounter()
+    outcome = RunOutcome(started=started)
+    watcher = InvocationWatcher(client, auth, [s.invoke_id for s in started], counter)
+    poller = poller_factory(wait_timeout, backoff=POLL_BACKOFF, what='the Cloud Assistant command')
+    try:
+        poller.wait(watcher.probe)
+    except DeadlineExceeded:
+        outcome.timed_out = True
+        outcome.unfinished = watcher.unfinished_instances()
+        for invoke_id in watcher.unfinished:
+            problem = stop(client, auth, invoke_id, counter, poller_factory)
+            if problem:
+                outcome.stop_errors[invoke_id] = problem
+    outcome.rounds = watcher.rounds
+    outcome.calls_per_round = watcher.calls_per_round
+    order = {instance_id: pos for pos, instance_id in enumerate(i for s in started for i in s.instance_ids)}
+    for item in started:
+        outcome.results += fetch_results(client, auth, invoke_id=item.invoke_id, counter=counter, poller_factory=poller_factory)
+    outcome.results.sort(key=lambda r: order.get(r.instance_id, len(order)))
+    return outcome
+
+
+def should_fail(outcome: RunOutcome, fail_on: str) -> bool:
+    """Whether the task fails: any instance failed ('any'), every instance failed ('all'), or never ('none')."""
+    if fail_on not in FAIL_ON:
+        raise ValidationError('fail_on', f'{fail_on!r} is not one of {", ".join(FAIL_ON)}')
+    failed = outcome.failed
+    if fail_on == 'none' or not outcome.results:
+        return False
+    if fail_on == 'all':
+        return len(failed) == len(outcome.results)
+    return bool(failed)
+
+
+def failure_message(outcome: RunOutcome, limit: int = 20) -> str:
+    """A message naming the failed instances (the first `limit`) and why."""
+    failed = outcome.failed
+    named = '; '.join(f'{r.instance_id} ({r.describe()})' for r in failed[:limit])
+    more = f'; and {len(failed) - limit} more' if len(failed) > limit else ''
+    return f'The command failed on {len(failed)} of {len(outcome.results)} instances: {named}{more}'
+
+
+def deadline_message(outcome: RunOutcome, wait_timeout: float) -> str:
+    """What happened when wait_timeout passed."""
+    still = [i for ids in outcome.unfinished.values() for i in ids]
+    stopped = [invoke_id for invoke_id in outcome.unfinished if invoke_id not in outcome.stop_errors]
+    parts = [f'The command did not finish within wait_timeout ({wait_timeout:g} s)']
+    if still:
+        shown = ', '.join(still[:20]) + (f' and {len(still) - 20} more' if len(still) > 20 else '')
+        parts.append(f'still running on {len(still)} instance(s): {shown}')
+    if stopped:
+        parts.append(f'invocation(s) {", ".join(stopped)} stopped with StopInvocation')
+    for invoke_id, problem in outcome.stop_errors.items():
+        parts.append(f'stopping {invoke_id} failed ({problem}); it may still run')
+    return '; '.join(parts)
+
+
+def dropped_warning(outcome: RunOutcome) -> str | None:
+    """A loud warning when the service cut output, with a way to get all of it."""
+    cut = outcome.dropped
+    if not cut:
+        return None
+    named = ', '.join(f'{r.instance_id} ({r.dropped} bytes)' for r in cut[:10]) + (' ...' if len(cut) > 10 else '')
+    return (f'Cloud Assistant keeps only the last {OUTPUT_LIMIT // 1024} KB of output per instance: the start of the output was '
+            f'dropped on {len(cut)} instance(s): {named}. To get all of it, write it to a file in the script '
+            f'(for example "cmd > /var/tmp/out.log 2>&1") and read the file back in parts of under 18 KB '
+            f'with further ali_ecs_command tasks (for example "tail -c +1 /var/tmp/out.log | head -c 18000", then '
+            f'"tail -c +18001 ..."); each part then fits the cap and comes back whole.')

@@ -1,0 +1,672 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Alibaba ECI exec: find the container, run a command in Sync mode or over the exec websocket.
+
+ExecContainerCommand has two ways to run something:
+
+- Sync: the HTTP answer carries ``SyncResponse``, stdout and stderr merged, no exit code, and the call
+  blocks until the command ends. The Command argv is limited to 20 items of 256 characters. We run a
+  compact sh wrapper (it fits one item) that frames stdout, stderr and the exit code with the same
+  markers remote_shell uses, so Sync still gives rc and stderr apart (as text: the answer is a JSON string).
+- Stream: the answer carries a ``WebSocketUri``. We ask for ``["/bin/sh"]`` with Stdin and no TTY and send
+  the remote_shell script over stdin, so the argv limits never apply to the real command and bytes are exact.
+
+The websocket uses the Kubernetes ``channel.k8s.io`` framing (the convention of the one public client of
+this endpoint): each binary message starts with a channel byte, 0 stdin, 1 stdout, 2 stderr, 3 a JSON
+``metav1.Status`` when the command ended, 4 resize. Whether ECI sends the status message is not confirmed,
+so the exit code always comes from our own marker; the status is only used to explain a failure.
+
+The WebSocketUri carries its token in the query: the whole URI is a secret, never logged or returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import typing as t
+import urllib.parse
+from dataclasses import dataclass, field
+
+from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, remote_shell
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import THROTTLING_CODES, CloudExecError, DeadlineExceeded, ValidationError
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller
+from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
+
+try:
+    from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
+    from websockets.sync.client import connect as _websockets_connect
+except ImportError:
+    HAS_WEBSOCKETS = False
+    _websockets_connect = None  # pylint: disable=invalid-name
+    ConnectionClosed = ConnectionClosedOK = None  # pylint: disable=invalid-name
+else:
+    HAS_WEBSOCKETS = True
+
+try:
+    from alibabacloud_eci20180808 import models as eci_models
+except ImportError:
+    eci_models = None  # pylint: disable=invalid-name
+
+PROVIDER = 'alicloud'
+
+# ExecContainerCommand's Command limits (API reference).
+MAX_COMMAND_ITEMS = 20
+MAX_COMMAND_ITEM_LENGTH = 256
+# DescribeContainerGroups returns at most 20 groups per page.
+DESCRIBE_LIMIT = 20
+
+# Channels of the Kubernetes exec protocol.
+CHANNEL_STDIN = 0
+CHANNEL_STDOUT = 1
+CHANNEL_STDERR = 2
+CHANNEL_STATUS = 3
+CHANNEL_RESIZE = 4
+# v5.channel.k8s.io: a message on this channel closes the channel named by its payload.
+CHANNEL_CLOSE = 255
+STDOUT = 'stdout'
+STDERR = 'stderr'
+STATUS = 'status'
+_STREAMS = {CHANNEL_STDOUT: STDOUT, CHANNEL_STDERR: STDERR, CHANNEL_STATUS: STATUS}
+
+# Stdin goes out in pieces of this size, so one big script does not become one huge message.
+SEND_CHUNK = 32 * 1024
+PING_INTERVAL = 30.0
+PING_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 2.0
+# After the end marker, how long to wait for the status message and the close (politeness, not needed).
+END_GRACE = 2.0
+# Extra seconds the Sync HTTP read timeout gets over the command timeout (network, scheduling).
+SYNC_READ_MARGIN = 15
+
+# websockets logs request lines (the URI, with its token) at DEBUG: its connections get this logger,
+# which never enables DEBUG whatever the root logger says.
+_WS_LOGGER = logging.getLogger('ansible_collections.cloudexec.core.eci.websocket')
+_WS_LOGGER.setLevel(logging.INFO)
+
+# The Sync wrapper: one argv item of at most 256 characters. Arguments: $1 nonce, $2 chdir, $3 creates,
+# $4 removes ('' when unset), then the command's argv. Markers are remote_shell's, so OutputParser reads them.
+# stderr is caught by a command substitution (no temp file needed) with the exit code appended after a dot,
+# which also keeps the trailing newlines a substitution would strip. The call sends Stdin=false.
+SYNC_SCRIPT = (
+    'n=$1;m(){ printf "\\n@@CE$n:$1@@\\n";};q(){ m END:$1;exit;};'
+    'cd -- "${2:-.}"||q chdir:1;[ -e "$3" ]&&q creates:0;[ -z "$4" ]||[ -e "$4" ]||q removes:0;'
+    'shift 4;m OUT;{ x=$("$@" 2>&1 >&3;echo .$?);} 3>&1;m ERR;printf %s "${x%.*}";q ran:${x##*.}'
+)
+SYNC_PREFIX_ITEMS = 8  # /bin/sh -c SCRIPT sh nonce chdir creates removes
+
+MODE_AUTO = 'auto'
+MODE_SYNC = 'sync'
+MODE_STREAM = 'stream'
+
+
+# ---------------------------------------------------------------------------------------------
+# Framing (sans I/O)
+# ---------------------------------------------------------------------------------------------
+def encode_frame(channel: int, data: bytes = b'') -> bytes:
+    """One binary websocket message: the channel byte, then the payload."""
+    if not 0 <= channel <= 255:
+        raise ValueError(f'channel {channel} is not a byte')
+    return bytes((channel,)) + bytes(data)
+
+
+def decode_frame(frame: bytes) -> tuple[int, bytes]:
+    """(channel, payload) of a binary message; ValueError for an empty one."""
+    if not frame:
+        raise ValueError('an exec message must start with a channel byte')
+    return frame[0], bytes(frame[1:])
+
+
+def resize_payload(width: int, height: int) -> bytes:
+    """The channel-4 payload that sets a TTY's size."""
+    return json.dumps({'Width': int(width), 'Height': int(height)}, separators=(',', ':')).encode()
+
+
+@dataclass(frozen=True)
+class ExecStatus:
+    """A channel-3 metav1.Status: success, or failure with an exit code (NonZeroExitCode) or a message."""
+
+    success: bool
+    exit_code: int | None
+    message: str = ''
+    reason: str = ''
+
+
+def parse_status(payload: bytes) -> ExecStatus:
+    """Read a channel-3 status; an unreadable one is a failure without exit code."""
+    try:
+        status = json.loads(payload.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError):
+        return ExecStatus(False, None, 'unreadable exec status')
+    if not isinstance(status, dict):
+        return ExecStatus(False, None, 'unreadable exec status')
+    if status.get('status') == 'Success':
+        return ExecStatus(True, 0)
+    reason = str(status.get('reason') or '')
+    message = str(status.get('message') or '')
+    exit_code = None
+    if reason == 'NonZeroExitCode':
+        causes = (status.get('details') or {}).get('causes') or []
+        for cause in causes:
+            if isinstance(cause, dict) and cause.get('reason') == 'ExitCode':
+                try:
+                    exit_code = int(cause.get('message'))
+                except (TypeError, ValueError):
+                    pass
+    return ExecStatus(False, exit_code, message[:500], reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# The websocket transport
+# ---------------------------------------------------------------------------------------------
+class EciStreamError(CloudExecError):
+    """The exec websocket could not be opened or was lost; input_sent says whether the command may have run."""
+
+    def __init__(self, message: str, *, code: str, input_sent: bool, remedy: str | None = None) -> None:
+        super().__init__(message, code=code, provider=PROVIDER, retryable=False, remedy=remedy)
+        self.input_sent = input_sent
+
+
+class EciStreamClosed(CloudExecError):
+    """The service ended the stream normally; every output message before it was delivered."""
+
+    def __init__(self, status: ExecStatus | None) -> None:
+        super().__init__('the exec stream ended', code='StreamClosed', provider=PROVIDER, retryable=False)
+        self.status = status
+
+
+def _supported_kwargs(func: t.Callable[..., t.Any]) -> frozenset[str] | None:
+    import inspect  # pylint: disable=import-outside-toplevel
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return None
+    return frozenset(params)
+
+
+class EciExecStream:
+    """One ECI exec websocket, driven by the caller (no threads of ours).
+
+        with EciExecStream(uri) as stream:
+            stream.send(b'echo hi\\n')
+            for stream_name, data in stream.read(timeout=5): ...   # [] on timeout; EciStreamClosed at the end
+
+    The URI is a secret (its query is the session token): only its host is ever named.
+    """
+
+    def __init__(self, uri: str, *, connect_timeout: float = 30.0, log: t.Callable[[str], None] | None = None,
+                 connect: t.Callable[..., t.Any] | None = None, proxy: str | bool | None = True,
+                 clock: t.Callable[[], float] = time.monotonic) -> None:
+        if connect is None and not HAS_WEBSOCKETS:
+            raise CloudExecError('the websockets library is required on the controller for ECI exec streams',
+                                 code='MissingDependency', provider='cloudexec', retryable=False,
+                                 remedy='pip install "websockets>=12.0" (see the collection requirements.txt)')
+        parts = urllib.parse.urlsplit(uri or '')
+        if parts.scheme not in ('ws', 'wss') or not parts.hostname:
+            raise CloudExecError('the exec WebSocketUri must be a ws:// or wss:// URL with a host', code='InvalidParameter',
+                                 provider='cloudexec', retryable=False, remedy='Pass WebSocketUri from ExecContainerCommand unchanged')
+        self._uri = uri
+        self._secrets = sorted({s for s in (uri, parts.query, parts.path + '?' + parts.query, urllib.parse.unquote(parts.query),
+                                            *urllib.parse.parse_qs(parts.query).get('token', []), *urllib.parse.parse_qs(parts.query).get('s', []))
+                                if len(s) > 3}, key=len, reverse=True)
+        self.host = parts.hostname if parts.port is None else f'{parts.hostname}:{parts.port}'
+        self.connect_timeout = connect_timeout
+        self._log_callback = log
+        self._connect = connect or _websockets_connect
+        self._proxy = proxy
+        self._clock = clock
+        self._ws: t.Any = None
+        self._opened = False
+        self._ended = False
+        self.status: ExecStatus | None = None
+        self.input_sent = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.frames_in = 0
+
+    def __repr__(self) -> str:
+        return f'EciExecStream(host={self.host!r})'
+
+    __str__ = __repr__
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, '<redacted>')
+        return text
+
+    def _log(self, line: str) -> None:
+        if self._log_callback is not None:
+            self._log_callback(self._redact(line))
+
+    def open(self) -> None:
+        """Connect; raises EciStreamError (code StreamConnectFailed) without naming the URI."""
+        if self._opened:
+            raise CloudExecError('the exec stream was already opened', code='StreamAlreadyOpen', provider='cloudexec', retryable=False)
+        self._opened = True
+        self._log(f'opening the ECI exec stream to {self.host}')
+        kwargs: dict[str, t.Any] = {
+            'open_timeout': self.connect_timeout, 'max_size': None, 'compression': None, 'user_agent_header': USER_AGENT,
+            'ping_interval': PING_INTERVAL, 'ping_timeout': PING_TIMEOUT, 'close_timeout': CLOSE_TIMEOUT,
+            'logger': _WS_LOGGER, 'proxy': None if self._proxy is False else self._proxy, 'legacy': True,
+        }
+        supported = _supported_kwargs(self._connect)
+        if supported is not None:
+            kwargs = {key: value for key, value in kwargs.items() if key in supported}
+        try:
+            self._ws = self._connect(self._uri, **kwargs)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # Any failure means no stream; `from None` because the original text may carry the URI.
+            raise self._connect_error(exc) from None
+        self._log(f'ECI exec stream to {self.host} open')
+
+    def _connect_error(self, exc: BaseException) -> EciStreamError:
+        status = getattr(getattr(exc, 'response', None), 'status_code', None)
+        if isinstance(status, int):
+            what = f'was refused with HTTP {status}'
+            if status in (401, 403, 404):
+                what += ' (the WebSocketUri is single use and valid for a short time: it was already used or has expired)'
+        elif isinstance(exc, TimeoutError):
+            what = f'timed out after {self.connect_timeout:g} seconds'
+        else:
+            what = f'failed: {type(exc).__name__}'
+        return EciStreamError(f'connecting the ECI exec stream to {self.host} {what}', code='StreamConnectFailed', input_sent=False,
+                              remedy='Check that this host can reach the ECI exec endpoint, then retry: a new ExecContainerCommand '
+                                     'call gives a new WebSocketUri')
+
+    def _lost(self, exc: BaseException | None) -> EciStreamError:
+        rcvd = getattr(exc, 'rcvd', None)
+        detail = ' (no close frame)' if rcvd is None else f' (close code {getattr(rcvd, "code", "?")})'
+        when = ('after the command was sent: the command may have run; check its effects before running it again'
+                if self.input_sent else 'before anything was sent')
+        return EciStreamError(f'the ECI exec stream to {self.host} was lost {when}{detail}', code='StreamDropped',
+                              input_sent=self.input_sent,
+                              remedy='The command may have run: check its effects before running it again' if self.input_sent
+                              else 'Retry')
+
+    def _check_open(self) -> None:
+        if self._ws is None:
+            raise CloudExecError('the exec stream is not open', code='StreamNotOpen', provider='cloudexec', retryable=False)
+
+    def _send_frame(self, frame: bytes) -> None:
+        self._check_open()
+        try:
+            self._ws.send(frame)
+        except ConnectionClosed as exc:
+            self._drop()
+            raise self._lost(exc) from None
+
+    def send(self, data: bytes) -> None:
+        """Write to the command's stdin (channel 0), in pieces of SEND_CHUNK bytes."""
+        data = bytes(data)
+        for start in range(0, len(data), SEND_CHUNK):
+            self.input_sent = True
+            self._send_frame(encode_frame(CHANNEL_STDIN, data[start:start + SEND_CHUNK]))
+            self.bytes_out += min(SEND_CHUNK, len(data) - start)
+
+    def resize(self, width: int, height: int) -> None:
+        """Set the TTY size (channel 4); meaningful only for TTY sessions."""
+        self._send_frame(encode_frame(CHANNEL_RESIZE, resize_payload(width, height)))
+
+    def close_stdin(self) -> None:
+        """Signal the end of stdin the v5.channel.k8s.io way; a server without v5 may ignore it."""
+        self._send_frame(encode_frame(CHANNEL_CLOSE, bytes((CHANNEL_STDIN,))))
+
+    def read(self, timeout: float) -> list[tuple[str, bytes]]:
+        """Wait up to timeout for output; [(STDOUT|STDERR|STATUS, bytes), ...] ([] on timeout).
+
+        Raises EciStreamClosed once the server closed the stream normally (and nothing is left to
+        return), EciStreamError (StreamDropped) when the connection was lost.
+        """
+        if self._pending_loss is not None:
+            raise self._pending_loss
+        if self._ended:
+            raise EciStreamClosed(self.status)
+        self._check_open()
+        events: list[tuple[str, bytes]] = []
+        wait = max(0.0, timeout)
+        while True:
+            try:
+                frame = self._ws.recv(timeout=wait)
+            except TimeoutError:
+                return events
+            except ConnectionClosedOK:
+                # A normal close: what arrived before it is complete; the next read reports the end.
+                self._ended = True
+                self._drop()
+                if events:
+                    return events
+                raise EciStreamClosed(self.status) from None
+            except ConnectionClosed as exc:
+                self._pending_loss = self._lost(exc)
+                self._drop()
+                if events:
+                    # Hand over what arrived; the next read reports the loss.
+                    return events
+                raise self._pending_loss from None
+            wait = 0.0  # pick up what is already queued, then return
+            if isinstance(frame, str):
+                self._log(f'ignored a text message of {len(frame)} characters from {self.host}')
+                continue
+            try:
+                channel, payload = decode_frame(frame)
+            except ValueError:
+                continue
+            self.frames_in += 1
+            stream = _STREAMS.get(channel)
+            if stream is None:
+                self._log(f'ignored a message on channel {channel}')
+                continue
+            if stream == STATUS:
+                self.status = parse_status(payload)
+            else:
+                self.bytes_in += len(payload)
+            events.append((stream, payload))
+            if len(events) >= 256:
+                return events
+
+    _pending_loss: EciStreamError | None = None
+
+    def _drop(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.close()
+            except Exception:  # pylint: disable=broad-exception-caught
+                pass  # a broken socket may fail to close in many ways; it is gone either way
+
+    def close(self) -> None:
+        """Close the websocket (idempotent); the service ends the command with it."""
+        self._drop()
+
+    def __enter__(self) -> EciExecStream:
+        if not self._opened:
+            self.open()
+        return self
+
+    def __exit__(self, *exc_info: t.Any) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EciTarget:
+    """A container of a Running container group."""
+
+    group_id: str
+    group_name: str
+    region: str
+    container_name: str
+    containers: tuple[str, ...] = field(default=())
+
+
+def _require_models() -> None:
+    alicloud.require_tea()
+    if eci_models is None:
+        raise CloudExecError('alibabacloud-eci20180808 is required on the controller', code='MissingDependency',
+                             provider='cloudexec', remedy='pip install alibabacloud-eci20180808')
+
+
+def _throttle_poller(what: str, timeout: float = 60.0) -> Poller:
+    return Poller(timeout, backoff=Backoff(initial=1.0, factor=2.0, cap=8.0), max_retries=8, what=what)
+
+
+def describe_groups(client: t.Any, auth: alicloud.AlicloudAuth, *, group_id: str | None = None,
+                    group_name: str | None = None) -> list[dict[str, t.Any]]:
+    """The container groups with this id or name (every page), as plain dicts."""
+    _require_models()
+    groups: list[dict[str, t.Any]] = []
+    token: str | None = None
+    while True:
+        request = eci_models.DescribeContainerGroupsRequest(region_id=auth.alicloud_region, limit=DESCRIBE_LIMIT)
+        if group_id:
+            request.container_group_ids = json.dumps([group_id])
+        if group_name:
+            request.container_group_name = group_name
+        if token:
+            request.next_token = token
+        body = _throttle_poller('DescribeContainerGroups').call(
+            lambda req=request: alicloud.call(client, 'describe_container_groups', req, auth))
+        data = body.to_map() if hasattr(body, 'to_map') else dict(body or {})
+        groups.extend(data.get('ContainerGroups') or [])
+        token = data.get('NextToken') or None
+        if not token:
+            return groups
+
+
+def resolve_target(client: t.Any, auth: alicloud.AlicloudAuth, *, group_id: str | None = None, group_name: str | None = None,
+                   container_name: str | None = None) -> EciTarget:
+    """The container an exec would reach, refusing what ExecContainerCommand would refuse, with a remedy."""
+    if bool(group_id) == bool(group_name):
+        raise ValidationError('container_group_id', 'give exactly one of container_group_id and container_group_name')
+    groups = describe_groups(client, auth, group_id=group_id, group_name=group_name)
+    if group_id:
+        groups = [g for g in groups if g.get('ContainerGroupId') == group_id]
+    else:
+        groups = [g for g in groups if g.get('ContainerGroupName') == group_name]
+    ref = group_id or group_name
+    if not groups:
+        raise CloudExecError(f'No container group {ref} in region {auth.alicloud_region}', code='ContainerGroupNotFound',
+                             provider=PROVIDER, retryable=False,
+                             remedy='Check the id or name and alicloud_region; deleted groups disappear from ECI')
+    if len(groups) > 1:
+        ids = ', '.join(str(g.get('ContainerGroupId')) for g in groups)
+        raise ValidationError('container_group_name', f'{len(groups)} container groups are named {group_name!r} ({ids})',
+                              remedy='Use container_group_id to pick one')
+    group = groups[0]
+    gid = str(group.get('ContainerGroupId'))
+    status = group.get('Status')
+    if status != 'Running':
+        raise CloudExecError(f'Container group {gid} is {status}: exec needs a Running group', code='IncorrectStatus',
+                             provider=PROVIDER, retryable=False,
+                             remedy='Wait until the group is Running (DescribeContainerGroups), or restart it; '
+                                    'Succeeded and Failed groups do not run again')
+    containers = group.get('Containers') or []
+    names = [str(c.get('Name')) for c in containers]
+    if container_name:
+        chosen = next((c for c in containers if c.get('Name') == container_name), None)
+        if chosen is None:
+            raise ValidationError('container_name', f'container group {gid} has no container named {container_name!r} '
+                                                    f'(it has: {", ".join(names)})')
+    elif len(containers) == 1:
+        chosen = containers[0]
+    else:
+        raise ValidationError('container_name', f'container group {gid} has {len(containers)} containers, name one of: '
+                                                f'{", ".join(names)}')
+    state = (chosen.get('CurrentState') or {}).get('State')
+    if state and state != 'Running':
+        raise CloudExecError(f'Container {chosen.get("Name")} of group {gid} is {state}: exec needs a Running container',
+                             code='IncorrectStatus', provider=PROVIDER, retryable=False,
+                             remedy='Check the container with DescribeContainerGroups and its logs (DescribeContainerLog)')
+    return EciTarget(group_id=gid, group_name=str(group.get('ContainerGroupName') or ''), region=str(auth.alicloud_region),
+                     container_name=str(chosen.get('Name')), containers=tuple(names))
+
+
+# ---------------------------------------------------------------------------------------------
+# ExecContainerCommand
+# ---------------------------------------------------------------------------------------------
+_STREAM_REMEDY = 'Use mode=stream (or auto), where the command travels over stdin and has no such limit'
+
+
+def check_sync_limits(command: str | t.Sequence[str], *, chdir: str | None = None, creates: str | None = None,
+                      removes: str | None = None) -> None:
+    """Refuse, before any call, what Sync mode cannot carry (ExecContainerCommand: 20 items of 256 characters).
+
+    The wrapper that reports the exit code takes SYNC_PREFIX_ITEMS of the 20 items; chdir, creates,
+    removes and a command string each take one item, so each is limited to 256 characters.
+    """
+    room = MAX_COMMAND_ITEMS - SYNC_PREFIX_ITEMS
+    limit = MAX_COMMAND_ITEM_LENGTH
+    if isinstance(command, str):
+        if len(command) > limit:
+            raise ValidationError('command', f'the command has {len(command)} characters; Sync mode carries it as one '
+                                             f'ExecContainerCommand item, which holds at most {limit}', remedy=_STREAM_REMEDY)
+    else:
+        if len(command) > room:
+            raise ValidationError('command', f'{len(command)} arguments is more than the {room} that Sync mode allows '
+                                             f'(ExecContainerCommand takes at most {MAX_COMMAND_ITEMS} items and the wrapper '
+                                             f'that reports the exit code uses {SYNC_PREFIX_ITEMS})', remedy=_STREAM_REMEDY)
+        for pos, arg in enumerate(command):
+            if len(str(arg)) > limit:
+                raise ValidationError('command', f'argument {pos} has {len(str(arg))} characters, more than the {limit} '
+                                                 'that ExecContainerCommand allows per item', remedy=_STREAM_REMEDY)
+    for name, value in (('chdir', chdir), ('creates', creates), ('removes', removes)):
+        if value and len(value) > limit:
+            raise ValidationError(name, f'{len(value)} characters is more than the {limit} that one ExecContainerCommand '
+                                        'item holds in Sync mode', remedy=_STREAM_REMEDY)
+
+
+def sync_argv(command: str | t.Sequence[str], nonce: str, *, chdir: str | None = None, creates: str | None = None,
+              removes: str | None = None) -> list[str]:
+    """The Command of a Sync call: the framing wrapper, its parameters, then the user's argv."""
+    user = ['/bin/sh', '-c', command] if isinstance(command, str) else [str(arg) for arg in command]
+    return ['/bin/sh', '-c', SYNC_SCRIPT, 'sh', nonce, chdir or '', creates or '', removes or ''] + user
+
+
+def sync_fits(command: str | t.Sequence[str], *, chdir: str | None = None, creates: str | None = None, removes: str | None = None) -> bool:
+    """Whether the command can go through Sync mode at all (its argv within the API limits)."""
+    try:
+        check_sync_limits(command, chdir=chdir, creates=creates, removes=removes)
+    except ValidationError:
+        return False
+    return True
+
+
+def _exec_request(target: EciTarget, argv: t.Sequence[str], *, sync: bool, tty: bool = False, stdin: bool = True) -> t.Any:
+    _require_models()
+    return eci_models.ExecContainerCommandRequest(region_id=target.region, container_group_id=target.group_id,
+                                                  container_name=target.container_name, command=json.dumps(list(argv)),
+                                                  sync=sync, tty=tty, stdin=stdin)
+
+
+def exec_container_command(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, argv: t.Sequence[str], *,
+                           sync: bool, tty: bool = False, stdin: bool = True, read_timeout: int | None = None,
+                           retry_timeout: float = 60.0) -> dict[str, t.Any]:
+    """Call ExecContainerCommand and return the answer as a dict (which holds the secret WebSocketUri).
+
+    Throttling is retried through the Poller. In Sync mode nothing else is: a server error or a read
+    timeout may come after the command ran, so it is reported, not repeated.
+    """
+    request = _exec_request(target, argv, sync=sync, tty=tty, stdin=stdin)
+
+    def attempt() -> t.Any:
+        try:
+            return alicloud.call(client, 'exec_container_command', request, auth, read_timeout=read_timeout)
+        except CloudExecError as error:
+            if sync and error.code not in THROTTLING_CODES:
+                error.retryable = False
+            if sync and error.code == 'Connection.Error':
+                error.message = (f'ExecContainerCommand (Sync) gave no answer within {read_timeout} seconds; '
+                                 'the command may still be running in the container')
+                error.remedy = 'Raise timeout, or use mode=stream for long commands; check the command\'s effects before repeating it'
+            raise
+
+    body = _throttle_poller(f'ExecContainerCommand on {target.group_id}/{target.container_name}', retry_timeout).call(attempt)
+    return body.to_map() if hasattr(body, 'to_map') else dict(body or {})
+
+
+@dataclass
+class ExecRun:
+    """What one exec gave: the framed result and how it travelled."""
+
+    result: remote_shell.CommandResult
+    mode: str
+
+
+def _raw(text: str | None) -> str | None:
+    """UTF-8 text as latin-1 code points, so the script (sent as latin-1) carries its exact UTF-8 bytes."""
+    return None if text is None else text.encode('utf-8').decode('latin-1')
+
+
+def run_sync(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, command: str | t.Sequence[str], *,
+             chdir: str | None = None, creates: str | None = None, removes: str | None = None, timeout: int = 600) -> ExecRun:
+    """Run through Sync: exit code and stderr come from our wrapper; output is text (SyncResponse is a string)."""
+    check_sync_limits(command, chdir=chdir, creates=creates, removes=removes)
+    nonce = remote_shell.new_nonce()
+    argv = sync_argv(command, nonce, chdir=chdir, creates=creates, removes=removes)
+    # The call blocks until the command ends: the read timeout is the command timeout plus a margin
+    # (the SDK's default of 10 s would cut off any longer command).
+    answer = exec_container_command(client, auth, target, argv, sync=True, stdin=False, read_timeout=timeout + SYNC_READ_MARGIN)
+    output = str(answer.get('SyncResponse') or '')
+    parser = remote_shell.OutputParser(nonce)
+    result = parser.feed(output.encode('utf-8', errors='surrogateescape'))
+    if result is None:
+        shown = ' '.join(output.split())[:300]
+        raise CloudExecError(f'The Sync answer from {target.group_id}/{target.container_name} has no exit status'
+                             + (f': {shown}' if shown else ''), code='NoExitStatus', provider=PROVIDER, retryable=False,
+                             remedy='Check that /bin/sh exists in the container; use mode=stream for more detail')
+    return ExecRun(result=result, mode=MODE_SYNC)
+
+
+def run_stream(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, command: str | t.Sequence[str], *,
+               chdir: str | None = None, creates: str | None = None, removes: str | None = None, stdin: bytes | None = None,
+               timeout: float = 600, log: t.Callable[[str], None] | None = None, clock: t.Callable[[], float] = time.monotonic,
+               connect: t.Callable[..., t.Any] | None = None) -> ExecRun:
+    """Run over the exec websocket: /bin/sh reads the remote_shell script from stdin; bytes and rc are exact."""
+    deadline = clock() + timeout
+    nonce = remote_shell.new_nonce()
+    if isinstance(command, str):
+        wrapped: str | list[str] = t.cast(str, _raw(command))
+    else:
+        wrapped = [t.cast(str, _raw(str(arg))) for arg in command]
+    script = remote_shell.wrap(wrapped, nonce, chdir=_raw(chdir), creates=_raw(creates), removes=_raw(removes), stdin=stdin)
+    answer = exec_container_command(client, auth, target, ['/bin/sh'], sync=False, stdin=True, tty=False,
+                                    retry_timeout=min(timeout, 60))
+    uri = answer.get('WebSocketUri')
+    if not uri:
+        raise CloudExecError('ExecContainerCommand returned no WebSocketUri', code='NoWebSocketUri', provider=PROVIDER,
+                             retryable=False, remedy='Retry; if it persists, check the ECI service health')
+    parser = remote_shell.OutputParser(nonce)
+    shell_errors = bytearray()
+    where = f'{target.group_id}/{target.container_name}'
+    with EciExecStream(uri, connect_timeout=max(1.0, min(30.0, deadline - clock())), log=log, connect=connect) as stream:
+        # `exit` ends the shell after the wrapper; the wrapper is a subshell, so nothing it does can skip it.
+        stream.send(script.encode('latin-1') + b'exit\n')
+        while parser.result is None:
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise DeadlineExceeded(f'The command in {where} did not finish within {timeout:g} seconds '
+                                       f'({"it had started" if parser.started else "it may not have started"}); '
+                                       'the exec stream was closed, which ends it',
+                                       remedy='Raise timeout, or run long jobs in the background (nohup) and poll for them')
+            try:
+                events = stream.read(min(remaining, 1.0))
+            except EciStreamClosed as exc:
+                status = exc.status
+                detail = f': {status.message}' if status is not None and status.message else ''
+                shown = ' '.join(shell_errors.decode('utf-8', errors='replace').split())[:300]
+                raise CloudExecError(f'The exec stream to {where} ended before the command reported its exit code{detail}'
+                                     + (f' (shell said: {shown})' if shown else ''), code='StreamClosedEarly',
+                                     provider=PROVIDER, retryable=False,
+                                     remedy=('The command ran at least in part: check its effects before running it again'
+                                             if parser.started else 'Check that /bin/sh exists in the container')) from None
+            for name, data in events:
+                if name == STDOUT:
+                    parser.feed(data)
+                elif name == STDERR:
+                    # The command's stderr travels in the framed stdout; this is the shell's own (wrapper failures).
+                    shell_errors.extend(data[:4096])
+        # Let the service finish (status and close) briefly; the result is already complete.
+        grace = min(END_GRACE, max(0.0, deadline - clock()))
+        end = clock() + grace
+        try:
+            while clock() < end:
+                stream.read(end - clock())
+        except (EciStreamClosed, EciStreamError):
+            pass
+    return ExecRun(result=t.cast(remote_shell.CommandResult, parser.result), mode=MODE_STREAM)
+
+
+def choose_mode(mode: str, command: str | t.Sequence[str], *, stdin: bytes | None = None, chdir: str | None = None,
+                creates: str | None = None, removes: str | None = None) -> str:
+    """auto: Sync when it can give the same answer (no stdin, argv within the limits), the stream otherwise."""
+    if mode != MODE_AUTO:
+        return mode
+    if stdin is None and sync_fits(command, chdir=chdir, creates=creates, removes=removes):
+        return MODE_SYNC
+    return MODE_STREAM

@@ -1,0 +1,205 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ali_ecs_command and ali_ecs_invocation_info through real ansible/ansible-playbook against the emulator."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from cloudexec_emulator.testing import start_emulator
+
+from helpers import ansible_adhoc, ansible_playbook
+
+WEB = 'i-bp1demo000000000001'
+DB = 'i-bp1demo000000000002'
+OFFLINE = 'i-bp1demo000000000003'
+STOPPED = 'i-bp1demo000000000004'
+MODULE = 'cloudexec.core.ali_ecs_command'
+INFO = 'cloudexec.core.ali_ecs_invocation_info'
+
+FLEET_WORLD = '''
+aws:
+  credentials:
+    - {access_key: AKIAFLEET00000000001, secret_key: fleet-secret-for-tests-only-0001}
+alicloud:
+  region: cn-hangzhou
+  credentials:
+    - {access_key_id: LTAIFLEET00000000001, access_key_secret: FleetSecretForTestsOnly000001}
+  instances:
+    - {count: 150, id_pattern: "i-fleet{index:04d}", name_pattern: "fleet-{index:03d}", tags: {fleet: big}}
+'''
+
+
+@pytest.fixture(scope='module')
+def fleet(tmp_path_factory):
+    """An emulator whose world is 150 Linux instances tagged fleet=big."""
+    world = Path(tmp_path_factory.mktemp('fleet')) / 'fleet.yml'
+    world.write_text(FLEET_WORLD)
+    with start_emulator(world=world) as info:
+        yield info
+
+
+def reset(emu) -> None:
+    emu.admin('DELETE', 'faults')
+    emu.admin('POST', 'calls/reset')
+
+
+def calls(emu) -> dict:
+    return emu.admin('GET', 'calls')['calls'].get('ali-ecs', {})
+
+
+def run_module(emu, args: dict, *extra: str, module: str = MODULE):
+    run = ansible_adhoc(emu, module, args, *extra)
+    assert run.results, run.output
+    return run, run.results[0]['result']
+
+
+def test_fleet_of_150_in_two_batches_with_failures(fleet):
+    reset(fleet)
+    run = ansible_playbook(fleet, 'ali_ecs_fleet.yml')
+    assert run.rc == 0, run.output
+    result = run.result('Run on every instance tagged fleet=big; those numbered *7 exit 3')
+    failed = [f'i-fleet{n:04d}' for n in range(7, 151, 10)]
+    assert result['failed_instances'] == failed
+    # The message names the failed instances and why.
+    assert result['msg'].startswith('The command failed on 15 of 150 instances: i-fleet0007 (Failed, exit code 3)')
+    assert all(instance in result['msg'] for instance in failed)
+    assert [len(b) for b in (result['results'][:100], result['results'][100:])] == [100, 50]
+    first = result['results'][0]
+    assert first['instance_id'] == 'i-fleet0001' and first['output'] == 'ok on i-fleet0001\n' and first['exit_code'] == 0
+    bad = result['results'][6]
+    assert (bad['instance_id'], bad['status'], bad['exit_code'], bad['error_code']) == ('i-fleet0007', 'Failed', 3, 'ExitCodeNonzero')
+    seen = calls(fleet)
+    # Two tasks of two batches each; results read 50 a page (100 + 50 per task: 3 pages) plus the info task's 2 pages.
+    assert seen['RunCommand'] == 4
+    assert seen['DescribeInvocationResults'] == 3 + 3 + 2
+    assert result['api_calls']['calls']['DescribeInstances'] == 2 + 2  # by tags (150 in 2 pages), then 2 preflight chunks
+    assert max(result['api_calls']['calls_per_round']) == 2
+
+
+def test_101_instance_ids_are_batched(fleet):
+    reset(fleet)
+    ids = [f'i-fleet{n:04d}' for n in range(1, 102)]
+    run, result = run_module(fleet, {'instance_ids': ids, 'content': 'true'})
+    assert run.rc == 0, run.output
+    assert len(result['invoke_ids']) == 2 and result['counts'] == {'Success': 101}
+    assert calls(fleet)['RunCommand'] == 2
+
+
+@pytest.mark.parametrize('count', [1, 100])
+def test_api_calls_per_poll_round_grow_with_pages_not_instances(fleet, count, record_property):
+    reset(fleet)
+    ids = [f'i-fleet{n:04d}' for n in range(1, count + 1)]
+    run, result = run_module(fleet, {'instance_ids': ids, 'content': 'sleep 3'})
+    assert run.rc == 0, run.output
+    seen = calls(fleet)
+    rounds = result['api_calls']['poll_rounds']
+    assert rounds >= 3  # the script takes 3 s: several rounds happened
+    # One DescribeInvocations per round for one batch, whatever the number of instances in it.
+    assert seen['DescribeInvocations'] == rounds and set(result['api_calls']['calls_per_round']) == {1}
+    # Then the results once, 50 a page.
+    assert seen['DescribeInvocationResults'] == (count + 49) // 50
+    record_property('benchmark', json.dumps({'instances': count, 'poll_rounds': rounds, 'calls': seen}))
+    print(f'BENCHMARK instances={count} poll_rounds={rounds} per_round=1 calls={seen}')
+
+
+def test_check_mode_validates_and_runs_nothing(emu):
+    run, result = run_module(emu, {'instance_ids': [WEB, DB], 'content': 'touch /should-not-exist'}, '--check')
+    assert run.rc == 0, run.output
+    assert result['changed'] is True and 'nothing was run' in result['msg']
+    assert [t['agent_online'] for t in result['targets']] == [True, True]
+    seen = calls(emu)
+    assert 'RunCommand' not in seen and seen['DescribeCloudAssistantStatus'] == 1
+    run, result = run_module(emu, {'instance_ids': [WEB, STOPPED], 'content': 'true'}, '--check')
+    assert run.rc != 0 and f'{STOPPED}: instance is Stopped' in result['msg']
+
+
+def test_agent_offline_is_a_clear_error_before_anything_runs(emu):
+    run, result = run_module(emu, {'instance_ids': [WEB, OFFLINE], 'content': 'echo hi'})
+    assert run.rc != 0
+    assert result['msg'].startswith('TargetsUnavailable: 1 of 2 target instances cannot run Cloud Assistant commands, so nothing was run')
+    assert f'{OFFLINE}: Cloud Assistant agent is offline' in result['msg']
+    assert result['error']['remedy'] and 'RunCommand' not in calls(emu)
+
+
+def test_throttling_mid_poll_recovers(emu):
+    emu.admin('POST', 'faults', [{'service': 'ali-ecs', 'action': 'DescribeInvocations', 'throttle': 2},
+                                 {'service': 'ali-ecs', 'action': 'DescribeInvocationResults', 'throttle': 2}])
+    run, result = run_module(emu, {'instance_ids': [WEB, DB], 'content': 'sleep 1; echo fine'})
+    assert run.rc == 0, run.output
+    assert [r['output'] for r in result['results']] == ['fine\n', 'fine\n']
+    errors = emu.admin('GET', 'calls')['errors']['ali-ecs']
+    assert errors == {'DescribeInvocations': {'Throttling.User': 2}, 'DescribeInvocationResults': {'Throttling.User': 2}}
+
+
+def test_deadline_stops_the_invocation(emu):
+    started = time.monotonic()
+    run, result = run_module(emu, {'instance_ids': [WEB], 'content': 'echo started; sleep 60', 'timeout': 300, 'wait_timeout': 3})
+    assert run.rc != 0 and time.monotonic() - started < 30
+    invoke_id = result['invoke_id']
+    assert result['msg'].startswith('The command did not finish within wait_timeout (3 s); still running on 1 instance(s): '
+                                    f'{WEB}; invocation(s) {invoke_id} stopped with StopInvocation')
+    assert calls(emu)['StopInvocation'] == 1
+    assert result['results'][0]['status'] in ('Stopping', 'Terminated')
+    run, info = run_module(emu, {'invoke_id': invoke_id}, module=INFO)
+    deadline = time.monotonic() + 10
+    while info['invocations'][0]['invocation_status'] != 'Stopped':
+        assert time.monotonic() < deadline, info
+        run, info = run_module(emu, {'invoke_id': invoke_id}, module=INFO)
+    assert info['invocations'][0]['results'][0]['status'] == 'Terminated'
+
+
+def test_output_over_24k_reports_dropped(emu):
+    run, result = run_module(emu, {'instance_ids': [WEB], 'content': 'head -c 30000 /dev/zero | tr "\\0" x; echo; echo END'})
+    assert run.rc == 0, run.output
+    only = result['results'][0]
+    assert only['dropped'] == 30000 + 1 + 4 - 24 * 1024 and only['output'].endswith('x\nEND\n')
+    assert result['dropped_instances'] == [WEB]
+    assert 'the start of the output was dropped on 1 instance(s)' in run.output.replace('\n', ' ')
+
+
+def test_failure_names_instances_and_fail_on(emu):
+    content = 'case "$HOME" in *0001) exit 0 ;; *) echo nope; exit 4 ;; esac'
+    run, result = run_module(emu, {'instance_ids': [WEB, DB], 'content': content})
+    assert run.rc != 0 and result['msg'] == f'The command failed on 1 of 2 instances: {DB} (Failed, exit code 4)'
+    run, result = run_module(emu, {'instance_ids': [WEB, DB], 'content': content, 'fail_on': 'all'})
+    assert run.rc == 0 and result['counts'] == {'Success': 1, 'Failed': 1}
+
+
+def test_secret_parameters_never_logged(emu, tmp_path):
+    secret = 'S3cr3t-Value-XYZ-4711'
+    # From a vars file, as a vault would give it: Ansible itself echoes -e values given inline at -vvvv.
+    secrets_file = tmp_path / 'secrets.json'
+    secrets_file.write_text(json.dumps({'secret_token': secret}))
+    run = ansible_playbook(emu, 'ali_ecs_secrets.yml', '-vvvv', '-e', f'@{secrets_file}')
+    assert run.rc == 0, run.output
+    result = run.result('Pass the secret as a custom parameter')
+    assert result['results'][0]['output'] == 'got-it\n'
+    assert secret not in run.stdout + run.stderr
+    assert emu['alicloud']['secret_key'] not in run.stdout + run.stderr
+
+
+def test_client_token_makes_a_retry_run_nothing_twice(emu):
+    args = {'instance_ids': [WEB], 'content': 'echo run >> token-runs; wc -l < token-runs', 'client_token': f'retry-{time.time_ns()}'}
+    first_run, first = run_module(emu, args)
+    again_run, again = run_module(emu, args)
+    assert first_run.rc == 0 and again_run.rc == 0, again_run.output
+    assert again['invoke_id'] == first['invoke_id'] and again['results'][0]['output'] == first['results'][0]['output']
+    changed = dict(args, content='echo different')
+    run, result = run_module(emu, changed)
+    assert run.rc != 0 and result['error']['code'] == 'IdempotentParameterMismatch' and result['error']['remedy']
+    run_module(emu, {'instance_ids': [WEB], 'content': 'rm -f token-runs'})
+
+
+def test_invocation_info_playbook(emu):
+    run = ansible_playbook(emu, 'ali_ecs_invocation.yml')
+    assert run.rc == 0, run.output
+
+
+def test_bad_input_is_refused_before_any_call(emu):
+    run, result = run_module(emu, {'instance_ids': [WEB], 'content': 'x' * 20000})
+    assert run.rc != 0 and 'above the limit of 24576' in result['msg']
+    run, result = run_module(emu, {'instance_ids': [WEB], 'content': 'true', 'timeout': 0})
+    assert run.rc != 0 and 'timeout' in result['msg']
+    assert calls(emu) == {}

@@ -1,0 +1,264 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+pytest.importorskip('alibabacloud_ecs20140526')
+from alibabacloud_ecs20140526 import models as m  # noqa: E402  pylint: disable=wrong-import-position
+from Tea.exceptions import TeaException  # noqa: E402  pylint: disable=wrong-import-position
+
+from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.cloudexec.core.plugins.module_utils.alicloud import AlicloudAuth  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import ValidationError  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import Poller  # noqa: E402  pylint: disable=wrong-import-position
+
+AUTH = AlicloudAuth(alicloud_access_key='LTAI', alicloud_secret_key='secret', alicloud_region='cn-hangzhou')
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def poller(self, timeout: float, **kwargs) -> Poller:
+        return Poller(timeout, clock=self.clock, sleep=self.sleep, rand=lambda: 0.0, **kwargs)
+
+
+class Response:
+    def __init__(self, body) -> None:
+        self.body = body
+
+
+class FakeEcs:
+    """Answers Cloud Assistant calls from scripted state; records every request."""
+
+    def __init__(self, instances: dict[str, list[str]], throttle: dict[str, int] | None = None) -> None:
+        # invoke id -> the overall status it reports on each DescribeInvocations call (the last one repeats)
+        self.instances = instances
+        self.script: dict[str, list[str]] = {}
+        self.throttle = dict(throttle or {})
+        self.requests: list[tuple[str, object]] = []
+
+    def _maybe_throttle(self, action: str) -> None:
+        if self.throttle.get(action, 0) > 0:
+            self.throttle[action] -= 1
+            raise TeaException({'code': 'Throttling.User', 'message': 'flow control', 'data': {'statusCode': 400}})
+
+    def run_command_with_options(self, request, runtime):
+        self.requests.append(('RunCommand', request))
+        self._maybe_throttle('RunCommand')
+        invoke_id = f't-{len([r for r in self.requests if r[0] == "RunCommand"])}'
+        self.instances.setdefault(invoke_id, list(request.instance_id))
+        return Response(m.RunCommandResponseBody(command_id='c-1', invoke_id=invoke_id))
+
+    def describe_invocations_with_options(self, request, runtime):
+        self.requests.append(('DescribeInvocations', request))
+        self._maybe_throttle('DescribeInvocations')
+        steps = self.script.get(request.invoke_id, ['Success'])
+        status = steps.pop(0) if len(steps) > 1 else steps[0]
+        per_instance = 'Running' if status == 'Running' else 'Success'
+        return Response(m.DescribeInvocationsResponseBody().from_map({'Invocations': {'Invocation': [{
+            'InvokeId': request.invoke_id, 'InvocationStatus': status,
+            'InvokeInstances': {'InvokeInstance': [{'InstanceId': i, 'InvocationStatus': per_instance}
+                                                   for i in self.instances[request.invoke_id]]}}]}}))
+
+    def describe_invocation_results_with_options(self, request, runtime):
+        self.requests.append(('DescribeInvocationResults', request))
+        self._maybe_throttle('DescribeInvocationResults')
+        ids = self.instances[request.invoke_id]
+        start = int(request.next_token or 0)
+        chunk = ids[start:start + request.max_results]
+        nxt = str(start + request.max_results) if start + request.max_results < len(ids) else ''
+        rows = [{'InstanceId': i, 'InvokeId': request.invoke_id, 'InvocationStatus': 'Failed' if i.endswith('7') else 'Success',
+                 'ExitCode': 3 if i.endswith('7') else 0, 'ErrorCode': 'ExitCodeNonzero' if i.endswith('7') else '',
+                 'Output': base64.b64encode(f'out {i} \u2713\n'.encode()).decode(), 'Dropped': 10 if i.endswith('9') else 0}
+                for i in chunk]
+        return Response(m.DescribeInvocationResultsResponseBody().from_map(
+            {'Invocation': {'InvocationResults': {'InvocationResult': rows}, 'NextToken': nxt}}))
+
+    def stop_invocation_with_options(self, request, runtime):
+        self.requests.append(('StopInvocation', request))
+        return Response(m.StopInvocationResponseBody())
+
+    def count(self, action: str) -> int:
+        return sum(1 for name, _request in self.requests if name == action)
+
+
+def ids(count: int) -> list[str]:
+    return [f'i-{n:04d}' for n in range(1, count + 1)]
+
+
+def test_batches_and_tokens():
+    assert [len(b) for b in ca.batches(ids(250))] == [100, 100, 50]
+    assert ca.batches([]) == []
+    assert ca.unique(['a', 'b', 'a', 'c']) == ['a', 'b', 'c']
+    assert ca.batch_token('tok', 0, 1) == 'tok'
+    assert [ca.batch_token('tok', n, 2) for n in range(2)] == ['tok-b001', 'tok-b002']
+    long = 'x' * 64
+    assert len(ca.batch_token(long, 1, 3)) == 64 and ca.batch_token(long, 1, 3).endswith('-b002')
+    assert ca.new_client_token() != ca.new_client_token()
+
+
+def test_content_is_base64_and_limited():
+    assert base64.b64decode(ca.encode_content('echo "héllo" $HOME')) == 'echo "héllo" $HOME'.encode()
+    assert len(ca.encode_content('a' * 18432)) == 24576
+    with pytest.raises(ValidationError) as info:
+        ca.encode_content('a' * 18433)
+    assert info.value.parameter == 'content' and 'CmdContent' not in str(info.value) and info.value.remedy
+
+
+def test_run_command_fields():
+    spec = ca.RunSpec(content='echo {{who}}', working_dir='/srv', timeout=30, username='app', parameters={'who': 'me', 'n': 3},
+                      container_name='web', name='greet', keep_command=True)
+    spec.validate()
+    fields = spec.run_command_fields('cn-hangzhou', ['i-1', 'i-2'], 'tok')
+    assert fields == {
+        'region_id': 'cn-hangzhou', 'instance_id': ['i-1', 'i-2'], 'client_token': 'tok', 'timeout': 30, 'repeat_mode': 'Once',
+        'working_dir': '/srv', 'username': 'app', 'container_name': 'web', 'parameters': {'who': 'me', 'n': '3'},
+        'type': 'RunShellScript', 'command_content': base64.b64encode(b'echo {{who}}').decode(), 'content_encoding': 'Base64',
+        'keep_command': True, 'enable_parameter': True, 'name': 'greet',
+    }
+    # The SDK turns them into the wire form the service reads.
+    request = m.RunCommandRequest(**fields)
+    assert request.to_map()['InstanceId'] == ['i-1', 'i-2'] and request.to_map()['EnableParameter'] is True
+    scheduled = ca.RunSpec(command_id='c-1', repeat_mode='Period', frequency='rate(5m)')
+    scheduled.validate()
+    invoke = scheduled.invoke_command_fields('cn-hangzhou', ['i-1'], 'tok')
+    assert invoke['command_id'] == 'c-1' and invoke['frequency'] == 'rate(5m)' and 'parameters' not in invoke
+    assert 'frequency' not in ca.RunSpec(content='x', frequency='rate(5m)').common_fields('r', ['i'], 't')
+
+
+@pytest.mark.parametrize('kwargs, parameter', [
+    ({}, 'content'),
+    ({'content': 'x', 'command_id': 'c-1'}, 'content'),
+    ({'content': '  '}, 'content'),
+    ({'content': 'x', 'timeout': 0}, 'timeout'),
+    ({'content': 'x', 'timeout': 86401}, 'timeout'),
+    ({'content': 'x', 'command_type': 'RunPython'}, 'type'),
+    ({'content': 'x', 'repeat_mode': 'Period'}, 'frequency'),
+    ({'content': 'x', 'client_token': 'x' * 65}, 'client_token'),
+    ({'content': 'x', 'client_token': 'tök'}, 'client_token'),
+])
+def test_spec_validation(kwargs, parameter):
+    with pytest.raises(ValidationError) as info:
+        ca.RunSpec(**kwargs).validate()
+    assert info.value.parameter == parameter
+
+
+def test_start_batches_by_100_with_derived_tokens():
+    client = FakeEcs({})
+    clock = FakeClock()
+    started = ca.start(client, AUTH, ca.RunSpec(content='true', client_token='tok'), ids(150), poller_factory=clock.poller)
+    assert [len(s.instance_ids) for s in started] == [100, 50]
+    requests = [r for name, r in client.requests if name == 'RunCommand']
+    assert [r.client_token for r in requests] == ['tok-b001', 'tok-b002']
+    assert requests[1].instance_id == ids(150)[100:]
+
+
+def test_start_retries_a_throttled_run_command_with_the_same_token():
+    client = FakeEcs({}, throttle={'RunCommand': 2})
+    clock = FakeClock()
+    started = ca.start(client, AUTH, ca.RunSpec(content='true'), ids(3), poller_factory=clock.poller)
+    tokens = {r.client_token for name, r in client.requests if name == 'RunCommand'}
+    assert len(started) == 1 and client.count('RunCommand') == 3 and len(tokens) == 1
+    assert clock.sleeps == [0.5, 0.75]
+
+
+def test_decode_output():
+    assert ca.decode_output(base64.b64encode('ü\n'.encode()).decode()) == 'ü\n'
+    assert ca.decode_output(base64.b64encode(b'\xff\n').decode()) == '\ufffd\n'
+    assert ca.decode_output('') == '' and ca.decode_output(None) == ''
+    assert ca.decode_output('plain', encoded=False) == 'plain'
+
+
+@pytest.mark.parametrize('count', [1, 100, 1000])
+def test_calls_per_round_grow_with_batches_not_instances(count):
+    targets = ids(count)
+    groups = ca.batches(targets)
+    client = FakeEcs({f't-{n + 1}': group for n, group in enumerate(groups)})
+    for n in range(len(groups)):
+        client.script[f't-{n + 1}'] = ['Running', 'Running', 'Running', 'Success']
+    started = [ca.Started(f't-{n + 1}', 'c-1', group) for n, group in enumerate(groups)]
+    clock = FakeClock()
+    outcome = ca.wait_for(client, AUTH, started, 60, poller_factory=clock.poller)
+    assert outcome.calls_per_round == [len(groups)] * 4
+    assert client.count('DescribeInvocations') == 4 * len(groups)
+    # Results once at the end, 50 a page.
+    assert client.count('DescribeInvocationResults') == sum((len(g) + 49) // 50 for g in groups)
+    # Adaptive: quick first checks, growing waits (0.5 s, x1.5).
+    assert clock.sleeps == [0.5, 0.75, 1.125]
+    assert [r.instance_id for r in outcome.results] == targets
+    assert outcome.results[0].output == 'out i-0001 \u2713\n'
+
+
+def test_throttled_poll_rounds_are_retried():
+    client = FakeEcs({'t-1': ids(3)}, throttle={'DescribeInvocations': 2, 'DescribeInvocationResults': 1})
+    client.script['t-1'] = ['Running', 'Success']
+    clock = FakeClock()
+    outcome = ca.wait_for(client, AUTH, [ca.Started('t-1', 'c-1', ids(3))], 60, poller_factory=clock.poller)
+    assert not outcome.timed_out and len(outcome.results) == 3
+    assert client.count('DescribeInvocationResults') == 2
+
+
+def test_deadline_stops_and_reports():
+    client = FakeEcs({'t-1': ids(2)})
+    client.script['t-1'] = ['Running']
+    clock = FakeClock()
+    outcome = ca.wait_for(client, AUTH, [ca.Started('t-1', 'c-1', ids(2))], 5, poller_factory=clock.poller)
+    assert outcome.timed_out and client.count('StopInvocation') == 1
+    assert outcome.unfinished == {'t-1': ids(2)}
+    message = ca.deadline_message(outcome, 5)
+    assert message == ('The command did not finish within wait_timeout (5 s); still running on 2 instance(s): i-0001, i-0002; '
+                       'invocation(s) t-1 stopped with StopInvocation')
+    assert sum(clock.sleeps) == pytest.approx(5)
+
+
+def test_fail_on_and_messages():
+    client = FakeEcs({'t-1': ids(20)})
+    clock = FakeClock()
+    outcome = ca.wait_for(client, AUTH, [ca.Started('t-1', 'c-1', ids(20))], 60, poller_factory=clock.poller)
+    assert outcome.counts == {'Success': 18, 'Failed': 2}
+    assert ca.should_fail(outcome, 'any') and not ca.should_fail(outcome, 'all') and not ca.should_fail(outcome, 'none')
+    assert ca.failure_message(outcome) == 'The command failed on 2 of 20 instances: i-0007 (Failed, exit code 3); i-0017 (Failed, exit code 3)'
+    assert [r.instance_id for r in outcome.dropped] == ['i-0009', 'i-0019']
+    warning = ca.dropped_warning(outcome)
+    assert 'i-0009 (10 bytes)' in warning and 'write it to a file' in warning
+    with pytest.raises(ValidationError):
+        ca.should_fail(outcome, 'some')
+
+
+def test_targets():
+    targets = [ca.Target('i-1', 'Running', 'linux', True), ca.Target('i-2'), ca.Target('i-3', 'Stopped', 'linux'),
+               ca.Target('i-4', 'Running', 'linux', False, '2026-01-01T00:00:00Z'), ca.Target('i-5', 'Running', 'windows', True)]
+    problems = ca.target_problems(targets, 'RunShellScript')
+    assert problems == {'i-2': 'not found in this region', 'i-3': 'instance is Stopped, not Running',
+                        'i-4': 'Cloud Assistant agent is offline, last heartbeat 2026-01-01T00:00:00Z',
+                        'i-5': 'RunShellScript does not run on a windows instance'}
+    assert 'i-5' not in ca.target_problems(targets, 'RunPowerShellScript')
+    assert 'i-1' in ca.target_problems(targets, 'RunBatScript')
+    error = ca.targets_error(problems, 5)
+    assert error.code == 'TargetsUnavailable' and 'nothing was run' in str(error) and not error.retryable
+
+
+def test_remedies_for_cloud_assistant_codes():
+    class Failing:
+        def run_command_with_options(self, request, runtime):
+            raise TeaException({'code': 'IdempotentParameterMismatch', 'message': 'code: 400, x request id: 1', 'data': {'statusCode': 400}})
+
+    with pytest.raises(ca.CloudExecError) as info:
+        ca.api_call(Failing(), AUTH, 'run_command', m.RunCommandRequest())
+    assert info.value.code == 'IdempotentParameterMismatch' and 'client_token' in info.value.remedy
+    assert json.dumps(ca.CLOUD_ASSISTANT_REMEDIES)  # plain strings only
