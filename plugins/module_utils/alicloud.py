@@ -11,6 +11,7 @@ point each product at its endpoint, and map TeaException to CloudExecError.
 
 from __future__ import annotations
 
+import re
 import traceback
 import typing as t
 from dataclasses import dataclass, field
@@ -231,10 +232,11 @@ def alicloud_error(exc: BaseException, action: str | None = None) -> CloudExecEr
         status = getattr(exc, 'status_code', None) or getattr(exc, 'statusCode', None) or data.get('statusCode')
         code = exc.code or 'Unknown'
         message = exc.message or code
-        # The SDK prefixes its messages with "code: <Code>, "; keep the service's own sentence.
-        marker = 'message: '
-        if isinstance(message, str) and marker in message:
-            message = message.split(marker, 1)[1].split(' request id:', 1)[0].strip()
+        # The SDK wraps the service's sentence as "code: <status>, <sentence> request id: <id>"
+        # (older releases: "... message: <sentence> ..."); keep the sentence, the id is reported apart.
+        if isinstance(message, str):
+            message = re.sub(r'^code: \S+, ', '', message.split('message: ', 1)[-1])
+            message = message.split(' request id:', 1)[0].strip()
         return CloudExecError(prefix + message, code=code, provider='alicloud', remedy=ALICLOUD_REMEDIES.get(code),
                               status=int(status) if status else None, request_id=data.get('RequestId'))
     return CloudExecError(prefix + str(exc), code=type(exc).__name__, provider='alicloud', retryable=False)
