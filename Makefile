@@ -5,13 +5,17 @@
 STEPS ?= sanity units integration changelog
 export STEPS
 
-.PHONY: test demo venv sanity units integration changelog clean
+.PHONY: test demo bench venv sanity units integration changelog clean
 
 test:
 	tests/ci/run_tests
 
 demo:
 	tests/ci/demo
+
+# Benchmarks print a table; on demand only (minutes), never part of `make test`.
+bench:
+	tests/ci/bench $(ARGS)
 
 # Create or refresh .venv only.
 venv:
