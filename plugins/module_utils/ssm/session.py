@@ -536,9 +536,13 @@ class DataChannelSession:
     def _lost(self, exc: BaseException | None, why: str = '') -> CloudExecError:
         details = self._close_details(exc) if exc is not None else ''
         if exc is not None and self._frames_seen == 0:
-            return DataChannelConnectFailed(
-                'the service at %s closed the data channel before the session started%s%s: the token was probably rejected '
-                '(already used or expired)' % (self.host, details, why), input_sent=self.input_sent)
+            # Only a policy-violation close (1008) is the service refusing the token; a connection cut
+            # without a close frame is the network (or the agent) going away.
+            frame = getattr(exc, 'rcvd', None)
+            cause = ('the token was probably rejected (already used or expired)' if getattr(frame, 'code', None) == 1008
+                     else 'the connection was cut before the agent said anything')
+            return DataChannelConnectFailed('the service at %s closed the data channel before the session started%s%s: %s'
+                                            % (self.host, details, why, cause), input_sent=self.input_sent)
         if self.input_sent:
             sent = ('after input had been sent (%d bytes, %s): the command may have run'
                     % (self.stats.bytes_out, 'the agent acknowledged some of it' if self._input_acked else 'none acknowledged'))
