@@ -206,18 +206,12 @@ import datetime
 
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, eci, remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, ValidationError
-from ansible_collections.cloudexec.core.plugins.module_utils.module import CloudExecModule, alicloud_argument_spec
+from ansible_collections.cloudexec.core.plugins.module_utils.module import COMMAND_OPTIONS, CloudExecModule, alicloud_argument_spec, validate_command
 
 
 def _validate(params: dict) -> None:
+    validate_command(params)
     command = params['command']
-    if isinstance(command, list):
-        if not command or not all(isinstance(arg, (str, int, float)) for arg in command):
-            raise ValidationError('command', 'a list must hold at least one item, each a string')
-    elif not isinstance(command, str) or not command.strip():
-        raise ValidationError('command', 'it must be a non-empty string or a list of strings')
-    if params['timeout'] < 1:
-        raise ValidationError('timeout', f'{params["timeout"]} is below the minimum of 1 second')
     if params['mode'] == eci.MODE_SYNC:
         if params['stdin'] is not None:
             raise ValidationError('stdin', 'mode=sync cannot carry stdin', remedy='Use mode=stream or mode=auto')
@@ -230,13 +224,9 @@ def main() -> None:
             container_group_id={'type': 'str'},
             container_group_name={'type': 'str'},
             container_name={'type': 'str'},
-            command={'type': 'raw', 'required': True},
-            chdir={'type': 'str'},
-            creates={'type': 'str'},
-            removes={'type': 'str'},
+            **COMMAND_OPTIONS,
             stdin={'type': 'str'},
             mode={'type': 'str', 'default': 'auto', 'choices': ['auto', 'sync', 'stream']},
-            timeout={'type': 'int', 'default': 600},
         ),
         mutually_exclusive=[('container_group_id', 'container_group_name')],
         required_one_of=[('container_group_id', 'container_group_name')],
@@ -274,22 +264,7 @@ def main() -> None:
         module.fail_error(exc, **result)
 
     result['mode'] = run.mode
-    outcome = run.result
-    if outcome.outcome == remote_shell.SKIPPED_CREATES:
-        module.exit_json(msg=f'Did not run: {params["creates"]} exists', **result)
-    if outcome.outcome == remote_shell.SKIPPED_REMOVES:
-        module.exit_json(msg=f'Did not run: {params["removes"]} does not exist', **result)
-    if outcome.outcome == remote_shell.CHDIR_FAILED:
-        module.fail_json(msg=f'Cannot change into {params["chdir"]} in the container', rc=1, **result)
-
-    stdout = outcome.stdout.decode('utf-8', errors='replace')
-    stderr = outcome.stderr.decode('utf-8', errors='replace')
-    result['changed'] = True
-    result.update(rc=outcome.rc, stdout=stdout, stderr=stderr, stdout_lines=stdout.splitlines(),
-                  stderr_lines=stderr.splitlines(), start=str(start), end=str(end), delta=str(end - start))
-    if outcome.rc != 0:
-        module.fail_json(msg='non-zero return code', **result)
-    module.exit_json(**result)
+    module.exit_command(run.result, result, start, end)
 
 
 if __name__ == '__main__':

@@ -185,19 +185,8 @@ error:
 import datetime
 
 from ansible_collections.cloudexec.core.plugins.module_utils import aws, aws_ecs, remote_shell
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, ValidationError
-from ansible_collections.cloudexec.core.plugins.module_utils.module import CloudExecModule, aws_argument_spec
-
-
-def _validate(params: dict) -> None:
-    command = params['command']
-    if isinstance(command, list):
-        if not command or not all(isinstance(arg, (str, int, float)) for arg in command):
-            raise ValidationError('command', 'a list must hold at least one item, each a string')
-    elif not isinstance(command, str) or not command.strip():
-        raise ValidationError('command', 'it must be a non-empty string or a list of strings')
-    if params['timeout'] < 1:
-        raise ValidationError('timeout', f'{params["timeout"]} is below the minimum of 1 second')
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
+from ansible_collections.cloudexec.core.plugins.module_utils.module import COMMAND_OPTIONS, CloudExecModule, aws_argument_spec, validate_command
 
 
 def main() -> None:
@@ -206,12 +195,8 @@ def main() -> None:
             cluster={'type': 'str'},
             task={'type': 'str', 'required': True},
             container={'type': 'str'},
-            command={'type': 'raw', 'required': True},
-            chdir={'type': 'str'},
-            creates={'type': 'str'},
-            removes={'type': 'str'},
+            **COMMAND_OPTIONS,
             shell={'type': 'str', 'default': '/bin/sh'},
-            timeout={'type': 'int', 'default': 600},
         ),
         supports_check_mode=True,
     )
@@ -220,7 +205,7 @@ def main() -> None:
     result: dict = {'changed': False, 'cmd': cmd}
     auth = module.aws_auth()
     try:
-        _validate(params)
+        validate_command(params)
         client = aws.aws_client(auth, 'ecs')
         target = aws_ecs.resolve_target(client, params['cluster'], params['task'], params['container'])
         result.update(task_arn=target.task_arn, cluster_arn=target.cluster_arn, container_name=target.container_name)
@@ -235,22 +220,7 @@ def main() -> None:
         module.fail_error(exc, **result)
 
     result['session_id'] = run.session_id
-    outcome = run.result
-    if outcome.outcome == remote_shell.SKIPPED_CREATES:
-        module.exit_json(msg=f'Did not run: {params["creates"]} exists', **result)
-    if outcome.outcome == remote_shell.SKIPPED_REMOVES:
-        module.exit_json(msg=f'Did not run: {params["removes"]} does not exist', **result)
-    if outcome.outcome == remote_shell.CHDIR_FAILED:
-        module.fail_json(msg=f'Cannot change into {params["chdir"]} in the container', rc=1, **result)
-
-    stdout = outcome.stdout.decode('utf-8', errors='replace')
-    stderr = outcome.stderr.decode('utf-8', errors='replace')
-    result['changed'] = True
-    result.update(rc=outcome.rc, stdout=stdout, stderr=stderr, stdout_lines=stdout.splitlines(),
-                  stderr_lines=stderr.splitlines(), start=str(start), end=str(end), delta=str(end - start))
-    if outcome.rc != 0:
-        module.fail_json(msg='non-zero return code', **result)
-    module.exit_json(**result)
+    module.exit_command(run.result, result, start, end)
 
 
 if __name__ == '__main__':
