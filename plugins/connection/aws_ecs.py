@@ -92,8 +92,10 @@ notes:
     its standard input, not its command line.
   - The broker's socket lives in C(~/.ansible/cp/cloudexec), a directory only the user can read
     (set E(CLOUDEXEC_CONTROL_DIR) to move it).
-  - Become works with C(sudo) and C(su) when they need no password; C(sudo) with a password is supported too
-    (the password is sent on the command's stdin with C(sudo -S)).
+  - Become works with C(sudo), with or without a password (the password is sent on the command's stdin for
+    C(sudo -S), never on a command line), and with C(su) and other methods when they need no password. Those read a
+    password from a terminal, which the session's commands do not have, so setting one for them fails the task with
+    an error that says so.
 '''
 
 EXAMPLES = r'''
@@ -185,30 +187,61 @@ class Connection(ConnectionBase):
         except CloudExecError as exc:
             if getattr(exc, 'deadline', False):
                 raise AnsibleError(str(exc)) from None
-            raise AnsibleConnectionFailure(f'ECS Exec session failed: {exc}'
-                                           + (' The command may have run.' if getattr(exc, 'may_have_run', False) else '')) from None
+            if getattr(exc, 'may_have_run', False):
+                # The target is reachable (the next task opens a new session): fail the task, not the host,
+                # and say that the command may have run rather than run it twice.
+                raise AnsibleError(f'ECS Exec session failed while the command ran: {exc} The command may have run: check '
+                                   'its effects before running it again (the next task opens a new session).') from None
+            raise AnsibleConnectionFailure(f'ECS Exec session failed: {exc}') from None
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
         super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
         display.vvv(f'EXEC {cmd}', host=self._play_context.remote_addr)
         stdin = to_bytes(in_data) if in_data is not None else None
+        prompt = None
         if sudoable and self.become and self.become.expect_prompt():
-            # sudo -S reads the password from the first line of stdin when, and only when, it needs one;
-            # the command gets the rest. Only feed it when a password will really be asked for.
-            if self._become_needs_password():
+            prompt = self._become_prompt()
+            if prompt is not None:
+                # sudo -S reads the password from the first line of stdin when it needs one; the command gets the rest.
                 password = to_bytes(self.become.get_option('become_pass') or '')
                 stdin = password + b'\n' + (stdin or b'')
         rc, stdout, stderr = self._run(to_text(cmd), stdin)
+        if sudoable and self.become and rc != 0 and to_bytes(self.become.success or '\0') not in stdout:
+            # The become method itself failed, before the command started: say why, as ssh and local do.
+            if prompt is not None and self.become.check_incorrect_password(stderr):
+                raise AnsibleError(f'Incorrect {self.become.name} password (the target refused it)')
+            if self.become.check_missing_password(stderr):
+                raise AnsibleError(f'Missing {self.become.name} password: the target asks for one; set ansible_become_password')
+        if prompt is not None:
+            # sudo -S writes its prompt (and a newline after reading the password) to stderr: not the command's.
+            if stderr.startswith(prompt):
+                stderr = stderr[len(prompt):]
+                if stderr.startswith(b'\n'):
+                    stderr = stderr[1:]
         return rc, stdout, stderr
 
-    def _become_needs_password(self) -> bool:
-        """Whether the become method will prompt: sudo -n tells without asking."""
+    def _become_prompt(self) -> bytes | None:
+        """The prompt the become method will print before reading the password from stdin; None when it will not ask.
+
+        Only sudo can take a password here: `sudo -S` reads it from stdin. Other methods (su, doas...) read it
+        from a terminal, which the session's commands do not have; they work when they need no password.
+        """
         name = getattr(self.become, 'name', '').rsplit('.', 1)[-1]
+        password = self.become.get_option('become_pass')
         if name != 'sudo':
-            return True
+            if password:
+                raise AnsibleError(f'cloudexec.core.aws_ecs cannot answer the password prompt of become_method {name}: it reads '
+                                   'the password from a terminal. Use become_method sudo (its -S option reads the password '
+                                   'from stdin), or let the target user become without a password.')
+            return None
+        if not password:
+            return None
         user = self.become.get_option('become_user') or 'root'
-        rc, _out, _err = self._run(f'sudo -n -u {shlex.quote(user)} true', None)
-        return rc != 0
+        exe = self.become.get_option('become_exe') or 'sudo'
+        rc, _out, _err = self._run(f'{shlex.quote(exe)} -n -u {shlex.quote(user)} true', None)
+        if rc == 0:
+            return None  # no password needed (NOPASSWD, or a cached timestamp)
+        return to_bytes(self.become.prompt)
 
     def put_file(self, in_path, out_path):
         super().put_file(in_path, out_path)

@@ -36,6 +36,7 @@ from ansible_collections.cloudexec.core.plugins.module_utils.errors import Cloud
 # a ready PersistentShell. Imported lazily so a broker loads only its own cloud's SDK.
 OPENERS = {
     'aws_ecs': 'ansible_collections.cloudexec.core.plugins.plugin_utils.aws_ecs_shell:open_shell',
+    'ali_eci': 'ansible_collections.cloudexec.core.plugins.plugin_utils.ali_eci_shell:open_shell',
 }
 
 _HEADER = struct.Struct('>I')

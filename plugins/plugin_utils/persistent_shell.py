@@ -42,6 +42,15 @@ def bootstrap_command(nonce: str, shell: str = '/bin/sh') -> str:
             f'exec {shell} -s 2>/dev/null')
 
 
+def _as_sent(value: t.Any) -> t.Any:
+    """Text as the latin-1 code points of its UTF-8 bytes: the script goes out as latin-1, so the target gets exact UTF-8."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode('utf-8', 'surrogateescape').decode('latin-1')
+    return [_as_sent(str(item)) for item in value]
+
+
 class ShellBroken(CloudExecError):
     """The long-lived shell can no longer be trusted (a command overran its deadline, the session ended)."""
 
@@ -84,7 +93,7 @@ class PersistentShell:
         via = None
         if stdin is not None and remote_shell.stdin_method(stdin, nonce) != remote_shell.STDIN_HEREDOC and not self.have_base64:
             via = remote_shell.STDIN_PRINTF
-        script = remote_shell.wrap(command, nonce, stdin=stdin, stdin_via=via, chdir=chdir)
+        script = remote_shell.wrap(_as_sent(command), nonce, stdin=stdin, stdin_via=via, chdir=_as_sent(chdir))
         parser = remote_shell.OutputParser(nonce)
         deadline = self._clock() + timeout
         self.commands += 1
