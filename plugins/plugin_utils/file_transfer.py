@@ -55,30 +55,37 @@ def _matches(remote: bytes, digest: str, size: int) -> bool:
 
 
 def put_file(run: Runner, in_path: str, out_path: str, chunk_size: int = CHUNK_SIZE) -> dict[str, t.Any]:
-    """Copy a local file to out_path on the target through a temporary file renamed into place."""
+    """Copy a local file to out_path on the target through a temporary file renamed into place.
+
+    The last chunk travels with the check and the rename in one command, so a file that fits one
+    chunk (every module Ansible copies) costs one round trip.
+    """
     partial = f'{out_path}.cloudexec-part'
     quoted, quoted_partial = shlex.quote(out_path), shlex.quote(partial)
     digest = hashlib.sha256()
     size = 0
     chunks = 0
     with open(in_path, 'rb') as source:
+        current = source.read(chunk_size)
         while True:
-            data = source.read(chunk_size)
-            if not data and chunks:
-                break
+            following = source.read(chunk_size)
+            digest.update(current)
+            size += len(current)
             redirect = '>' if chunks == 0 else '>>'
-            _check(run(f'cat {redirect} {quoted_partial}', data), f'Writing {out_path}')
-            digest.update(data)
-            size += len(data)
             chunks += 1
-            if not data:
+            if not following:
                 break
-    remote = _check(run(_REMOTE_SHA256.format(path=quoted_partial), None), f'Checksumming {out_path}')
-    if not _matches(remote, digest.hexdigest(), size):
-        run(f'rm -f {quoted_partial}', None)
+            _check(run(f'cat {redirect} {quoted_partial}', current), f'Writing {out_path}')
+            current = following
+    # A mismatch exits 97, which no step of this command can produce on its own.
+    final = (f'cat {redirect} {quoted_partial} || exit 1; d=$({_REMOTE_SHA256.format(path=quoted_partial)}); '
+             f'case "$d" in {digest.hexdigest()}|size:{size}) mv -f {quoted_partial} {quoted};; '
+             f'*) rm -f {quoted_partial}; echo "checksum mismatch: $d" >&2; exit 97;; esac')
+    rc, out, err = run(final, current)
+    if rc == 97:
         raise TransferError(f'{out_path} arrived different from {in_path} (checksum mismatch)', code='ChecksumMismatch',
                             provider='cloudexec', remedy='Retry; if it persists, report it with -vvv output', retryable=False)
-    _check(run(f'mv -f {quoted_partial} {quoted}', None), f'Moving {out_path} into place')
+    _check((rc, out, err), f'Writing {out_path}')
     return {'bytes': size, 'chunks': chunks, 'sha256': digest.hexdigest()}
 
 
