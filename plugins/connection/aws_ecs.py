@@ -127,7 +127,7 @@ from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
-from ansible_collections.cloudexec.core.plugins.module_utils.aws import AWS_AUTH_ARGSPEC
+from ansible_collections.cloudexec.core.plugins.module_utils.auth_options import AWS_AUTH_ARGSPEC
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
 from ansible_collections.cloudexec.core.plugins.plugin_utils import file_transfer
 from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import BrokerClient

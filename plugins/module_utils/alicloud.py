@@ -17,6 +17,7 @@ import typing as t
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from ansible_collections.cloudexec.core.plugins.module_utils import auth_options
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, ValidationError
 from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
 
@@ -34,37 +35,9 @@ else:
     HAS_TEA = True
     TEA_IMPORT_ERROR = None
 
-# Module argument spec shared by every Alibaba module (see doc_fragments/alicloud_auth.py, MODULES variant).
-# Environment fallbacks are added by the module layer (env_fallback lives in ansible.module_utils).
-ALICLOUD_AUTH_ENV: dict[str, list[str]] = {
-    'alicloud_access_key': ['ALICLOUD_ACCESS_KEY', 'ALICLOUD_ACCESS_KEY_ID', 'ALIBABA_CLOUD_ACCESS_KEY_ID'],
-    'alicloud_secret_key': ['ALICLOUD_SECRET_KEY', 'ALICLOUD_SECRET_ACCESS_KEY', 'ALIBABA_CLOUD_ACCESS_KEY_SECRET'],
-    'alicloud_security_token': ['ALICLOUD_SECURITY_TOKEN', 'ALIBABA_CLOUD_SECURITY_TOKEN'],
-    'alicloud_region': ['ALICLOUD_REGION', 'ALICLOUD_REGION_ID', 'ALIBABA_CLOUD_REGION_ID'],
-    'alicloud_assume_role_arn': ['ALICLOUD_ASSUME_ROLE_ARN', 'ALIBABA_CLOUD_ROLE_ARN'],
-    'alicloud_assume_role_session_name': ['ALICLOUD_ASSUME_ROLE_SESSION_NAME', 'ALIBABA_CLOUD_ROLE_SESSION_NAME'],
-    'ecs_role_name': ['ALICLOUD_ECS_ROLE_NAME', 'ALIBABA_CLOUD_ECS_METADATA'],
-    'profile': ['ALICLOUD_PROFILE', 'ALIBABA_CLOUD_PROFILE'],
-    'shared_credentials_file': ['ALICLOUD_SHARED_CREDENTIALS_FILE'],
-    'ecs_endpoint': ['ALICLOUD_ECS_ENDPOINT'],
-    'eci_endpoint': ['ALICLOUD_ECI_ENDPOINT'],
-}
-
-ALICLOUD_AUTH_ARGSPEC: dict[str, dict[str, t.Any]] = {
-    'alicloud_access_key': {'type': 'str', 'aliases': ['access_key_id', 'access_key'], 'no_log': False},
-    'alicloud_secret_key': {'type': 'str', 'aliases': ['secret_access_key', 'secret_key'], 'no_log': True},
-    'alicloud_security_token': {'type': 'str', 'aliases': ['security_token'], 'no_log': True},
-    'alicloud_region': {'type': 'str', 'aliases': ['region', 'region_id']},
-    'alicloud_assume_role_arn': {'type': 'str', 'aliases': ['assume_role_arn']},
-    'alicloud_assume_role_session_name': {'type': 'str', 'aliases': ['assume_role_session_name']},
-    'ecs_role_name': {'type': 'str', 'aliases': ['role_name']},
-    'profile': {'type': 'str'},
-    'shared_credentials_file': {'type': 'path'},
-    'ecs_endpoint': {'type': 'str'},
-    'eci_endpoint': {'type': 'str'},
-    'validate_certs': {'type': 'bool', 'default': True},
-    'read_timeout': {'type': 'int', 'default': 60},
-}
+# The auth options live apart from the Tea SDK so connection plugins can name them without importing it.
+ALICLOUD_AUTH_ENV = auth_options.ALICLOUD_AUTH_ENV
+ALICLOUD_AUTH_ARGSPEC = auth_options.ALICLOUD_AUTH_ARGSPEC
 
 # Public endpoint patterns per product; the ECI SDK maps every region to one global host, so we
 # always set the regional endpoint ourselves.

@@ -17,6 +17,7 @@ import traceback
 import typing as t
 from dataclasses import dataclass, field
 
+from ansible_collections.cloudexec.core.plugins.module_utils import auth_options
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, ValidationError
 from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
 
@@ -31,20 +32,8 @@ else:
     HAS_BOTO3 = True
     BOTO3_IMPORT_ERROR = None
 
-# Module argument spec shared by every AWS module (see doc_fragments/aws_auth.py, MODULES variant).
-AWS_AUTH_ARGSPEC: dict[str, dict[str, t.Any]] = {
-    'access_key': {'type': 'str', 'aliases': ['aws_access_key_id', 'aws_access_key', 'ec2_access_key'], 'no_log': False},
-    'secret_key': {'type': 'str', 'aliases': ['aws_secret_access_key', 'aws_secret_key', 'ec2_secret_key'], 'no_log': True},
-    'session_token': {'type': 'str', 'aliases': ['aws_session_token', 'security_token', 'aws_security_token', 'access_token'],
-                      'no_log': True},
-    'profile': {'type': 'str', 'aliases': ['aws_profile']},
-    'region': {'type': 'str', 'aliases': ['aws_region', 'ec2_region']},
-    'endpoint_url': {'type': 'str', 'aliases': ['aws_endpoint_url']},
-    'validate_certs': {'type': 'bool', 'default': True},
-    'aws_ca_bundle': {'type': 'path'},
-    'retry_mode': {'type': 'str', 'choices': ['standard', 'adaptive', 'legacy'], 'default': 'standard'},
-    'max_attempts': {'type': 'int', 'default': 5},
-}
+# The auth options live apart from boto3 so connection plugins can name them without importing it.
+AWS_AUTH_ARGSPEC = auth_options.AWS_AUTH_ARGSPEC
 
 # amazon.aws still honours these older names; boto3 itself does not.
 _LEGACY_ENV = {
