@@ -1,0 +1,144 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ali_assist connection plugin through real ``ansible`` / ``ansible-playbook`` runs against the emulator."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import ansible_adhoc, ansible_playbook, run_ansible
+
+CONNECTION = 'cloudexec.core.ali_assist'
+WEB = 'i-bp1demo000000000001'
+DB = 'i-bp1demo000000000002'
+OFFLINE = 'i-bp1demo000000000003'
+STOPPED = 'i-bp1demo000000000004'
+UNICODE_NAME = '名前 é.txt'
+BINARY = bytes(range(256)) * 64 + os.urandom(120 * 1024) + b'\r\n\x00tail'
+
+
+def sandbox(emu, instance: str) -> Path:
+    return Path(emu['state_dir']) / 'sandboxes' / 'ali-ecs' / instance
+
+
+def ecs_calls(emu) -> dict:
+    return emu.admin('GET', 'calls')['calls'].get('ali-ecs', {})
+
+
+def write_inventory(tmp_path: Path, hosts: dict, **group_vars) -> Path:
+    path = tmp_path / 'hosts.yml'
+    path.write_text(yaml.safe_dump({'all': {'children': {'target': {'hosts': hosts}},
+                                            'vars': {'ansible_connection': CONNECTION, **group_vars}}}))
+    return path
+
+
+def adhoc(emu, tmp_path: Path, module: str, args: str, host_vars: dict | None = None, *extra: str, **group_vars):
+    inventory = write_inventory(tmp_path, {'web': host_vars or {'ansible_host': WEB}}, **group_vars)
+    return ansible_adhoc(emu, module, args, '-i', str(inventory), *extra, hosts='web')
+
+
+@pytest.mark.parametrize('pipelining', [True, False], ids=['pipelining', 'no-pipelining'])
+def test_common_modules_through_cloud_assistant(emu, tmp_path, pipelining):
+    src, dest = tmp_path / 'src', tmp_path / 'dest'
+    src.mkdir()
+    dest.mkdir()
+    (src / 'binary.bin').write_bytes(BINARY)
+    (src / UNICODE_NAME).write_text('unicode name\n', encoding='utf-8')
+    template = tmp_path / 'template.j2'
+    template.write_text('host={{ inventory_hostname }}\nid={{ ansible_ali_assist_instance_id | default(ansible_host) }}\n汉语\n')
+    remote_dir = sandbox(emu, WEB) / f'suite-{int(pipelining)}'
+    inventory = write_inventory(tmp_path, {'web': {'ansible_host': WEB}}, ansible_pipelining=pipelining)
+    run = ansible_playbook(emu, 'ali_assist_suite.yml', '-i', str(inventory), extra_vars={
+        'local_src': str(src), 'local_dest': str(dest), 'remote_dir': str(remote_dir), 'template_src': str(template),
+        'binary_size': len(BINARY), 'binary_sha256': hashlib.sha256(BINARY).hexdigest()}, timeout=400)
+    assert run.rc == 0, run.output
+    assert (dest / 'binary.bin').read_bytes() == BINARY
+    assert (remote_dir / 'binary.bin').read_bytes() == BINARY
+    assert (dest / UNICODE_NAME).read_text(encoding='utf-8') == 'unicode name\n'
+    assert (remote_dir / 'templated.txt').read_text(encoding='utf-8') == f'host=web\nid={WEB}\n汉语\n'
+    big = run.result('module JSON larger than the 24 KB cap')
+    assert big['stdout'] == '\n'.join(str(n) for n in range(1, 20001))
+    seen = ecs_calls(emu)
+    assert seen.get('StopInvocation', 0) == 0 and 'Throttling' not in json.dumps(emu.admin('GET', 'calls')['errors'])
+
+
+def test_inventory_feeds_the_connection(emu, tmp_path):
+    config = tmp_path / 'demo.ali_ecs.yml'
+    config.write_text(yaml.safe_dump({'plugin': 'cloudexec.core.ali_ecs', 'compose': {'ansible_pipelining': True}}))
+    run = run_ansible('ansible', ['os_linux', '-i', str(config), '-m', 'command', '-a', 'echo {{ ali_ecs.instance_name }}'], emu)
+    assert run.rc == 0, run.output
+    outputs = {r['host']: r['result']['stdout'] for r in run.results}
+    assert outputs == {WEB: 'web-01', DB: 'db-01'}
+
+
+def test_agent_offline_and_stopped_are_unreachable_with_a_remedy(emu, tmp_path):
+    inventory = write_inventory(tmp_path, {'legacy': {'ansible_host': OFFLINE}, 'stopped': {'ansible_host': STOPPED}})
+    run = ansible_adhoc(emu, 'raw', 'touch should-not-exist', '-i', str(inventory), hosts='target')
+    assert run.rc == 4, run.output
+    results = {r['host']: r for r in run.results}
+    assert {r['status'] for r in results.values()} == {'unreachable'}
+    assert 'ClientNotRunning' in results['legacy']['result']['msg'] and 'agent is online' in results['legacy']['result']['msg']
+    assert 'InstanceNotRunning' in results['stopped']['result']['msg'] and 'nothing was run' in results['stopped']['result']['msg']
+    assert not (sandbox(emu, OFFLINE) / 'should-not-exist').exists()
+
+
+def test_command_over_its_timeout_is_stopped(emu, tmp_path):
+    started = time.monotonic()
+    run = adhoc(emu, tmp_path, 'raw', 'echo started; sleep 60', None, ansible_ali_assist_command_timeout=3)
+    assert run.rc != 0 and time.monotonic() - started < 30, run.output
+    msg = run.results[0]['result']['msg']
+    assert 'did not finish within command_timeout (3 s)' in msg and 'stopped with StopInvocation' in msg, msg
+    assert ecs_calls(emu)['StopInvocation'] == 1
+
+
+def test_throttling_mid_poll_recovers(emu, tmp_path):
+    emu.admin('POST', 'faults', [{'service': 'ali-ecs', 'action': 'DescribeInvocationResults', 'throttle': 3},
+                                 {'service': 'ali-ecs', 'action': 'RunCommand', 'throttle': 1}])
+    run = adhoc(emu, tmp_path, 'raw', 'sleep 1; echo fine')
+    assert run.rc == 0, run.output
+    assert run.results[0]['result']['stdout'] == 'fine\n'
+    errors = emu.admin('GET', 'calls')['errors']['ali-ecs']
+    assert errors == {'DescribeInvocationResults': {'Throttling.User': 3}, 'RunCommand': {'Throttling.User': 1}}
+
+
+def test_container_target(emu, tmp_path):
+    run = adhoc(emu, tmp_path, 'raw', 'echo in-container; pwd', {'ansible_host': WEB, 'ansible_ali_assist_container_name': 'app'})
+    assert run.rc == 0, run.output
+    lines = run.results[0]['result']['stdout'].splitlines()
+    assert lines[0] == 'in-container' and lines[1].endswith('/ali-ecs-containers/' + WEB + '/app')
+
+
+def test_no_secrets_at_vvvv(emu, tmp_path):
+    run = adhoc(emu, tmp_path, 'command', 'echo hi', None, '-vvvv')
+    assert run.rc == 0, run.output
+    assert emu['alicloud']['secret_key'] not in run.stdout + run.stderr
+    assert 'ALI ASSIST: API calls for this command' in run.stdout
+
+
+def test_api_calls_per_task_and_20_task_play_vs_local(emu, tmp_path, record_property):
+    rows = {}
+    for label, pipelining in (('ali_assist pipelining', True),):
+        emu.admin('POST', 'calls/reset')
+        remote_dir = sandbox(emu, WEB) / f'bench-{int(pipelining)}'
+        inventory = write_inventory(tmp_path, {'web': {'ansible_host': WEB}}, ansible_pipelining=pipelining)
+        run = ansible_playbook(emu, 'ali_assist_bench.yml', '-i', str(inventory), extra_vars={'remote_dir': str(remote_dir)}, timeout=400)
+        assert run.rc == 0, run.output
+        seen = ecs_calls(emu)
+        rows[label] = {'seconds': round(run.duration, 1), 'calls': seen, 'calls_per_task': round(sum(seen.values()) / 20, 1),
+                       'run_command_per_task': round(seen.get('RunCommand', 0) / 20, 1)}
+    local_inventory = tmp_path / 'local.yml'
+    local_inventory.write_text(yaml.safe_dump({'all': {'children': {'target': {'hosts': {'web': {'ansible_connection': 'local'}}}}}}))
+    run = ansible_playbook(emu, 'ali_assist_bench.yml', '-i', str(local_inventory),
+                           extra_vars={'remote_dir': str(tmp_path / 'bench-local')})
+    assert run.rc == 0, run.output
+    rows['local'] = {'seconds': round(run.duration, 1)}
+    # Polls stay few per command: adaptive back-off, one DescribeInvocationResults per check.
+    calls = rows['ali_assist pipelining']['calls']
+    assert calls['DescribeInvocationResults'] <= 8 * 20 and 'StopInvocation' not in calls
+    record_property('benchmark', json.dumps(rows))
+    print(f'BENCHMARK 20-task play: {json.dumps(rows)}')

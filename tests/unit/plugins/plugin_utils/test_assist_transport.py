@@ -1,0 +1,178 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""assist_transport against a fake ECS client that runs each RunCommand script with the local sh, under the service's limits."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import types
+
+import pytest
+
+from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca
+from ansible_collections.cloudexec.core.plugins.module_utils.alicloud import AlicloudAuth
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import Poller
+from ansible_collections.cloudexec.core.plugins.plugin_utils import assist_transport as at
+
+
+class FakeEcs:
+    """RunCommand runs the script at once with sh; the output keeps its last 24 KB, the rest counts as Dropped."""
+
+    def __init__(self, status: str = 'Success', error_code: str | None = None, never_finish: bool = False) -> None:
+        self.results: dict[str, types.SimpleNamespace] = {}
+        self.calls: list[str] = []
+        self.forced_status = status
+        self.error_code = error_code
+        self.never_finish = never_finish
+        self.stopped: list[str] = []
+
+    def run_command_with_options(self, request, runtime):
+        del runtime
+        self.calls.append('RunCommand')
+        content = base64.b64decode(request.command_content)
+        assert len(request.command_content) <= ca.CONTENT_LIMIT
+        invoke_id = f't-{len(self.calls)}'
+        if self.forced_status != 'Success' and self.error_code:
+            record = types.SimpleNamespace(status=self.forced_status, code=self.error_code, out=b'', rc=0)
+        elif self.never_finish:
+            record = types.SimpleNamespace(status='Running', code='', out=b'', rc=0)
+        else:
+            proc = subprocess.run(['sh', '-c', content.decode('utf-8')], capture_output=False, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+            status = 'Success' if proc.returncode == 0 else 'Failed'
+            record = types.SimpleNamespace(status=status, code='' if status == 'Success' else 'ExitCodeNonzero', out=proc.stdout,
+                                           rc=proc.returncode)
+        self.results[invoke_id] = record
+        return types.SimpleNamespace(body=types.SimpleNamespace(invoke_id=invoke_id, command_id='c-1'))
+
+    def describe_invocation_results_with_options(self, request, runtime):
+        del runtime
+        self.calls.append('DescribeInvocationResults')
+        record = self.results[request.invoke_id]
+        kept = record.out[-ca.OUTPUT_LIMIT:]
+        item = types.SimpleNamespace(
+            instance_id=request.instance_id, invoke_id=request.invoke_id, invocation_status=record.status, command_id='c-1',
+            exit_code=record.rc, output=base64.b64encode(kept).decode(), dropped=len(record.out) - len(kept),
+            error_code=record.code, error_info='', start_time='', finished_time='', stop_time='', repeats=1, username='root',
+            container_id='', container_name='')
+        page = types.SimpleNamespace(invocation_results=types.SimpleNamespace(invocation_result=[item]), next_token=None)
+        return types.SimpleNamespace(body=types.SimpleNamespace(invocation=page))
+
+    def stop_invocation_with_options(self, request, runtime):
+        del runtime
+        self.calls.append('StopInvocation')
+        self.stopped.append(request.invoke_id)
+        return types.SimpleNamespace(body=types.SimpleNamespace())
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def transport(client, clock, **target) -> at.AssistTransport:
+    def factory(timeout, **kwargs):
+        return Poller(timeout, clock=clock, sleep=clock.sleep, rand=lambda: 0.0, **kwargs)
+    auth = AlicloudAuth(alicloud_access_key='LTAI', alicloud_secret_key='secret', alicloud_region='cn-hangzhou')
+    return at.AssistTransport(client, auth, at.Target(instance_id='i-1', **target), poller_factory=factory)
+
+
+def test_small_command_is_one_runcommand_and_one_poll(clock):
+    client = FakeEcs()
+    rc, out, err = transport(client, clock).exec('echo out; echo err >&2; exit 5')
+    assert (rc, out, err) == (5, b'out\n', b'err\n')
+    assert client.calls == ['RunCommand', 'DescribeInvocationResults']
+    # The first check waits poll_initial (0.2 s): no call is spent before the agent can have started.
+    assert clock.now == pytest.approx(0.2)
+
+
+def test_large_stdin_is_staged_and_large_output_paged(clock):
+    client = FakeEcs()
+    data = os.urandom(70 * 1024) + 'text 汉语\n'.encode() * 4000
+    rc, out, err = transport(client, clock).exec('cat; cat /dev/null >&2', data)
+    assert rc == 0 and err == b'' and out == data
+    pieces = at.split_pieces(data)
+    pages = -(-(len(data) + 200) // at.PAGE)
+    assert len(pieces) > 5
+    # pieces, the command, its pages and the clean-up: each one RunCommand.
+    assert client.calls.count('RunCommand') in (len(pieces) + 1 + pages + 1, len(pieces) + 1 + pages)
+
+
+def test_split_pieces_fit_and_rebuild():
+    data = 'é'.encode() * 20000 + bytes(range(256)) * 100 + b'tail\n'
+    pieces = at.split_pieces(data)
+    assert b''.join(p for dummy, p in pieces) == data
+    assert {kind for kind, dummy in pieces} == {'text', 'b64'}
+    for index, (kind, piece) in enumerate(pieces):
+        script = at.piece_script('/tmp/x', index, kind, piece, '0123456789abcdef')
+        assert len(base64.b64encode(script.encode())) <= ca.CONTENT_LIMIT
+
+
+def test_put_and_fetch_binary_files(tmp_path, clock):
+    client = FakeEcs()
+    source = tmp_path / 'src.bin'
+    source.write_bytes(os.urandom(100 * 1024) + b'\x00\r\n')
+    remote = tmp_path / 'remote dir é'
+    remote.mkdir()
+    t = transport(client, clock)
+    stats = t.put_file(str(source), str(remote / "na'me.bin"))
+    assert (remote / "na'me.bin").read_bytes() == source.read_bytes() and stats['pieces'] >= 8
+    t.fetch_file(str(remote / "na'me.bin"), str(tmp_path / 'back.bin'))
+    assert (tmp_path / 'back.bin').read_bytes() == source.read_bytes()
+    with pytest.raises(at.RemoteFileMissing):
+        t.fetch_file(str(remote / 'missing'), str(tmp_path / 'x'))
+
+
+def test_agent_offline_is_unreachable(clock):
+    client = FakeEcs(status='Aborted', error_code='ClientNotRunning')
+    with pytest.raises(at.AssistError) as caught:
+        transport(client, clock).exec('true')
+    assert caught.value.unreachable and 'nothing was run' in str(caught.value) and caught.value.remedy
+
+
+def test_deadline_stops_the_invocation(clock):
+    client = FakeEcs(never_finish=True)
+    with pytest.raises(at.AssistError) as caught:
+        transport(client, clock, command_timeout=5).exec('sleep 100')
+    assert caught.value.deadline and 'stopped with StopInvocation' in str(caught.value)
+    assert client.stopped == ['t-1'] and clock.now == pytest.approx(5)
+    # Polls back off up to poll_max (2 s): a handful of calls for 5 s, not one per 0.2 s.
+    assert client.calls.count('DescribeInvocationResults') <= 8
+
+
+def test_throttled_poll_is_retried(clock):
+    client = FakeEcs()
+    original = client.describe_invocation_results_with_options
+    failures = [2]
+
+    def flaky(request, runtime):
+        if failures[0]:
+            failures[0] -= 1
+            raise CloudExecError('slow down', code='Throttling.User', status=400)
+        return original(request, runtime)
+
+    client.describe_invocation_results_with_options = flaky
+    rc, out, dummy = transport(client, clock).exec('echo ok')
+    assert (rc, out) == (0, b'ok\n')
+
+
+def test_parsers_ignore_other_nonces():
+    out = b'x\n@@CEaaaa:SPILL:/tmp/f:10:size@@\n@@CEbbbb:STAGE:missing@@\n'
+    assert at.parse_spill(out, 'aaaa') == ('/tmp/f', 10, 'size') and at.parse_spill(out, 'bbbb') is None
+    assert at.parse_stage_failure(out, 'bbbb') == 'missing' and at.parse_stage_failure(out, 'aaaa') is None
