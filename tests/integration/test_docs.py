@@ -1,0 +1,52 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every plugin's documentation renders with ansible-doc, and antsibull-docs finds nothing to complain about."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PLUGIN_TYPES = {'modules': 'module', 'connection': 'connection', 'inventory': 'inventory'}
+
+
+def collections_path() -> str:
+    """Where ansible finds this collection (tests/ci sets ANSIBLE_COLLECTIONS_PATH)."""
+    return os.environ.get('ANSIBLE_COLLECTIONS_PATH') or str(REPO / '.cache' / 'collections')
+
+
+def plugins() -> list[tuple[str, str]]:
+    found = []
+    for folder, kind in PLUGIN_TYPES.items():
+        for path in sorted((REPO / 'plugins' / folder).glob('*.py')):
+            if not path.name.startswith('_'):
+                found.append((kind, path.stem))
+    return found
+
+
+@pytest.mark.parametrize('kind, name', plugins())
+def test_ansible_doc_renders(kind, name):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_NOCOLOR='1')
+    proc = subprocess.run([str(BIN / 'ansible-doc'), '-t', kind, f'cloudexec.core.{name}'], env=env, capture_output=True,
+                          text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f'cloudexec.core.{name}' in proc.stdout
+    assert 'EXAMPLES:' in proc.stdout
+    assert '[WARNING]' not in proc.stderr, proc.stderr
+
+
+def test_plugins_are_found():
+    kinds = {kind for kind, _name in plugins()}
+    assert kinds == {'module', 'connection', 'inventory'}
+
+
+def test_antsibull_docs_lint():
+    collection = Path(collections_path()) / 'ansible_collections' / 'cloudexec' / 'core'
+    env = dict(os.environ, PATH=f'{BIN}{os.pathsep}{os.environ.get("PATH", "")}', ANSIBLE_COLLECTIONS_PATH=collections_path())
+    proc = subprocess.run([str(BIN / 'antsibull-docs'), 'lint-collection-docs', '--plugin-docs', str(collection)], env=env,
+                          capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
