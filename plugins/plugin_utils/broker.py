@@ -264,6 +264,7 @@ class Broker:
         self.shell: t.Any = None
         self.sessions_opened = 0
         self.requests = 0
+        self.unlinked = False
 
     def open_shell(self) -> None:
         """Open (or reopen) the session."""
@@ -327,11 +328,31 @@ class Broker:
                         header, payloads = recv_message(conn)
                     except (ConnectionError, OSError, ValueError):
                         break
-                    reply, data = self.handle(header, payloads)
+                    try:
+                        reply, data = self.handle(header, payloads)
+                    except Exception as exc:  # pylint: disable=broad-exception-caught
+                        # A bug must not kill the broker mid-request (the client would only see it vanish and
+                        # have to say the command may have run): report it, and start the next request afresh.
+                        self._drop_shell()
+                        reply, data = {'ok': False, 'error': {'message': f'the session broker failed: {type(exc).__name__}: {exc}',
+                                                              'code': 'BrokerInternalError', 'may_have_run': True,
+                                                              'remedy': 'Check the command\'s effects, then retry; report this with -vvv output'}}, []
+                    if header.get('op') == 'stop':
+                        # Stop listening before answering: a task that follows reset_connection must start a new
+                        # broker, not reach this one while it closes its session.
+                        self.stop_listening(server)
                     with contextlib.suppress(ConnectionError, OSError):
                         send_message(conn, reply, *data)
                     if header.get('op') == 'stop':
                         return
+
+    def stop_listening(self, server: socket.socket) -> None:
+        """Close the listening socket and remove its path, once (a later broker may have bound the path since)."""
+        server.close()
+        if not self.unlinked:
+            self.unlinked = True
+            with contextlib.suppress(OSError):
+                os.unlink(self.socket_path)
 
 
 def _report(status: dict[str, t.Any]) -> None:
@@ -376,7 +397,6 @@ def main() -> None:
     try:
         broker.serve(server)
     finally:
+        # No new client may connect while the session closes (up to a few seconds).
+        broker.stop_listening(server)
         broker._drop_shell()  # pylint: disable=protected-access
-        server.close()
-        with contextlib.suppress(OSError):
-            os.unlink(broker.socket_path)
