@@ -15,7 +15,7 @@ import time
 import typing as t
 from dataclasses import dataclass, field
 
-from ansible_collections.cloudexec.core.plugins.module_utils import aws, remote_shell
+from ansible_collections.cloudexec.core.plugins.module_utils import aws, exec_checks, remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, ValidationError
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller
 from ansible_collections.cloudexec.core.plugins.module_utils.ssm.session import (
@@ -25,7 +25,7 @@ from ansible_collections.cloudexec.core.plugins.module_utils.ssm.session import 
     SessionDropped,
 )
 
-EXEC_AGENT = 'ExecuteCommandAgent'
+EXEC_AGENT = exec_checks.EXEC_AGENT
 # The ECS API accepts a task by ARN or by its id (32 hex digits, or older uuid-like ids).
 _TASK_ARN_PREFIX = 'arn:'
 
@@ -65,22 +65,7 @@ class EcsSession:
 
 def _exec_problems(task: dict[str, t.Any], container: dict[str, t.Any]) -> list[tuple[str, str]]:
     """Why ExecuteCommand would fail on this container, as (code, remedy) pairs; empty when it can run."""
-    problems = []
-    if task.get('lastStatus') != 'RUNNING':
-        problems.append(('TaskNotRunning', f'The task is {task.get("lastStatus", "not running")}: exec needs a RUNNING task'))
-    if not task.get('enableExecuteCommand'):
-        problems.append(('ExecuteCommandNotEnabled',
-                         'ECS Exec is not enabled on this task: update the service (or run-task) with '
-                         '--enable-execute-command and start a new task; the setting applies only to tasks started after it'))
-    agents = {a.get('name'): a for a in container.get('managedAgents', [])}
-    agent = agents.get(EXEC_AGENT)
-    if task.get('enableExecuteCommand') and (agent is None or agent.get('lastStatus') != 'RUNNING'):
-        status = agent.get('lastStatus', 'missing') if agent else 'missing'
-        problems.append(('AgentNotRunning',
-                         f'The ECS Exec agent in container {container.get("name")} is {status}: check the task role allows '
-                         'ssmmessages:CreateControlChannel/CreateDataChannel/OpenControlChannel/OpenDataChannel and that '
-                         'the task can reach ssmmessages (NAT or VPC endpoint); run cloudexec.core.aws_ecs_exec_check'))
-    return problems
+    return [(t.cast(str, check.code), t.cast(str, check.remedy)) for check in exec_checks.ecs_exec_problems(task, container)]
 
 
 def cluster_from_task_arn(task: str) -> str | None:
@@ -121,16 +106,9 @@ def describe_task(client: t.Any, cluster: str | None, task: str) -> dict[str, t.
 def resolve_target(client: t.Any, cluster: str | None, task: str, container: str | None, check_exec: bool = True) -> EcsTarget:
     """Find the container ECS Exec would reach, refusing what ExecuteCommand would refuse, with a remedy."""
     described = describe_task(client, cluster, task)
-    containers = described.get('containers') or []
-    names = [c.get('name') for c in containers]
-    if container:
-        chosen = next((c for c in containers if c.get('name') == container), None)
-        if chosen is None:
-            raise ValidationError('container', f'task {task} has no container named {container!r} (it has: {", ".join(names)})')
-    elif len(containers) == 1:
-        chosen = containers[0]
-    else:
-        raise ValidationError('container', f'task {task} has {len(containers)} containers, name one of: {", ".join(names)}')
+    chosen, check = exec_checks.choose_container(described.get('containers') or [], container, f'task {task}')
+    if chosen is None:
+        raise ValidationError('container', check.detail)
     if check_exec:
         problems = _exec_problems(described, chosen)
         if problems:

@@ -23,7 +23,7 @@ import typing as t
 import uuid
 from dataclasses import dataclass, field
 
-from ansible_collections.cloudexec.core.plugins.module_utils import alicloud
+from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, exec_checks
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, ValidationError
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller, done, pending
 
@@ -270,18 +270,27 @@ class Target:
     os_type: str | None = None
     agent_online: bool | None = None
     last_heartbeat: str | None = None
+    agent_version: str | None = None
+    session_manager: bool | None = None
 
     @property
     def problem(self) -> str | None:
         """Why this instance cannot run a command now, or None."""
-        if self.status is None:
-            return 'not found in this region'
-        if self.status != 'Running':
-            return f'instance is {self.status}, not Running'
-        if not self.agent_online:
-            heartbeat = f', last heartbeat {self.last_heartbeat}' if self.last_heartbeat else ''
-            return f'Cloud Assistant agent is offline{heartbeat}'
+        for check in self.checks():
+            if check.failed:
+                return check.detail
         return None
+
+    def checks(self, command_type: str | None = None) -> list[exec_checks.Check]:
+        """The preflight checks this instance's data allows, in order; later ones only when the earlier passed."""
+        found = [exec_checks.instance_exists(self.status)]
+        if self.status is not None:
+            found.append(exec_checks.instance_running(self.status))
+            if self.status == 'Running':
+                found.append(exec_checks.assistant_online(self.agent_online, self.last_heartbeat))
+                if self.agent_online and command_type and self.os_type:
+                    found.append(exec_checks.script_type_fits(self.os_type, command_type))
+        return found
 
 
 def instances_by_tags(client: t.Any, auth: alicloud.AlicloudAuth, tags: dict[str, t.Any], counter: ApiCounter | None = None,
@@ -327,6 +336,8 @@ def check_targets(client: t.Any, auth: alicloud.AlicloudAuth, instance_ids: list
                 # The service answers the STRING "true"/"false".
                 targets[agent.instance_id].agent_online = str(agent.cloud_assistant_status).lower() == 'true'
                 targets[agent.instance_id].last_heartbeat = agent.last_heartbeat_time
+                targets[agent.instance_id].agent_version = agent.cloud_assistant_version
+                targets[agent.instance_id].session_manager = agent.support_session_manager
     return [targets[i] for i in instance_ids]
 
 
@@ -334,13 +345,9 @@ def target_problems(targets: list[Target], command_type: str | None = None) -> d
     """instance id -> why it cannot run this command; empty when all can."""
     problems = {}
     for target in targets:
-        problem = target.problem
-        if problem is None and command_type and target.os_type:
-            windows = target.os_type == 'windows'
-            if windows != (command_type != 'RunShellScript'):
-                problem = f'{command_type} does not run on a {target.os_type} instance'
-        if problem:
-            problems[target.instance_id] = problem
+        bad = next((check for check in target.checks(command_type) if check.failed), None)
+        if bad is not None:
+            problems[target.instance_id] = bad.detail
     return problems
 
 
@@ -351,7 +358,8 @@ def targets_error(problems: dict[str, str], total: int) -> CloudExecError:
     return CloudExecError(f'{len(problems)} of {total} target instances cannot run Cloud Assistant commands, so nothing was run '
                           f'({listed}{more})', code='TargetsUnavailable', provider='cloudexec', retryable=False,
                           remedy='Start the instances, bring their Cloud Assistant agent online (DescribeCloudAssistantStatus '
-                                 'must say true), or leave them out of instance_ids')
+                                 f'must say true), or leave them out of instance_ids; {exec_checks.ALI_EXEC_CHECK} (service ecs) '
+                                 'lists every check with its remedy')
 
 
 # --------------------------------------------------------------------------- starting

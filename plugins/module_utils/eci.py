@@ -30,7 +30,7 @@ import typing as t
 import urllib.parse
 from dataclasses import dataclass, field
 
-from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, remote_shell
+from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, exec_checks, remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import THROTTLING_CODES, CloudExecError, DeadlineExceeded, ValidationError
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller
 from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
@@ -439,6 +439,11 @@ def describe_groups(client: t.Any, auth: alicloud.AlicloudAuth, *, group_id: str
             return groups
 
 
+def _pointed(remedy: str | None) -> str:
+    """A check's remedy, pointing to the preflight module that lists every check."""
+    return f'{(remedy or "").rstrip(".")}; run {exec_checks.ALI_EXEC_CHECK} (service eci) for every check'
+
+
 def resolve_target(client: t.Any, auth: alicloud.AlicloudAuth, *, group_id: str | None = None, group_name: str | None = None,
                    container_name: str | None = None) -> EciTarget:
     """The container an exec would reach, refusing what ExecContainerCommand would refuse, with a remedy."""
@@ -460,29 +465,17 @@ def resolve_target(client: t.Any, auth: alicloud.AlicloudAuth, *, group_id: str 
                               remedy='Use container_group_id to pick one')
     group = groups[0]
     gid = str(group.get('ContainerGroupId'))
-    status = group.get('Status')
-    if status != 'Running':
-        raise CloudExecError(f'Container group {gid} is {status}: exec needs a Running group', code='IncorrectStatus',
-                             provider=PROVIDER, retryable=False,
-                             remedy='Wait until the group is Running (DescribeContainerGroups), or restart it; '
-                                    'Succeeded and Failed groups do not run again')
+    check = exec_checks.eci_group_running(group)
+    if check.failed:
+        raise CloudExecError(check.detail, code=check.code, provider=PROVIDER, retryable=False, remedy=_pointed(check.remedy))
     containers = group.get('Containers') or []
     names = [str(c.get('Name')) for c in containers]
-    if container_name:
-        chosen = next((c for c in containers if c.get('Name') == container_name), None)
-        if chosen is None:
-            raise ValidationError('container_name', f'container group {gid} has no container named {container_name!r} '
-                                                    f'(it has: {", ".join(names)})')
-    elif len(containers) == 1:
-        chosen = containers[0]
-    else:
-        raise ValidationError('container_name', f'container group {gid} has {len(containers)} containers, name one of: '
-                                                f'{", ".join(names)}')
-    state = (chosen.get('CurrentState') or {}).get('State')
-    if state and state != 'Running':
-        raise CloudExecError(f'Container {chosen.get("Name")} of group {gid} is {state}: exec needs a Running container',
-                             code='IncorrectStatus', provider=PROVIDER, retryable=False,
-                             remedy='Check the container with DescribeContainerGroups and its logs (DescribeContainerLog)')
+    chosen, check = exec_checks.choose_container(containers, container_name, f'container group {gid}', key='Name')
+    if chosen is None:
+        raise ValidationError('container_name', check.detail)
+    check = exec_checks.eci_container_running(group, chosen)
+    if check.failed:
+        raise CloudExecError(check.detail, code=check.code, provider=PROVIDER, retryable=False, remedy=_pointed(check.remedy))
     return EciTarget(group_id=gid, group_name=str(group.get('ContainerGroupName') or ''), region=str(auth.alicloud_region),
                      container_name=str(chosen.get('Name')), containers=tuple(names))
 

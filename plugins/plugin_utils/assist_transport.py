@@ -59,7 +59,7 @@ UNREACHABLE_CODES = frozenset(('InstanceNotRunning', 'ClientNotRunning', 'Client
                                'ClientNotOnline', 'InstanceReleased'))
 UNREACHABLE_REMEDY = ('Start the instance and make sure its Cloud Assistant agent is online (DescribeCloudAssistantStatus must '
                       'say true; restart the aliyun-service agent, or install it); this connection runs shell scripts, '
-                      'so the instance must be Linux')
+                      'so the instance must be Linux; run cloudexec.core.ali_exec_check (service ecs) for every check')
 
 _SPILL = re.compile(rb'@@CE([0-9a-f]+):SPILL:([^:\n]+):(\d+):([0-9a-f]{64}|size)@@')
 _STAGE = re.compile(rb'@@CE([0-9a-f]+):STAGE:([a-z]+)@@')

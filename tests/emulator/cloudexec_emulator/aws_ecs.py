@@ -85,7 +85,9 @@ def cluster_view(cluster: EcsCluster, include: list[str]) -> dict[str, Any]:
     if 'SETTINGS' in include:
         view['settings'] = [{'name': 'containerInsights', 'value': cluster.container_insights}]
     if 'CONFIGURATIONS' in include:
-        exec_config: dict[str, Any] = {'logging': 'DEFAULT'}
+        exec_config: dict[str, Any] = {'logging': cluster.exec_logging}
+        if cluster.exec_logging == 'OVERRIDE':
+            exec_config['logConfiguration'] = {'cloudWatchLogGroupName': f'/ecs/exec/{cluster.name}', 'cloudWatchEncryptionEnabled': False}
         if cluster.kms_key_id:
             exec_config['kmsKeyId'] = cluster.kms_key_id
         view['configuration'] = {'executeCommandConfiguration': exec_config}
@@ -177,6 +179,13 @@ def task_view(task: EcsTask, cluster: EcsCluster, include: list[str]) -> dict[st
         view.update({'startedAt': created + 20, 'pullStartedAt': created + 5, 'pullStoppedAt': created + 15, 'connectivityAt': created + 3})
     if task.started_by:
         view['startedBy'] = task.started_by
+    # awsvpc networking: the task's ENI (the preflight check follows it to the VPC and a public IP).
+    view['attachments'] = [{'id': task.task_id[:8] + '-attachment', 'type': 'ElasticNetworkInterface', 'status': 'ATTACHED',
+                            'details': [{'name': 'subnetId', 'value': 'subnet-emulator0001'},
+                                        {'name': 'networkInterfaceId', 'value': eni_id(task)},
+                                        {'name': 'privateIPv4Address', 'value': '10.0.1.10'}]}]
+    if task.launch_type == 'EC2':
+        view['containerInstanceArn'] = container_instance_arn(task, cluster)
     if task.platform_version:
         view['platformVersion'] = task.platform_version
         view['platformFamily'] = 'Linux'
@@ -204,3 +213,48 @@ async def describe_tasks(ctx: CallContext) -> dict[str, Any]:
         else:
             tasks.append(task_view(task, cluster, include))
     return {'tasks': tasks, 'failures': failures}
+
+
+def eni_id(task: EcsTask) -> str:
+    """The id of the task's network interface (awsvpc)."""
+    return 'eni-' + task.task_id[:17]
+
+
+def container_instance_arn(task: EcsTask, cluster: EcsCluster) -> str:
+    """Each EC2 task of the world runs on a container instance of its own, named after the task."""
+    return task.arn.replace(':task/', ':container-instance/')
+
+
+@ACTIONS.register('DescribeTaskDefinition')
+async def describe_task_definition(ctx: CallContext) -> dict[str, Any]:
+    ref = ctx.require('taskDefinition')
+    for task in (t for c in _clusters(ctx) for t in c.tasks):
+        if ref in (task.task_definition_arn, f'{task.family}:{task.revision}', task.family):
+            definition: dict[str, Any] = {
+                'taskDefinitionArn': task.task_definition_arn, 'family': task.family, 'revision': task.revision,
+                'status': 'ACTIVE', 'networkMode': 'awsvpc', 'cpu': task.cpu, 'memory': task.memory,
+                'requiresCompatibilities': [task.launch_type],
+                'containerDefinitions': [{'name': c.name, 'image': c.image, 'essential': True} for c in task.containers],
+            }
+            if task.task_role_arn:
+                definition['taskRoleArn'] = task.task_role_arn
+            return {'taskDefinition': definition}
+    raise ApiError('ClientException', 'Unable to describe task definition.', 400)
+
+
+@ACTIONS.register('DescribeContainerInstances')
+async def describe_container_instances(ctx: CallContext) -> dict[str, Any]:
+    cluster = _cluster(ctx, ctx.param('cluster'))
+    refs = ctx.param('containerInstances')
+    if not refs or not isinstance(refs, list):
+        raise _invalid('ContainerInstances cannot be empty.')
+    found, failures = [], []
+    for ref in refs:
+        task = next((t for t in cluster.tasks if t.launch_type == 'EC2' and ref == container_instance_arn(t, cluster)), None)
+        if task is None:
+            failures.append({'arn': ref, 'reason': 'MISSING'})
+            continue
+        found.append({'containerInstanceArn': ref, 'ec2InstanceId': 'i-' + task.task_id[:17], 'status': 'ACTIVE',
+                      'agentConnected': True, 'runningTasksCount': 1, 'pendingTasksCount': 0,
+                      'versionInfo': {'agentVersion': task.ecs_agent_version, 'agentHash': 'emulator', 'dockerVersion': 'DockerVersion: 25.0.3'}})
+    return {'containerInstances': found, 'failures': failures}

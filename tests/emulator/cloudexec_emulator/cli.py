@@ -70,6 +70,10 @@ def environment(info: dict[str, Any]) -> dict[str, str]:
         'AWS_REGION': aws['region'],
         'AWS_DEFAULT_REGION': aws['region'],
         'AWS_ENDPOINT_URL_ECS': aws['endpoint_url'],
+        # The ECS Exec preflight check also asks STS, IAM and EC2 (see aws_query.py).
+        'AWS_ENDPOINT_URL_STS': aws['endpoint_url'],
+        'AWS_ENDPOINT_URL_IAM': aws['endpoint_url'],
+        'AWS_ENDPOINT_URL_EC2': aws['endpoint_url'],
         'ALICLOUD_ACCESS_KEY': ali['access_key'],
         'ALICLOUD_SECRET_KEY': ali['secret_key'],
         'ALICLOUD_SECURITY_TOKEN': ali.get('security_token'),

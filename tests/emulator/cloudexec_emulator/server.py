@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import admin, ali_eci, ali_ecs, alisign, aws_ecs, eci_exec, sigv4, ssm_agent
+from . import admin, ali_eci, ali_ecs, alisign, aws_ecs, aws_query, eci_exec, sigv4, ssm_agent
 from .context import STATE_KEY, ActionTable, CallContext, EmulatorState
 from .errors import ApiError, ali_error_response, ali_response, aws_error_response, aws_response, new_request_id
 
@@ -119,6 +119,10 @@ async def handle_api(request: web.Request) -> web.Response:
     body = await request.read()
     if 'X-Amz-Target' in request.headers:
         return await handle_aws(request, state, body)
+    query_service = aws_query.scope_service(request.headers.get('Authorization', ''))
+    if query_service in aws_query.SERVICES:
+        # STS, IAM and EC2 (query protocol, for the ECS Exec preflight check): the SigV4 scope names the service.
+        return await aws_query.handle(request, state, body, query_service)
     return await handle_alibaba(request, state, body)
 
 

@@ -91,6 +91,13 @@ class EcsTask:
     created_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
     arn: str = ''
     task_definition_arn: str = ''
+    # Preflight causes (aws_ecs_exec_check): the task role, what IAM's policy simulation says about its ssmmessages
+    # permissions, the task's network (public IP, VPC) and, on EC2, the container instance's ECS agent version.
+    task_role_arn: str | None = None
+    task_role_permissions_ok: bool = True
+    public_ip: str | None = None
+    vpc_id: str = 'vpc-emulator0001'
+    ecs_agent_version: str = '1.89.0'
 
     @property
     def group(self) -> str:
@@ -108,6 +115,8 @@ class EcsCluster:
     status: str = 'ACTIVE'
     kms_key_id: str | None = None
     container_insights: str = 'disabled'
+    # executeCommandConfiguration.logging: DEFAULT | NONE | OVERRIDE
+    exec_logging: str = 'DEFAULT'
 
 
 @dataclass
@@ -132,6 +141,8 @@ class AwsWorld:
     credentials: list[AwsCredential]
     clusters: list[EcsCluster]
     exec_settings: EcsExecSettings = field(default_factory=EcsExecSettings)
+    # Interface VPC endpoints: (vpc id, service name such as com.amazonaws.us-east-1.ssmmessages).
+    vpc_endpoints: list[tuple[str, str]] = field(default_factory=list)
 
     def credential(self, access_key: str) -> AwsCredential | None:
         return next((c for c in self.credentials if c.access_key == access_key), None)
@@ -352,12 +363,13 @@ def _ip_for(network: str, position: int) -> str:
 
 # --------------------------------------------------------------------------- AWS section
 
-_AWS_KEYS = {'region', 'account_id', 'credentials', 'clusters', 'exec'}
+_AWS_KEYS = {'region', 'account_id', 'credentials', 'clusters', 'exec', 'vpc_endpoints'}
 _EXEC_KEYS = {'session_limit', 'token_ttl_seconds', 'idle_timeout_seconds', 'agent_start_ms', 'output_delay_ms'}
 _AWS_CRED_KEYS = {'access_key', 'secret_key', 'session_token', 'principal', 'deny'}
-_CLUSTER_KEYS = {'name', 'tags', 'status', 'kms_key_id', 'container_insights', 'services', 'tasks'}
+_CLUSTER_KEYS = {'name', 'tags', 'status', 'kms_key_id', 'container_insights', 'services', 'tasks', 'exec_logging'}
 _TASK_KEYS = {'id', 'family', 'revision', 'service', 'launch_type', 'platform_version', 'enable_execute_command',
-              'last_status', 'desired_status', 'tags', 'started_by', 'availability_zone', 'cpu', 'memory', 'containers', '_index'}
+              'last_status', 'desired_status', 'tags', 'started_by', 'availability_zone', 'cpu', 'memory', 'containers', '_index',
+              'task_role_arn', 'task_role_permissions_ok', 'public_ip', 'vpc_id', 'ecs_agent_version'}
 _ECS_CONTAINER_KEYS = {'name', 'image', 'last_status', 'agent_status', 'runtime_id', 'cpu', 'memory', 'become_password'}
 
 
@@ -381,8 +393,12 @@ def _load_aws(data: dict[str, Any], now: datetime.datetime) -> AwsWorld:
     names = [c.name for c in clusters]
     if len(names) != len(set(names)):
         raise WorldError('aws.clusters: cluster names must be unique')
+    endpoints = []
+    for pos, raw in enumerate(data.get('vpc_endpoints') or []):
+        raw = _check_keys(raw, {'vpc_id', 'service_name'}, f'aws.vpc_endpoints[{pos}]')
+        endpoints.append((str(raw.get('vpc_id', 'vpc-emulator0001')), str(raw.get('service_name', f'com.amazonaws.{region}.ssmmessages'))))
     return AwsWorld(region=region, account_id=account, credentials=creds, clusters=clusters,
-                    exec_settings=_load_exec_settings(data.get('exec') or {}))
+                    exec_settings=_load_exec_settings(data.get('exec') or {}), vpc_endpoints=endpoints)
 
 
 def _load_exec_settings(raw: Any) -> EcsExecSettings:
@@ -408,6 +424,7 @@ def _load_cluster(raw: dict[str, Any], where: str, region: str, account: str, no
         services=[str(s) for s in raw.get('services') or []], tags=_tags(raw.get('tags'), where),
         status=str(raw.get('status', 'ACTIVE')), kms_key_id=raw.get('kms_key_id'),
         container_insights=str(raw.get('container_insights', 'disabled')),
+        exec_logging=_choice(str(raw.get('exec_logging', 'DEFAULT')), ('DEFAULT', 'NONE', 'OVERRIDE'), f'{where}.exec_logging'),
     )
     seen: set[str] = set()
     for pos, traw in enumerate(expand_generators(raw.get('tasks'), f'{where}.tasks')):
@@ -439,6 +456,11 @@ def _load_task(raw: dict[str, Any], where: str, cluster: EcsCluster, region: str
         tags=_tags(raw.get('tags'), where), created_at=created,
         arn=f'arn:aws:ecs:{region}:{account}:task/{cluster.name}/{task_id}',
         task_definition_arn=f'arn:aws:ecs:{region}:{account}:task-definition/{family}:{int(raw.get("revision", 1))}',
+        task_role_arn=(str(raw['task_role_arn']) if raw.get('task_role_arn') else None) if 'task_role_arn' in raw
+        else f'arn:aws:iam::{account}:role/{family}-task-role',
+        task_role_permissions_ok=bool(raw.get('task_role_permissions_ok', True)),
+        public_ip=str(raw['public_ip']) if raw.get('public_ip') else None, vpc_id=str(raw.get('vpc_id', 'vpc-emulator0001')),
+        ecs_agent_version=str(raw.get('ecs_agent_version', '1.89.0')),
     )
     if task.service and not task.started_by:
         task.started_by = 'ecs-svc/' + _digest(cluster.name, task.service)[:19]
