@@ -43,14 +43,24 @@ def playbook(tasks: int) -> str:
     return '\n'.join(lines) + '\n'
 
 
+# How each connection reaches one target of the default world, and which API calls open its sessions.
+TARGETS = {
+    'aws_ecs': ({'ansible_connection': 'cloudexec.core.aws_ecs', 'ansible_aws_ecs_cluster': 'demo', 'ansible_aws_ecs_task': TASK,
+                 'ansible_aws_ecs_container': 'web'}, ('aws-ecs', 'ExecuteCommand'), 'aws-ecs-exec'),
+    'ali_eci': ({'ansible_connection': 'cloudexec.core.ali_eci', 'ansible_ali_eci_container_group_id': 'eci-bp1demo00000000001'},
+                ('ali-eci', 'ExecContainerCommand'), None),
+    'ali_assist': ({'ansible_connection': 'cloudexec.core.ali_assist', 'ansible_ali_assist_instance_id': 'i-bp1demo000000000001'},
+                   ('ali-ecs', 'RunCommand'), None),
+}
+
+
 def inventory(connection: str, work_dir: str) -> str:
     """One host, `target`, through the given connection."""
     host = {'work_dir': work_dir, 'ansible_python_interpreter': sys.executable}
     if connection == 'local':
         host['ansible_connection'] = 'local'
     else:
-        host.update(ansible_connection='cloudexec.core.aws_ecs', ansible_aws_ecs_cluster='demo', ansible_aws_ecs_task=TASK,
-                    ansible_aws_ecs_container='web', work_dir='bench')
+        host.update(TARGETS[connection][0], work_dir='bench')
     return json.dumps({'all': {'hosts': {'target': host}}})
 
 
@@ -77,8 +87,8 @@ def run_play(emu, tmp: Path, connection: str, tasks: int, pipelining: bool) -> f
     return elapsed
 
 
-def scenario_play(tasks: int, latency_ms: int, pipelining: bool) -> list[dict]:
-    """A play of N tasks through aws_ecs vs -c local, with API calls and websocket frames per task."""
+def scenario_play(tasks: int, latency_ms: int, pipelining: bool, connection: str = 'aws_ecs') -> list[dict]:
+    """A play of N tasks through a connection vs -c local, with API calls and websocket frames per task."""
     rows = []
     with tempfile.TemporaryDirectory() as tmpname, start_emulator() as emu:
         tmp = Path(tmpname)
@@ -86,17 +96,18 @@ def scenario_play(tasks: int, latency_ms: int, pipelining: bool) -> list[dict]:
         if latency_ms:
             emu.admin('POST', 'faults', {'service': 'ws', 'message_latency_ms': latency_ms})
         emu.admin('POST', 'calls/reset')
-        remote = run_play(emu, tmp, 'aws_ecs', tasks, pipelining)
+        remote = run_play(emu, tmp, connection, tasks, pipelining)
         calls = emu.admin('GET', 'calls')
-        ws = calls.get('ws', {}).get('aws-ecs-exec', {})
-        execs = calls['calls'].get('aws-ecs', {}).get('ExecuteCommand', 0)
+        (service, opener), ws_name = TARGETS[connection][1], TARGETS[connection][2]
+        ws = calls.get('ws', {}).get(ws_name, {}) if ws_name else {}
+        api_calls = sum(sum(actions.values()) for actions in calls['calls'].values())
         rows.append({
-            'scenario': f'{tasks}-task play, aws_ecs vs local, pipelining {"on" if pipelining else "off"}, '
+            'scenario': f'{tasks}-task play, {connection} vs local, pipelining {"on" if pipelining else "off"}, '
                         f'{latency_ms} ms/msg latency',
-            'local s': f'{local:.1f}', 'aws_ecs s': f'{remote:.1f}', 'ratio': f'{remote / local:.2f}x',
-            'ExecuteCommand/host': execs,
-            'ws frames in+out/task': f'{(ws.get("frames_in", 0) + ws.get("frames_out", 0)) / tasks:.0f}',
-            'resends': ws.get('resends', 0), 'dup in': ws.get('duplicates_in', 0),
+            'local s': f'{local:.1f}', 'remote s': f'{remote:.1f}', 'ratio': f'{remote / local:.2f}x',
+            f'{opener} per play': calls['calls'].get(service, {}).get(opener, 0),
+            'API calls/task': f'{api_calls / tasks:.1f}',
+            'ws frames/task': f'{(ws.get("frames_in", 0) + ws.get("frames_out", 0)) / tasks:.0f}' if ws_name else '-',
         })
     return rows
 
@@ -134,6 +145,8 @@ SCENARIOS = {
     'play': lambda a: scenario_play(a.tasks, 0, False) + scenario_play(a.tasks, 0, True),
     'latency': lambda a: scenario_play(a.tasks, 20, True),
     'transfer': lambda a: scenario_transfer(a.size_mb),
+    'eci': lambda a: scenario_play(a.tasks, 0, True, 'ali_eci'),
+    'assist': lambda a: scenario_play(min(a.tasks, 20), 0, True, 'ali_assist'),
 }
 
 
