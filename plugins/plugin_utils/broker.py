@@ -51,15 +51,46 @@ class BrokerError(CloudExecError):
     """The broker could not be started or reached, or it reported a failure."""
 
 
-def control_dir() -> str:
-    """The private directory for sockets and locks (created 0700, refused if anyone else can enter it)."""
-    base = os.environ.get('CLOUDEXEC_CONTROL_DIR') or os.path.join(os.path.expanduser('~'), '.ansible', 'cp', 'cloudexec')
+# A Unix socket path may hold at most 107 bytes on Linux (104 on some BSDs); stay well below.
+_MAX_SOCKET_PATH = 100
+
+
+def _private_dir(base: str) -> str:
+    """Create base 0700 if needed and refuse it unless only this user can enter it."""
     os.makedirs(base, mode=0o700, exist_ok=True)
     info = os.stat(base)
     if info.st_uid != os.getuid() or info.st_mode & 0o077:
         raise BrokerError(f'The control directory {base} is not private to this user', code='InsecureControlDir',
                           provider='cloudexec', remedy=f'chmod 700 {base} (and make sure you own it)', retryable=False)
     return base
+
+
+def control_dir() -> str:
+    """The private directory for sockets and locks (created 0700, refused if anyone else can enter it)."""
+    base = os.environ.get('CLOUDEXEC_CONTROL_DIR') or os.path.join(os.path.expanduser('~'), '.ansible', 'cp', 'cloudexec')
+    return _private_dir(base)
+
+
+_DIR_FDS: dict[str, int] = {}
+
+
+def sockaddr(path: str) -> str:
+    """The address to bind or connect for the socket at path, within the platform's length limit.
+
+    A long control directory (a deep HOME, a test's temp dir) would overflow sun_path. On Linux the
+    directory is then reached through an open descriptor, /proc/self/fd/N/name: the socket stays in
+    the private directory, with its permissions, whatever the directory's name.
+    """
+    if len(path.encode()) <= _MAX_SOCKET_PATH:
+        return path
+    directory, name = os.path.split(path)
+    if directory not in _DIR_FDS:
+        _DIR_FDS[directory] = os.open(directory, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    short = f'/proc/self/fd/{_DIR_FDS[directory]}/{name}'
+    if len(short.encode()) > _MAX_SOCKET_PATH or not os.path.isdir(os.path.dirname(short)):
+        raise BrokerError(f'The control directory path is too long for a Unix socket: {directory}', code='ControlPathTooLong',
+                          provider='cloudexec', remedy='Set CLOUDEXEC_CONTROL_DIR to a shorter directory', retryable=False)
+    return short
 
 
 def broker_key(kind: str, options: dict[str, t.Any]) -> str:
@@ -139,7 +170,7 @@ class BrokerClient:
     def _try_connect(self) -> socket.socket | None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(self.socket_path)
+            sock.connect(sockaddr(self.socket_path))
         except OSError:
             sock.close()
             return None
@@ -377,7 +408,7 @@ def main() -> None:
     broker = Broker(config['kind'], config['options'], config['socket'], log=lambda msg: None)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        server.bind(broker.socket_path)
+        server.bind(sockaddr(broker.socket_path))
         server.listen(8)
         broker.open_shell()
     except CloudExecError as exc:

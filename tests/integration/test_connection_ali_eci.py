@@ -21,7 +21,7 @@ import yaml
 
 from helpers import AnsibleRun, ansible_adhoc, ansible_playbook
 
-from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import recv_message, send_message
+from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import recv_message, send_message, sockaddr
 
 CONNECTION = 'cloudexec.core.ali_eci'
 WEB = 'eci-bp1demo00000000001'
@@ -60,7 +60,7 @@ def stop_brokers(control_dir: Path) -> None:
     for path in control_dir.glob('*.sock'):
         with contextlib.suppress(OSError, ConnectionError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(10)
-            sock.connect(str(path))
+            sock.connect(sockaddr(str(path)))
             send_message(sock, {'op': 'stop'})
             recv_message(sock)
 

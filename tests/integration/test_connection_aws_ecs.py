@@ -99,12 +99,12 @@ def fast_emu(fast):
 
 def _broker_request(path: Path, header: dict[str, Any]) -> dict[str, Any] | None:
     """One request to the broker listening on path (None when nobody answers)."""
-    from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import recv_message, send_message
+    from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import recv_message, send_message, sockaddr
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         try:
-            sock.connect(str(path))
+            sock.connect(sockaddr(str(path)))
             send_message(sock, header)
             return recv_message(sock)[0]
         except OSError:

@@ -74,12 +74,12 @@ def fast(tmp_path_factory):
 
 
 def _broker_request(path: Path, header: dict[str, Any]) -> dict[str, Any] | None:
-    from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import recv_message, send_message
+    from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import recv_message, send_message, sockaddr
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         try:
-            sock.connect(str(path))
+            sock.connect(sockaddr(str(path)))
             send_message(sock, header)
             return recv_message(sock)[0]
         except OSError:
