@@ -327,14 +327,20 @@ class Broker:
         self.requests += 1
         op = header.get('op')
         if op == 'exec':
-            try:
-                shell = self._healthy_shell()
-                result = shell.run(header['command'], stdin=payloads[0] if header.get('stdin') else None,
-                                   timeout=float(header.get('timeout') or 3600))
-            except CloudExecError as exc:
-                if self.shell is not None and self.shell.broken:
-                    self._drop_shell()
-                return error_header(exc), []
+            stdin = payloads[0] if header.get('stdin') else None
+            timeout = float(header.get('timeout') or 3600)
+            for attempt in (1, 2):
+                try:
+                    result = self._healthy_shell().run(header['command'], stdin=stdin, timeout=timeout)
+                    break
+                except CloudExecError as exc:
+                    if self.shell is not None and self.shell.broken:
+                        self._drop_shell()
+                    # A session that died before the command could start (typically while idle, unnoticed until
+                    # we wrote to it) is reopened and the command sent once more: it cannot run twice.
+                    if attempt == 2 or isinstance(exc, DeadlineExceeded) or getattr(exc, 'may_have_run', True):
+                        return error_header(exc), []
+                    self.log(f'session lost before the command started ({exc.code}); reopening once')
             return {'ok': True, 'rc': result.rc, 'crlf': result.crlf}, [result.stdout, result.stderr]
         if op == 'stats':
             return {'ok': True, 'sessions_opened': self.sessions_opened, 'requests': self.requests,

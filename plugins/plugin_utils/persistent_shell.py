@@ -97,6 +97,7 @@ class PersistentShell:
         parser = remote_shell.OutputParser(nonce)
         deadline = self._clock() + timeout
         self.commands += 1
+        heard_before = self._heard()
         try:
             self.channel.send(script.encode('latin-1'))
             while True:
@@ -115,8 +116,30 @@ class PersistentShell:
         except CloudExecError as exc:
             if not isinstance(exc, DeadlineExceeded):
                 self.broken = exc.code or 'session ended'
-                exc.may_have_run = parser.started or getattr(exc, 'input_acknowledged', True)  # type: ignore[attr-defined]
+                exc.may_have_run = self._may_have_run(exc, parser, heard_before)  # type: ignore[attr-defined]
             raise
+
+    def _heard(self) -> tuple[int, int] | None:
+        """(acknowledgements, frames) received so far, where the transport counts them (SSM does)."""
+        stats = getattr(self.channel, 'stats', None)
+        if stats is None or not hasattr(stats, 'acks_received'):
+            return None
+        return stats.acks_received, stats.frames_received
+
+    def _may_have_run(self, exc: CloudExecError, parser: remote_shell.OutputParser, heard_before: tuple[int, int] | None) -> bool:
+        """Whether the command could have started when the session failed.
+
+        The script is one subshell, which the remote shell runs only once its last line has arrived. The
+        command cannot have run if the transport says nothing of it was sent, or if nothing at all came
+        back after sending it (no acknowledgement, no frame, no output): that is a session that was already
+        dead, typically dropped while idle. Then the caller may send it once more on a new session.
+        """
+        if parser.started:
+            return True
+        if getattr(exc, 'input_acknowledged', None) is False:
+            return False  # the transport knows nothing of this command was sent
+        heard_after = self._heard()
+        return heard_before is None or heard_after != heard_before
 
     def close(self, grace: float = 2.0) -> None:
         """Leave the shell so the agent ends the session itself (freeing its slot), then close the channel."""
