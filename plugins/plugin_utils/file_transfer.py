@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shlex
 import typing as t
 
@@ -102,7 +103,8 @@ def fetch_file(run: Runner, in_path: str, out_path: str, chunk_size: int = CHUNK
     blocks_per_chunk = max(chunk_size // block, 1)
     digest = hashlib.sha256()
     received = 0
-    partial = f'{out_path}.cloudexec-part'
+    # A name of our own: several hosts may fetch to the same destination at once.
+    partial = f'{out_path}.cloudexec-{os.getpid()}-{secrets.token_hex(4)}.part'
     with open(partial, 'wb') as target:
         index = 0
         while received < size:
