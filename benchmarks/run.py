@@ -141,12 +141,51 @@ def scenario_transfer(size_mb: int) -> list[dict]:
              'put resends': timings['put_ws'].get('resends', 0), 'put dup in': timings['put_ws'].get('duplicates_in', 0)}]
 
 
+def scenario_poll(counts: tuple[int, ...] = (1, 100, 1000)) -> list[dict]:
+    """ali_ecs_command across N instances running `sleep 3`: API calls per poll round must grow with pages, not instances."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    from cloudexec_emulator.world import DEFAULT_WORLD  # pylint: disable=import-outside-toplevel
+
+    rows = []
+    for count in counts:
+        world = yaml.safe_load(DEFAULT_WORLD.read_text())
+        world['alicloud']['instances'] = [{'count': count, 'id_pattern': 'i-bench{index:05d}', 'name_pattern': 'bench-{index:05d}'}]
+        with tempfile.TemporaryDirectory() as tmpname:
+            tmp = Path(tmpname)
+            (tmp / 'world.yml').write_text(yaml.safe_dump(world))
+            ids = [f'i-bench{index:05d}' for index in range(1, count + 1)]  # generator indexes start at 1
+            (tmp / 'play.yml').write_text(yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
+                {'cloudexec.core.ali_ecs_command': {'instance_ids': ids, 'content': 'sleep 3; echo done', 'timeout': 120,
+                                                    'wait_timeout': 600}, 'register': 'run'},
+                {'ansible.builtin.debug': {'var': 'run.api_calls'}}]}]))
+            with start_emulator(world=tmp / 'world.yml') as emu:
+                env = dict(os.environ, **emu.env,
+                           ANSIBLE_COLLECTIONS_PATH=os.environ.get('ANSIBLE_COLLECTIONS_PATH', str(ROOT / '.cache' / 'collections')),
+                           ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
+                start = time.monotonic()
+                proc = subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), str(tmp / 'play.yml'),
+                                       '-e', f'ansible_python_interpreter={sys.executable}'],
+                                      env=env, cwd=tmp, capture_output=True, text=True, check=False)
+                elapsed = time.monotonic() - start
+                if proc.returncode != 0:
+                    raise SystemExit(f'poll scenario failed for {count}: {proc.stdout[-3000:]}')
+                calls = emu.admin('GET', 'calls')['calls'].get('ali-ecs', {})
+        rounds = calls.get('DescribeInvocations', 0)
+        batches = (count + 99) // 100
+        rows.append({'scenario': f'ali_ecs_command on {count} instances (sleep 3)', 'seconds': f'{elapsed:.1f}',
+                     'RunCommand': calls.get('RunCommand', 0), 'DescribeInvocations': rounds,
+                     'poll rounds': f'{rounds / batches:.0f}', 'calls per round': batches,
+                     'DescribeInvocationResults pages': calls.get('DescribeInvocationResults', 0)})
+    return rows
+
+
 SCENARIOS = {
     'play': lambda a: scenario_play(a.tasks, 0, False) + scenario_play(a.tasks, 0, True),
     'latency': lambda a: scenario_play(a.tasks, 20, True),
     'transfer': lambda a: scenario_transfer(a.size_mb),
     'eci': lambda a: scenario_play(a.tasks, 0, True, 'ali_eci'),
     'assist': lambda a: scenario_play(min(a.tasks, 20), 0, True, 'ali_assist'),
+    'poll': lambda a: scenario_poll(),
 }
 
 
