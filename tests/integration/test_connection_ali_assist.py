@@ -70,8 +70,10 @@ def test_common_modules_through_cloud_assistant(emu, tmp_path, pipelining):
 def test_inventory_feeds_the_connection(emu, tmp_path):
     config = tmp_path / 'demo.ali_ecs.yml'
     config.write_text(yaml.safe_dump({'plugin': 'cloudexec.core.ali_ecs', 'compose': {'ansible_pipelining': True}}))
-    run = run_ansible('ansible', ['os_linux', '-i', str(config), '-m', 'command', '-a', 'echo {{ ali_ecs.instance_name }}'], emu,
-                      timeout=400)
+    # One host at a time (-f 1): with two hosts at once under a loaded CI machine the emulator stopped answering
+    # (Connection.Error for 60 s) in two CI runs; that concurrency problem is open and tracked in the issue note.
+    run = run_ansible('ansible', ['os_linux', '-f', '1', '-i', str(config), '-m', 'command', '-a', 'echo {{ ali_ecs.instance_name }}'],
+                      emu, timeout=400)
     assert run.rc == 0, run.output
     outputs = {r['host']: r['result']['stdout'] for r in run.results}
     assert outputs == {WEB: 'web-01', DB: 'db-01'}
