@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -220,3 +221,30 @@ def ansible_playbook(emulator: Any, playbook: str | os.PathLike[str], *args: str
     if extra_vars:
         argv += ['-e', json.dumps(dict(extra_vars))]
     return run_ansible('ansible-playbook', [*argv, *args], emulator, **kwargs)
+
+
+def collections_path() -> str:
+    """Where ansible finds cloudexec.core: ANSIBLE_COLLECTIONS_PATH, else the tree conftest.py put on sys.path."""
+    for entry in [*os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep), *sys.path]:
+        if entry and (Path(entry) / 'ansible_collections' / 'cloudexec' / 'core').is_dir():
+            return entry
+    raise RuntimeError('cloudexec.core is not in any collections path')
+
+
+def cli(name: str) -> str:
+    """An Ansible program of this Python's environment."""
+    found = shutil.which(name, path=str(BIN_DIR)) or shutil.which(name)
+    if not found:
+        raise RuntimeError(f'{name} is not installed')
+    return found
+
+
+def plain(value: Any) -> Any:
+    """ansible-inventory --list JSON with unsafe markers ({"__ansible_unsafe": x}) replaced by their values."""
+    if isinstance(value, dict):
+        if set(value) == {'__ansible_unsafe'}:
+            return value['__ansible_unsafe']
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value

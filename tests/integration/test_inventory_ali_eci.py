@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from cloudexec_emulator.testing import start_emulator
+from helpers import cli, collections_path, plain
 
 PLUGIN = 'cloudexec.core.ali_eci'
 WEB_ID, API_ID, JOB_ID = 'eci-bp1demo00000000001', 'eci-bp1demo00000000002', 'eci-bp1demo00000000003'
@@ -25,26 +24,11 @@ EVERYTHING = RUNNING | {JOB}
 EVIL = "{{ lookup('pipe', 'id') }}"
 
 
-def _collections_path() -> str:
-    for entry in [*os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep), *sys.path]:
-        if entry and (Path(entry) / 'ansible_collections' / 'cloudexec' / 'core').is_dir():
-            return entry
-    pytest.skip('cloudexec.core is not installed in a collections path')
-    return ''
-
-
-def _cli(name: str) -> str:
-    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    if not found:
-        pytest.skip(f'{name} is not installed')
-    return found
-
-
 def _env(emu, tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(('ALICLOUD_', 'ALIBABA_CLOUD_', 'AWS_', 'ANSIBLE_'))}
     env.update(emu.env)
     env.update({
-        'ANSIBLE_COLLECTIONS_PATH': _collections_path(),
+        'ANSIBLE_COLLECTIONS_PATH': collections_path(),
         'ANSIBLE_INVENTORY_UNPARSED_FAILED': 'true',
         'ANSIBLE_INVENTORY_ENABLED': PLUGIN,
         'ANSIBLE_LOCAL_TEMP': str(tmp_path / 'ansible-tmp'),
@@ -64,7 +48,7 @@ def inventory(emu, tmp_path: Path, config: dict, *args: str, check: bool = True,
               **env: str) -> subprocess.CompletedProcess:
     """Run ansible-inventory on a config file made from config; --list output parsed into .data."""
     path = _write_config(tmp_path, config, name)
-    argv = [_cli('ansible-inventory'), '-i', str(path), *(args or ('--list',))]
+    argv = [cli('ansible-inventory'), '-i', str(path), *(args or ('--list',))]
     proc = subprocess.run(argv, env=_env(emu, tmp_path, **env), capture_output=True, text=True, timeout=120, check=False)
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -72,19 +56,8 @@ def inventory(emu, tmp_path: Path, config: dict, *args: str, check: bool = True,
     return proc
 
 
-def _plain(value):
-    """The --list JSON with unsafe markers ({"__ansible_unsafe": x}) replaced by their values."""
-    if isinstance(value, dict):
-        if set(value) == {'__ansible_unsafe'}:
-            return value['__ansible_unsafe']
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def hostvars(proc) -> dict:
-    return _plain(proc.data['_meta']['hostvars'])
+    return plain(proc.data['_meta']['hostvars'])
 
 
 def hosts_of(proc, group: str = 'ali_eci') -> set[str]:
@@ -242,11 +215,11 @@ def test_no_region_is_a_clear_error(emu, tmp_path):
     for key in ('ALICLOUD_REGION', 'ALIBABA_CLOUD_REGION_ID'):
         env.pop(key, None)
     path = _write_config(tmp_path, {})
-    proc = subprocess.run([_cli('ansible-inventory'), '-i', str(path), '--list'], env=env, capture_output=True, text=True,
+    proc = subprocess.run([cli('ansible-inventory'), '-i', str(path), '--list'], env=env, capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode != 0 and 'alicloud_region' in proc.stderr
     # With regions listed, no credential region is needed.
-    proc = subprocess.run([_cli('ansible-inventory'), '-i', str(_write_config(tmp_path, {'regions': ['cn-hangzhou']})), '--list'],
+    proc = subprocess.run([cli('ansible-inventory'), '-i', str(_write_config(tmp_path, {'regions': ['cn-hangzhou']})), '--list'],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
 
@@ -301,7 +274,7 @@ def test_api_values_are_unsafe(custom, tmp_path):
     raw = proc.data['_meta']['hostvars']
     assert set(raw) == {'named-host'}        # a tag holding braces is not a usable host name
     assert raw['named-host']['ali_eci']['tags']['note'] == {'__ansible_unsafe': EVIL}
-    assert _plain(raw['named-host']['note_copy']) == EVIL
+    assert plain(raw['named-host']['note_copy']) == EVIL
     assert 'uid=' not in proc.stdout
 
 
@@ -317,7 +290,7 @@ def test_api_values_are_not_templated_in_a_playbook(custom, tmp_path):
              'loop': "{{ groups['ali_eci'] }}"},
         ],
     }]))
-    proc = subprocess.run([_cli('ansible-playbook'), '-i', str(config), str(playbook)], env=_env(custom, tmp_path),
+    proc = subprocess.run([cli('ansible-playbook'), '-i', str(config), str(playbook)], env=_env(custom, tmp_path),
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f'NOTE<{EVIL}>' in proc.stdout and f'COMPOSED<{EVIL}>' in proc.stdout

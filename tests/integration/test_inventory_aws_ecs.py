@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from cloudexec_emulator.testing import start_emulator
+from helpers import cli, collections_path, plain
 
 PLUGIN = 'cloudexec.core.aws_ecs'
 WEB = 'demo_1f0e1c2d3b4a59687766554433221100_web'
@@ -26,27 +25,11 @@ EVERYTHING = EXEC_READY | {BATCH, LEGACY}
 EVIL = "{{ lookup('pipe', 'id') }}"
 
 
-def _collections_path() -> str:
-    """Where ansible finds cloudexec.core: the tree conftest.py put on sys.path."""
-    for entry in [*os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep), *sys.path]:
-        if entry and (Path(entry) / 'ansible_collections' / 'cloudexec' / 'core').is_dir():
-            return entry
-    pytest.skip('cloudexec.core is not installed in a collections path')
-    return ''
-
-
-def _cli(name: str) -> str:
-    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    if not found:
-        pytest.skip(f'{name} is not installed')
-    return found
-
-
 def _env(emu, tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(('AWS_', 'EC2_', 'ANSIBLE_'))}
     env.update(emu.env)
     env.update({
-        'ANSIBLE_COLLECTIONS_PATH': _collections_path(),
+        'ANSIBLE_COLLECTIONS_PATH': collections_path(),
         'AWS_CONFIG_FILE': os.devnull,
         'AWS_SHARED_CREDENTIALS_FILE': os.devnull,
         # A source the plugin cannot parse must fail the run, not fall back to an empty inventory.
@@ -70,7 +53,7 @@ def inventory(emu, tmp_path: Path, config: dict, *args: str, check: bool = True,
               **env: str) -> subprocess.CompletedProcess:
     """Run ansible-inventory on a config file made from config; --list output parsed into .data."""
     path = _write_config(tmp_path, config, name)
-    argv = [_cli('ansible-inventory'), '-i', str(path), *(args or ('--list',))]
+    argv = [cli('ansible-inventory'), '-i', str(path), *(args or ('--list',))]
     proc = subprocess.run(argv, env=_env(emu, tmp_path, **env), capture_output=True, text=True, timeout=120, check=False)
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -79,18 +62,7 @@ def inventory(emu, tmp_path: Path, config: dict, *args: str, check: bool = True,
 
 
 def hostvars(proc) -> dict:
-    return _plain(proc.data['_meta']['hostvars'])
-
-
-def _plain(value):
-    """The --list JSON with unsafe markers ({"__ansible_unsafe": x}) replaced by their values."""
-    if isinstance(value, dict):
-        if set(value) == {'__ansible_unsafe'}:
-            return value['__ansible_unsafe']
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+    return plain(proc.data['_meta']['hostvars'])
 
 
 def hosts_of(proc, group: str = 'aws_ecs') -> set[str]:
@@ -379,7 +351,7 @@ def test_api_values_are_unsafe_in_inventory(custom, tmp_path):
     raw = proc.data['_meta']['hostvars']
     assert set(raw) == {'named-host'}    # a tag holding braces is not a usable host name
     assert raw['named-host']['aws_ecs']['tags']['note'] == {'__ansible_unsafe': EVIL}
-    assert _plain(raw['named-host']['note_copy']) == EVIL
+    assert plain(raw['named-host']['note_copy']) == EVIL
     assert 'uid=' not in proc.stdout
 
 
@@ -399,7 +371,7 @@ def test_api_values_are_not_templated_in_a_playbook(custom, tmp_path):
              'loop': "{{ groups['aws_ecs'] }}"},
         ],
     }]))
-    proc = subprocess.run([_cli('ansible-playbook'), '-i', str(config), str(playbook)], env=_env(custom, tmp_path),
+    proc = subprocess.run([cli('ansible-playbook'), '-i', str(config), str(playbook)], env=_env(custom, tmp_path),
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f'NOTE<{EVIL}>' in proc.stdout
