@@ -468,9 +468,18 @@ def test_closing_the_socket_kills_the_command(emu):
     (home / 'pid').unlink()
     channel.ws.close()
     deadline = time.monotonic() + 5
-    while Path(f'/proc/{pid}').exists() and b'Z' not in Path(f'/proc/{pid}/stat').read_bytes().split(b')')[-1][:3]:
+    while running(pid):
         assert time.monotonic() < deadline, 'the command outlived its session'
         time.sleep(0.05)
+
+
+def running(pid: int) -> bool:
+    """Whether pid is a live process (a zombie counts as gone; so does one that vanishes while we look)."""
+    try:
+        state = Path(f'/proc/{pid}/stat').read_bytes().rsplit(b')', 1)[-1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in (b'Z', b'X')
 
 
 def test_idle_timeout_ends_the_session(emu):
