@@ -11,7 +11,9 @@ point each product at its endpoint, and map TeaException to CloudExecError.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import traceback
 import typing as t
 from dataclasses import dataclass, field
@@ -34,6 +36,32 @@ except ImportError:
 else:
     HAS_TEA = True
     TEA_IMPORT_ERROR = None
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child, drop the HTTP sessions the Tea SDK pooled in the parent.
+
+    The SDK keeps its requests sessions (and their keep-alive sockets) in class attributes for the
+    whole process. Ansible forks one worker per host after the inventory plugin has already talked
+    to the API, so without this every worker would inherit the same socket and write its requests on
+    it: responses then cross between hosts (one host reads another's RunCommand answer) or never
+    arrive. Dropping the references leaves the parent's sockets to the parent; the child opens its own.
+    """
+    for module_name, class_name in (('darabonba.core', 'DaraCore'), ('Tea.core', 'TeaCore')):
+        module = sys.modules.get(module_name)
+        core = getattr(module, class_name, None)
+        if core is None:
+            continue
+        core._sessions = {}  # pylint: disable=protected-access
+        for attr in ('http_adapter', 'https_adapter'):
+            inherited = getattr(core, attr, None)
+            if hasattr(inherited, 'poolmanager'):  # a requests HTTPAdapter: a fresh one, same pool sizes
+                setattr(core, attr, type(inherited)(pool_connections=inherited._pool_connections,  # pylint: disable=protected-access
+                                                    pool_maxsize=inherited._pool_maxsize))  # pylint: disable=protected-access
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 # The auth options live apart from the Tea SDK so connection plugins can name them without importing it.
 ALICLOUD_AUTH_ENV = auth_options.ALICLOUD_AUTH_ENV

@@ -70,9 +70,9 @@ def test_common_modules_through_cloud_assistant(emu, tmp_path, pipelining):
 def test_inventory_feeds_the_connection(emu, tmp_path):
     config = tmp_path / 'demo.ali_ecs.yml'
     config.write_text(yaml.safe_dump({'plugin': 'cloudexec.core.ali_ecs', 'compose': {'ansible_pipelining': True}}))
-    # One host at a time (-f 1): with two hosts at once under a loaded CI machine the emulator stopped answering
-    # (Connection.Error for 60 s) in two CI runs; that concurrency problem is open and tracked in the issue note.
-    run = run_ansible('ansible', ['os_linux', '-f', '1', '-i', str(config), '-m', 'command', '-a', 'echo {{ ali_ecs.instance_name }}'],
+    # Both hosts at once, in workers forked after the inventory used the API: each must get its own answers
+    # (the Tea SDK's pooled socket, inherited by both, once crossed them; see alicloud._forget_inherited_connections).
+    run = run_ansible('ansible', ['os_linux', '-f', '5', '-i', str(config), '-m', 'command', '-a', 'echo {{ ali_ecs.instance_name }}'],
                       emu, timeout=400)
     assert run.rc == 0, run.output
     outputs = {r['host']: r['result']['stdout'] for r in run.results}

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytest.importorskip('alibabacloud_tea_openapi')
@@ -83,3 +85,29 @@ def test_throttling_exception_is_retryable():
                               data={'RequestId': 'R'})
     err = alicloud.alicloud_error(exc)
     assert err.retryable and err.throttling
+
+
+def test_forked_child_does_not_reuse_the_parents_pooled_connections():
+    # Ansible forks a worker per host after the inventory plugin has used the API; the Tea SDK pools its
+    # keep-alive sockets in class attributes, which a child must not share with its siblings.
+    from darabonba.core import DaraCore
+    from Tea.core import TeaCore
+
+    DaraCore._sessions['parent'] = object()  # pylint: disable=protected-access
+    TeaCore._sessions['parent'] = object()  # pylint: disable=protected-access
+    parent_adapter = DaraCore.http_adapter
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports what it sees and leaves without running pytest's teardown
+        os.close(read_end)
+        fresh = not DaraCore._sessions and not TeaCore._sessions and DaraCore.http_adapter is not parent_adapter  # pylint: disable=protected-access
+        os.write(write_end, b'fresh' if fresh else b'inherited')
+        os._exit(0)  # pylint: disable=protected-access
+    os.close(write_end)
+    seen = os.read(read_end, 64)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert seen == b'fresh'
+    assert 'parent' in DaraCore._sessions  # pylint: disable=protected-access
+    DaraCore._sessions.pop('parent')  # pylint: disable=protected-access
+    TeaCore._sessions.pop('parent')  # pylint: disable=protected-access
