@@ -9,8 +9,10 @@ missing optional fields empty) with the emulator's STS credential, the endpoints
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -65,17 +67,10 @@ def test_credential_type_is_awx_shaped():
         assert name.startswith('ALICLOUD_') and template.strip('{} ') in ids, (name, template)
 
 
-def test_demo_through_ansible_runner(fast, tmp_path):
-    """private_data_dir → ansible_runner.run → status successful, the events AWX stores, no secret in stdout."""
-    emu, world = fast
+def job_environment(emu, world: dict, control_dir: Path, out_dir: Path) -> dict[str, str]:
+    """The environment AWX gives a job: extra environment variables plus both clouds' credentials injected."""
     sts = next(c for c in world['alicloud']['credentials'] if c.get('security_token'))
     aws = world['aws']['credentials'][0]
-
-    private = tmp_path / 'job'
-    shutil.copytree(REPO / 'playbooks', private / 'project', ignore=shutil.ignore_patterns('inventory'))
-    shutil.copytree(REPO / 'playbooks' / 'inventory', private / 'inventory')
-    control_dir = Path(tempfile.mkdtemp(prefix='ce-awx-'))
-
     job_env = {
         # "Extra environment variables" of the job (AWX_TASK_ENV): where the clouds are, and the collection path
         # the execution environment would have built in.
@@ -96,7 +91,7 @@ def test_demo_through_ansible_runner(fast, tmp_path):
         'JOB_ID': '42',
         'AWX_HOST': 'https://awx.example.invalid',
         'CLOUDEXEC_CONTROL_DIR': str(control_dir / 'cp'),
-        'CLOUDEXEC_DEMO_OUT': str(tmp_path / 'fetched'),
+        'CLOUDEXEC_DEMO_OUT': str(out_dir),
     }
     # The built-in Amazon Web Services credential type.
     job_env.update({'AWS_ACCESS_KEY_ID': aws['access_key'], 'AWS_SECRET_ACCESS_KEY': aws['secret_key']})
@@ -106,6 +101,20 @@ def test_demo_through_ansible_runner(fast, tmp_path):
         'alicloud_security_token': sts['security_token'], 'alicloud_region': world['alicloud']['region'],
         'alicloud_ecs_endpoint': emu.env['ALICLOUD_ECS_ENDPOINT'], 'alicloud_eci_endpoint': emu.env['ALICLOUD_ECI_ENDPOINT'],
     }))
+    return job_env
+
+
+def test_demo_through_ansible_runner(fast, tmp_path):
+    """private_data_dir → ansible_runner.run → status successful, the events AWX stores, no secret in stdout."""
+    emu, world = fast
+    sts = next(c for c in world['alicloud']['credentials'] if c.get('security_token'))
+    aws = world['aws']['credentials'][0]
+
+    private = tmp_path / 'job'
+    shutil.copytree(REPO / 'playbooks', private / 'project', ignore=shutil.ignore_patterns('inventory'))
+    shutil.copytree(REPO / 'playbooks' / 'inventory', private / 'inventory')
+    control_dir = Path(tempfile.mkdtemp(prefix='ce-awx-'))
+    job_env = job_environment(emu, world, control_dir, tmp_path / 'fetched')
     (private / 'env').mkdir()
     (private / 'env' / 'envvars').write_text(yaml.safe_dump(job_env))
     (private / 'env' / 'settings').write_text(yaml.safe_dump({'job_timeout': 170, 'suppress_ansible_output': True}))
@@ -138,3 +147,65 @@ def test_demo_through_ansible_runner(fast, tmp_path):
 
         stop_brokers(control_dir / 'cp')
         shutil.rmtree(control_dir, ignore_errors=True)
+
+
+def sliced_inventory(export: dict, slice_number: int, slice_count: int) -> dict:
+    """The inventory AWX hands one slice of a sliced job: every slice_count-th host by name, from slice_number.
+
+    AWX stores what the inventory update's ``ansible-inventory --list --export`` printed and renders each job's
+    inventory script from it, keeping only the slice's hosts (hosts ordered by name, then [number - 1::count]).
+    """
+    hosts = sorted(export['_meta']['hostvars'])
+    kept = set(hosts[slice_number - 1::slice_count])
+    sliced = {'_meta': {'hostvars': {name: hv for name, hv in export['_meta']['hostvars'].items() if name in kept}}}
+    for group, data in export.items():
+        if group != '_meta':
+            sliced[group] = dict(data, hosts=[name for name in data.get('hosts', []) if name in kept])
+    return sliced
+
+
+def test_job_slicing_runs_every_host_once(fast, tmp_path):
+    """docs/awx.md's large-fleet recipe: an inventory update, then playbooks/fleet_run.yml as a job template with Job
+    Slicing 2; each slice reaches only its own hosts through the exported host vars and writes its own report."""
+    emu, world = fast
+    control_dir = Path(tempfile.mkdtemp(prefix='ce-slice-'))
+    job_env = job_environment(emu, world, control_dir, tmp_path / 'unused')
+    # The inventory update: the project's inventory source, credentials injected the same way.
+    update = subprocess.run([str(BIN_DIR / 'ansible-inventory'), '-i', str(REPO / 'playbooks' / 'inventory' / 'demo.aws_ecs.yml'),
+                             '--list', '--export'], env={**os.environ, **job_env}, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert update.returncode == 0, update.stderr
+    export = json.loads(update.stdout)
+    assert set(export['_meta']['hostvars']) == CONTAINERS
+    reports = tmp_path / 'reports'
+    try:
+        for number in (1, 2):
+            private = tmp_path / f'slice-{number}'
+            shutil.copytree(REPO / 'playbooks', private / 'project', ignore=shutil.ignore_patterns('inventory'))
+            (private / 'inventory').mkdir()
+            script = private / 'inventory' / 'hosts'
+            script.write_text('#!/bin/sh\ncat <<"EOF"\n' + json.dumps(sliced_inventory(export, number, 2)) + '\nEOF\n')
+            script.chmod(0o700)
+            (private / 'env').mkdir()
+            (private / 'env' / 'envvars').write_text(yaml.safe_dump(dict(job_env, JOB_ID=str(100 + number))))
+            (private / 'env' / 'settings').write_text(yaml.safe_dump({'job_timeout': 170, 'suppress_ansible_output': True}))
+            result = ansible_runner.run(
+                private_data_dir=str(private), playbook='fleet_run.yml', inventory=str(script), ident=f'job-{100 + number}',
+                quiet=True, extravars={'awx_job_id': 100 + number, 'fleet_run_report_dir': str(reports),
+                                       'fleet_run_report_name': 'fleet_run-{{ awx_job_id }}'})
+            assert (result.status, result.rc) == ('successful', 0), result.stdout.read()
+    finally:
+        from test_fleet_run import stop_brokers  # pylint: disable=import-outside-toplevel
+
+        stop_brokers(control_dir / 'cp')
+        shutil.rmtree(control_dir, ignore_errors=True)
+    seen = {}
+    for number in (1, 2):
+        report = json.loads((reports / f'fleet_run-{100 + number}.json').read_text())
+        assert report['summary']['failed'] == 0 and report['summary']['unreachable'] == 0, report['summary']
+        seen[number] = {target['host'] for target in report['targets'] if target['status'] == 'ok'}
+        for target in report['targets']:
+            assert f'checked {target["host"]}' in target['stdout_head'], target
+    assert seen[1] and seen[2] and not seen[1] & seen[2]
+    assert seen[1] | seen[2] == CONTAINERS
+    assert seen[1] == set(sorted(CONTAINERS)[0::2])
