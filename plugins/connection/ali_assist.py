@@ -82,6 +82,20 @@ options:
     default: 2.0
     vars:
       - name: ansible_ali_assist_poll_max
+  piece_cache:
+    description:
+      - Where the instance keeps the pieces of Ansible's module code between tasks, by their SHA-256, so that a task
+        sends only the pieces the instance does not have yet (most of a module is the same from one task to the next).
+        C(~/) is the Cloud Assistant user's home. Pieces unused for a day are removed.
+      - The controller remembers which pieces it sent to each instance in the private control directory
+        (E(CLOUDEXEC_CONTROL_DIR), by default C(~/.ansible/cp/cloudexec)); a piece the instance lost is sent again.
+      - Data over 1 MiB (file copies) never goes through the cache. An empty value turns the cache off.
+    type: str
+    default: ~/.cache/cloudexec-pieces
+    vars:
+      - name: ansible_ali_assist_piece_cache
+    env:
+      - name: CLOUDEXEC_ALI_ASSIST_PIECE_CACHE
   pipelining:
     description:
       - Send modules on the stdin of the Python interpreter instead of copying them first. Saves several commands per task.
@@ -162,6 +176,7 @@ from ansible.utils.display import Display
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
 from ansible_collections.cloudexec.core.plugins.plugin_utils import assist_transport as at
+from ansible_collections.cloudexec.core.plugins.plugin_utils import broker
 
 display = Display()
 
@@ -197,7 +212,21 @@ class Connection(ConnectionBase):
         return at.Target(instance_id=instance_id, container_id=self.get_option('container_id'),
                          container_name=self.get_option('container_name'), username=self.get_option('username'),
                          working_dir=self.get_option('working_dir'), command_timeout=timeout, poll_initial=poll_initial,
-                         poll_max=max(poll_max, poll_initial))
+                         poll_max=max(poll_max, poll_initial), piece_cache=self.get_option('piece_cache') or None)
+
+    def _piece_memory(self, auth, target) -> at.PieceMemory:
+        """What this controller sent to the target's piece cache (a file in the private control directory), if it can keep it."""
+        if not target.piece_cache:
+            return at.PieceMemory(None)
+        try:
+            directory = broker.control_dir()
+        except (CloudExecError, OSError) as exc:
+            display.vvv(f'ALI ASSIST: no piece memory ({exc})', host=self._host)
+            return at.PieceMemory(None)
+        key = broker.broker_key('ali_assist-pieces', {'region': auth.alicloud_region, 'instance': target.instance_id,
+                                                      'container': target.container_id or target.container_name,
+                                                      'user': target.username, 'cache': target.piece_cache})
+        return at.PieceMemory(os.path.join(directory, f'assist-{key}.pieces'))
 
     def _connect(self):
         if self._transport is None:
@@ -207,7 +236,8 @@ class Connection(ConnectionBase):
                 client = alicloud.ecs_client(auth)
             except CloudExecError as exc:
                 raise AnsibleConnectionFailure(f'Cannot use Cloud Assistant: {exc}') from None
-            self._transport = at.AssistTransport(client, auth, target, log=lambda msg: display.vvv(f'ALI ASSIST: {msg}', host=self._host))
+            self._transport = at.AssistTransport(client, auth, target, log=lambda msg: display.vvv(f'ALI ASSIST: {msg}', host=self._host),
+                                                 memory=self._piece_memory(auth, target))
             display.vvv(f'ALI ASSIST: instance {target.describe()} in {auth.alicloud_region}', host=self._host)
         self._connected = True
         return self

@@ -52,6 +52,12 @@ STAGE_WAIT = 120
 PARALLEL_STARTS = 4
 # Seconds the service itself may run a script beyond command_timeout before it kills it (our deadline comes first).
 SERVICE_GRACE = 30
+# Piece cache: data up to CACHE_MAX bytes (Ansible's module payloads) is cut at content-defined boundaries and its
+# pieces are kept on the target by SHA-256, so the next task that sends the same module sends only what changed.
+CACHE_MAX = 1024 * 1024
+CACHE_MIN_PIECE = 4096
+CACHE_BOUNDARY_MASK = (1 << 13) - 1           # a boundary every ~8 KB past the minimum: pieces of ~12 KB on average
+CACHE_EXPIRE_MINUTES = 24 * 60                # pieces unused this long are removed from the target
 
 # Per-instance error codes that mean the host cannot be reached (nothing ran).
 UNREACHABLE_CODES = frozenset(('InstanceNotRunning', 'ClientNotRunning', 'ClientNotResponse', 'ClientIsUpgrading',
@@ -63,6 +69,8 @@ UNREACHABLE_REMEDY = ('Start the instance and make sure its Cloud Assistant agen
 
 _SPILL = re.compile(rb'@@CE([0-9a-f]+):SPILL:([^:\n]+):(\d+):([0-9a-f]{64}|size)@@')
 _STAGE = re.compile(rb'@@CE([0-9a-f]+):STAGE:([a-z]+)@@')
+# The gear table of the content-defined chunker: 256 fixed pseudo-random 32-bit values (any fixed table works).
+_GEAR = tuple(int.from_bytes(hashlib.sha256(b'cloudexec-gear-%d' % i).digest()[:4], 'big') for i in range(256))
 
 
 class AssistError(CloudExecError):
@@ -88,6 +96,8 @@ class Target:
     command_timeout: int = 3600
     poll_initial: float = 0.2
     poll_max: float = 2.0
+    # Where pieces are kept on the target ('~/' is the Cloud Assistant user's HOME); None: no piece cache.
+    piece_cache: str | None = '~/.cache/cloudexec-pieces'
 
     def describe(self) -> str:
         """The target for messages."""
@@ -101,6 +111,7 @@ class Stats:
 
     commands: int = 0
     staged_pieces: int = 0
+    cached_pieces: int = 0
     pages: int = 0
     polls: int = 0
     counter: ca.ApiCounter = field(default_factory=ca.ApiCounter)
@@ -145,19 +156,56 @@ def _text_prefix(chunk: bytes, at_end: bool) -> bytes:
     return chunk
 
 
-def piece_script(stage_dir: str, index: int, kind: str, data: bytes, nonce: str) -> str:
-    """The RunCommand script that writes one staged piece to its own part file (renamed into place when whole)."""
-    directory = shlex.quote(stage_dir)
-    part = f'{stage_dir}/p{index:05d}'
+def content_pieces(data: bytes) -> list[tuple[str, bytes]]:
+    """data cut where its content says (a rolling hash of the last 32 bytes), into pieces that each fit one RunCommand.
+
+    The same run of bytes gives the same pieces wherever it sits in the data: Ansible's module payloads put their
+    arguments before the module's code, so a new task with the same module changes only the pieces around its
+    arguments, and the others are found in the target's piece cache.
+    """
+    pieces: list[tuple[str, bytes]] = []
+    size = len(data)
+    start = 0
+    while start < size:
+        end = min(size, start + TEXT_PIECE)
+        cut = end
+        rolling = 0
+        for pos in range(start, end):
+            rolling = ((rolling << 1) + _GEAR[data[pos]]) & 0xFFFFFFFF
+            # Cut after pos when the hash says so, but never inside a UTF-8 character (a text piece stays text).
+            if pos + 1 - start >= CACHE_MIN_PIECE and not rolling & CACHE_BOUNDARY_MASK \
+                    and (pos + 1 == size or data[pos + 1] & 0xC0 != 0x80):
+                cut = pos + 1
+                break
+        chunk = data[start:cut]
+        if _text_prefix(chunk, at_end=True) == chunk:
+            pieces.append(('text', chunk))
+        else:
+            pieces.extend(('b64', chunk[at:at + BINARY_PIECE]) for at in range(0, len(chunk), BINARY_PIECE))
+        start = cut
+    return pieces
+
+
+def cache_dir_word(piece_cache: str) -> str:
+    """The piece cache directory as one shell word ('~/' is the remote user's HOME)."""
+    if piece_cache.startswith('~/'):
+        return '"${HOME:-/root}"/' + shlex.quote(piece_cache[2:])
+    return shlex.quote(piece_cache)
+
+
+def piece_script(directory: str, name: str, kind: str, data: bytes, nonce: str) -> str:
+    """The RunCommand script that writes one piece to directory/name (a shell word and a plain name), whole or not at all."""
+    part = f'"$__ce_d"/{shlex.quote(name)}'
+    temporary = f'"$__ce_d"/{shlex.quote(f".{name}.{nonce}.tmp")}'   # hidden: no glob of the joining command sees it
     delimiter = f'@@CE{nonce}:PIECE@@'
-    lines = ['umask 077', f'mkdir -p {directory} 2>/dev/null; [ -d {directory} ] && [ -O {directory} ] || exit 90']
+    lines = ['umask 077', f'__ce_d={directory}', 'mkdir -p "$__ce_d" 2>/dev/null; [ -d "$__ce_d" ] && [ -O "$__ce_d" ] || exit 90']
     if kind == 'text':
         body = data.decode('utf-8')
-        lines += [f"head -c {len(data)} > {shlex.quote(part + '.tmp')} <<'{delimiter}'", body + '\n' + delimiter]
+        lines += [f"head -c {len(data)} > {temporary} <<'{delimiter}'", body + '\n' + delimiter]
     else:
         encoded = base64.encodebytes(data).decode('ascii')
-        lines += [f"base64 -d > {shlex.quote(part + '.tmp')} <<'{delimiter}'", encoded + delimiter]
-    lines.append(f'mv -f {shlex.quote(part + ".tmp")} {shlex.quote(part)}')
+        lines += [f"base64 -d > {temporary} <<'{delimiter}'", encoded + delimiter]
+    lines.append(f'mv -f {temporary} {part}')
     return '\n'.join(lines) + '\n'
 
 
@@ -167,21 +215,116 @@ _SHA256 = ('if command -v sha256sum >/dev/null 2>&1; then sha256sum < {path} | c
            'else echo size; fi')
 
 
-def assemble_lines(stage_dir: str, count: int, target: str, digest: str, nonce: str) -> list[str]:
-    """sh lines that wait for `count` parts, join them into target and check their SHA-256 (or report STAGE:<why>)."""
-    directory = shlex.quote(stage_dir)
-    parts = ' '.join(shlex.quote(f'{stage_dir}/p{i:05d}') for i in range(count))
+@dataclass
+class Staged:
+    """Data on its way to the target: the part files to join, in order, and what to check, remember or clean up.
+
+    Parts are shell words: "$__ce_c"/NAME in the piece cache, "$__ce_s"/NAME in this transfer's stage directory.
+    """
+
+    parts: list[str]                    # in order (a piece used twice appears twice)
+    fresh: list[str]                    # parts being written now: wait for them
+    known: list[str]                    # parts the target should already have in its cache: check, never wait
+    digest: str                         # SHA-256 of the whole data
+    stage_dir: str = ''                 # the per-transfer directory, removed once joined (shell word)
+    cache_dir: str = ''                 # the piece cache directory (shell word); '' when the cache is not used
+    glob: bool = False                  # parts are p00000, p00001... in stage_dir, joined by a glob (any number fits)
+    seen: list[str] = field(default_factory=list)   # names to remember as seen once the join succeeded
+    kept: list[str] = field(default_factory=list)   # names to remember as kept in the cache
+
+
+def assemble_lines(staged: Staged, target: str, nonce: str) -> list[str]:
+    """sh lines that join the staged parts into target and check their SHA-256 (or report STAGE:<why> and stop).
+
+    Known parts are checked at once ('evicted' when one is gone: the controller sends them again); fresh ones are
+    waited for, up to STAGE_WAIT seconds ('missing'). The stage directory goes in every case.
+    """
     fail = f"printf '\\n@@CE{nonce}:STAGE:%s@@\\n'"
-    return [
-        '__ce_w=0',
-        f'while :; do __ce_m=0; for __ce_p in {parts}; do [ -f "$__ce_p" ] || __ce_m=1; done',
-        f'  [ "$__ce_m" = 0 ] && break; __ce_w=$((__ce_w + 1)); [ "$__ce_w" -gt {STAGE_WAIT * 5} ] && {{ {fail} missing; exit 0; }}',
-        '  sleep 0.2 2>/dev/null || sleep 1; done',
-        f'( umask 077; cat {parts} > {shlex.quote(target)} ) || {{ {fail} write; rm -rf {directory}; exit 0; }}',
-        f'rm -rf {directory}',
-        f'__ce_s=$({_SHA256.format(path=shlex.quote(target))})',
-        f'[ "$__ce_s" = size ] || [ "$__ce_s" = {digest} ] || {{ {fail} checksum; rm -f {shlex.quote(target)}; exit 0; }}',
-    ]
+    lines = [f'__ce_s={staged.stage_dir}']
+    if staged.cache_dir:
+        lines.append(f'__ce_c={staged.cache_dir}')
+    if staged.known or staged.kept:
+        # Only a cache directory of our own is trusted (or one the piece scripts are about to create).
+        lines.append('[ ! -e "$__ce_c" ] || [ -O "$__ce_c" ] || { ' + fail + ' evicted; rm -rf "$__ce_s"; exit 0; }')
+    if staged.known:
+        known = ' '.join(staged.known)
+        lines += [f'for __ce_p in {known}; do [ -f "$__ce_p" ] || {{ {fail} evicted; rm -rf "$__ce_s"; exit 0; }}; done',
+                  f'touch -c {known} 2>/dev/null']
+    if staged.glob:
+        parts = '"$__ce_s"/p[0-9]*'
+        ready = f'set -- {parts}; [ -f "$1" ] && [ "$#" -ge {len(staged.parts)} ]'
+    else:
+        parts = ' '.join(staged.parts)
+        ready = f'__ce_m=0; for __ce_p in {" ".join(staged.fresh)}; do [ -f "$__ce_p" ] || __ce_m=1; done; [ "$__ce_m" = 0 ]'
+    if staged.fresh:
+        lines += [
+            '__ce_w=0',
+            f'while :; do {ready} && break',
+            f'  __ce_w=$((__ce_w + 1)); [ "$__ce_w" -gt {STAGE_WAIT * 5} ] && {{ {fail} missing; rm -rf "$__ce_s"; exit 0; }}',
+            '  sleep 0.2 2>/dev/null || sleep 1; done',
+        ]
+    lines += [f'( umask 077; cat {parts} > {shlex.quote(target)} ) || {{ {fail} write; rm -rf "$__ce_s"; exit 0; }}',
+              'rm -rf "$__ce_s"']
+    if staged.kept:
+        lines.append(f'find "$__ce_c" -type f -mmin +{CACHE_EXPIRE_MINUTES} -exec rm -f {{}} + 2>/dev/null')
+    lines += [f'__ce_h=$({_SHA256.format(path=shlex.quote(target))})',
+              f'[ "$__ce_h" = size ] || [ "$__ce_h" = {staged.digest} ] || {{ {fail} checksum; rm -f {shlex.quote(target)}; exit 0; }}']
+    return lines
+
+
+class PieceMemory:
+    """What the controller knows of one target's pieces: a file in the private control directory.
+
+    A piece is kept in the target's cache only once it has been seen in two transfers: pieces that belong to one
+    task alone (the one that holds the task's arguments, which may be secret) are staged and removed as before, and
+    never stay on the target. Tasks run in separate worker processes, so this file is what lets one task know what
+    an earlier one sent. It is a hint: a kept piece the target lost is reported, and sent again.
+    """
+
+    LIMIT = 8192    # lines kept; past it the memory starts again (the target keeps its pieces until they expire)
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def load(self) -> tuple[set[str], set[str]]:
+        """(seen, kept) piece names."""
+        seen: set[str] = set()
+        kept: set[str] = set()
+        if not self.path:
+            return seen, kept
+        try:
+            with open(self.path, encoding='ascii') as source:
+                for line in source:
+                    state, dummy, name = line.strip().partition(' ')
+                    if len(name) == 32:
+                        (kept if state == 'kept' else seen).add(name)
+        except (OSError, UnicodeDecodeError):
+            pass
+        return seen, kept
+
+    def remember(self, seen: list[str], kept: list[str]) -> None:
+        if not self.path or not (seen or kept):
+            return
+        lines = [f'seen {name}\n' for name in seen] + [f'kept {name}\n' for name in kept]
+        try:
+            size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if size > self.LIMIT * 38 else os.O_APPEND)
+            with os.fdopen(os.open(self.path, flags, 0o600), 'w', encoding='ascii') as sink:
+                sink.write(''.join(lines))
+        except OSError:
+            pass    # only a hint: the next task sends the pieces again
+
+    def forget(self) -> None:
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
+def fits(script: str) -> bool:
+    """Whether a script fits one RunCommand (the limit counts its Base64)."""
+    return len(base64.b64encode(script.encode('utf-8', 'surrogateescape'))) <= ca.CONTENT_LIMIT
 
 
 def spill_wrapper(inner: str, nonce: str) -> list[str]:
@@ -227,8 +370,9 @@ class AssistTransport:
     """Runs commands and moves files on one instance (or container) through Cloud Assistant."""
 
     def __init__(self, client: t.Any, auth: alicloud.AlicloudAuth, target: Target, *, log: t.Callable[[str], None] | None = None,
-                 poller_factory: t.Callable[..., Poller] = Poller, stats: Stats | None = None) -> None:
+                 poller_factory: t.Callable[..., Poller] = Poller, stats: Stats | None = None, memory: PieceMemory | None = None) -> None:
         self.client = client
+        self.memory = memory or PieceMemory(None)
         self.auth = auth
         self.target = target
         self.log = log or (lambda msg: None)
@@ -334,36 +478,78 @@ class AssistTransport:
 
     # ---- staging
 
-    def stage(self, data: bytes, nonce: str) -> tuple[str, int, str]:
-        """Start the RunCommands that write data's pieces on the target; (stage dir, part count, sha256)."""
-        stage_dir = f'/tmp/.cloudexec-stage-{nonce}'
+    def plan_stage(self, data: bytes, nonce: str, cache: bool = True) -> tuple[Staged, list[str]]:
+        """How data gets to the target: the Staged parts and the piece scripts to start (nothing is sent yet).
+
+        Data up to CACHE_MAX (Ansible's module code) is cut at content-defined boundaries: pieces the target keeps
+        are not sent again, pieces seen once before go to its cache, new ones to this transfer's stage directory.
+        Larger data (file copies) goes whole to the stage directory.
+        """
+        digest = hashlib.sha256(data).hexdigest()
+        stage_dir = shlex.quote(f'/tmp/.cloudexec-stage-{nonce}')
+        # (A cache directory of a sane length: PIECE_OVERHEAD leaves room for it once in every piece script.)
+        if cache and self.target.piece_cache and len(self.target.piece_cache) <= 200 and self.memory.path and len(data) <= CACHE_MAX:
+            seen, kept = self.memory.load()
+            staged = Staged(parts=[], fresh=[], known=[], digest=digest, stage_dir=stage_dir,
+                            cache_dir=cache_dir_word(self.target.piece_cache))
+            scripts = []
+            words: dict[str, str] = {}
+            for kind, piece in content_pieces(data):
+                name = hashlib.sha256(piece).hexdigest()[:32]
+                if name not in words:
+                    if name in kept:
+                        words[name] = f'"$__ce_c"/{name}'
+                        staged.known.append(words[name])
+                    else:
+                        into_cache = name in seen
+                        words[name] = f'"$__ce_c"/{name}' if into_cache else f'"$__ce_s"/{name}'
+                        (staged.kept if into_cache else staged.seen).append(name)
+                        staged.fresh.append(words[name])
+                        scripts.append(piece_script(staged.cache_dir if into_cache else stage_dir, name, kind, piece, nonce))
+                staged.parts.append(words[name])
+            return staged, scripts
         pieces = split_pieces(data)
-        self.start_many([piece_script(stage_dir, index, kind, piece, nonce) for index, (kind, piece) in enumerate(pieces)], STAGE_WAIT)
-        self.stats.staged_pieces += len(pieces)
-        self.log(f'staged {len(data)} bytes in {len(pieces)} piece(s)')
-        return stage_dir, len(pieces), hashlib.sha256(data).hexdigest()
+        names = [f'p{index:05d}' for index in range(len(pieces))]
+        words_in_order = [f'"$__ce_s"/{name}' for name in names]
+        scripts = [piece_script(stage_dir, name, kind, piece, nonce) for name, (kind, piece) in zip(names, pieces)]
+        return Staged(parts=words_in_order, fresh=list(words_in_order), known=[], digest=digest, stage_dir=stage_dir, glob=True), scripts
+
+    def send_pieces(self, staged: Staged, scripts: list[str], size: int) -> None:
+        """Start the piece scripts (their RunCommands are not waited for: the joining command waits for the parts)."""
+        self.start_many(scripts, STAGE_WAIT)
+        self.stats.staged_pieces += len(scripts)
+        self.stats.cached_pieces += len(staged.known)
+        self.log(f'staged {size} bytes: {len(scripts)} piece(s) sent, {len(staged.known)} already on the target')
+
+    def joined(self, staged: Staged, why: str | None) -> None:
+        """After the joining command: remember the new pieces, or forget everything when the target lost some."""
+        if why == 'evicted':
+            self.memory.forget()
+        elif why is None:
+            self.memory.remember(staged.seen, staged.kept)
 
     # ---- commands
 
-    def exec(self, command: str, stdin: bytes | None = None, timeout: int | None = None) -> tuple[int, bytes, bytes]:
+    def exec(self, command: str, stdin: bytes | None = None, timeout: int | None = None, *,
+             resend: bool = True) -> tuple[int, bytes, bytes]:
         """Run a shell command line with optional stdin; (rc, stdout, stderr) exactly as the command wrote them."""
         nonce = remote_shell.new_nonce()
         wd = self.target.working_dir
         script = self._command_script(command, stdin, nonce, prelude=[])
+        staged = None
         if script is None:
-            stage_dir, count, digest = self.stage(stdin or b'', nonce)
-            stdin_file = f'{stage_dir}.in'
-            prelude = assemble_lines(stage_dir, count, stdin_file, digest, nonce)
-            staged = f'(\n{command}\n) < {shlex.quote(stdin_file)}; __ce_x=$?; rm -f {shlex.quote(stdin_file)}; exit $__ce_x'
-            script = self._command_script(staged, None, nonce, prelude=prelude)
-            if script is None:
-                raise AssistError(f'The command line alone is larger than the RunCommand limit of {ca.CONTENT_LIMIT} bytes after Base64',
-                                  code='CmdContent.ExceedLimit', remedy='Put long scripts in a file (copy or template) and run the file')
+            staged, script = self._staged_command(command, stdin or b'', nonce)
         result, output = self.run_script(script, timeout, working_dir=wd)
         if result.dropped:
             raise AssistError(f'Cloud Assistant cut {result.dropped} bytes of the framed output on {self.target.describe()}',
                               code='OutputDropped', may_have_run=True, remedy='The instance needs a writable temp directory (mktemp)')
         why = parse_stage_failure(output, nonce)
+        if staged is not None:
+            self.joined(staged, why)
+        if why == 'evicted' and resend:
+            # The target no longer has pieces an earlier task left; the command has not started: send everything.
+            self.log('the target lost cached pieces: sending them again')
+            return self.exec(command, stdin, timeout, resend=False)
         if why:
             raise AssistError(f'Staging the command input on {self.target.describe()} failed ({why})', code='StagingFailed',
                               remedy='Check free space in /tmp on the instance and that base64 and head exist there; then retry')
@@ -378,6 +564,19 @@ class AssistTransport:
                               remedy='The instance must have /bin/sh; check the output above')
         return parsed.rc, parsed.stdout, parsed.stderr
 
+    def _staged_command(self, command: str, stdin: bytes, nonce: str) -> tuple[Staged, str]:
+        """Send stdin's pieces and return the command script that joins them and reads them as its stdin."""
+        stdin_file = f'/tmp/.cloudexec-stage-{nonce}.in'
+        wrapped = f'(\n{command}\n) < {shlex.quote(stdin_file)}; __ce_x=$?; rm -f {shlex.quote(stdin_file)}; exit $__ce_x'
+        for cache in (True, False):
+            staged, pieces = self.plan_stage(stdin, nonce, cache=cache)
+            script = self._command_script(wrapped, None, nonce, prelude=assemble_lines(staged, stdin_file, nonce))
+            if script is not None:
+                self.send_pieces(staged, pieces, len(stdin))
+                return staged, script
+        raise AssistError(f'The command line alone is larger than the RunCommand limit of {ca.CONTENT_LIMIT} bytes after Base64',
+                          code='CmdContent.ExceedLimit', remedy='Put long scripts in a file (copy or template) and run the file')
+
     @staticmethod
     def _command_script(command: str, stdin: bytes | None, nonce: str, prelude: list[str]) -> str | None:
         """The whole RunCommand script, or None when it does not fit the content limit."""
@@ -389,7 +588,7 @@ class AssistTransport:
                 via = remote_shell.STDIN_BASE64
         inner = remote_shell.wrap(command, nonce, stdin=stdin, stdin_via=via)
         script = '\n'.join(prelude + spill_wrapper(inner, nonce)) + '\n'
-        if len(base64.b64encode(script.encode('utf-8', 'surrogateescape'))) > ca.CONTENT_LIMIT:
+        if not fits(script):
             return None
         return script
 
@@ -411,24 +610,33 @@ class AssistTransport:
 
     # ---- files
 
-    def put_file(self, in_path: str, out_path: str) -> dict[str, t.Any]:
+    def put_file(self, in_path: str, out_path: str, *, resend: bool = True) -> dict[str, t.Any]:
         """Copy a local file to out_path on the target, staged in pieces, checksummed, renamed into place."""
         with open(in_path, 'rb') as source:
             data = source.read()
         nonce = remote_shell.new_nonce()
         partial = f'{out_path}.cloudexec-part'
-        stage_dir, count, digest = self.stage(data, nonce)
-        lines = assemble_lines(stage_dir, count, partial, digest, nonce)
-        lines += [f'mv -f {shlex.quote(partial)} {shlex.quote(out_path)} || {{ printf \'\\n@@CE{nonce}:STAGE:move@@\\n\'; exit 0; }}',
-                  f"printf '@@CE{nonce}:PUT:OK@@\\n'"]
-        result, output = self.run_script('\n'.join(lines) + '\n', STAGE_WAIT + 60)
+        for cache in (True, False):
+            staged, pieces = self.plan_stage(data, nonce, cache=cache)
+            lines = assemble_lines(staged, partial, nonce)
+            lines += [f'mv -f {shlex.quote(partial)} {shlex.quote(out_path)} || {{ printf \'\\n@@CE{nonce}:STAGE:move@@\\n\'; exit 0; }}',
+                      f"printf '@@CE{nonce}:PUT:OK@@\\n'"]
+            script = '\n'.join(lines) + '\n'
+            if fits(script):
+                break
+        self.send_pieces(staged, pieces, len(data))
+        result, output = self.run_script(script, STAGE_WAIT + 60)
         del result
         why = parse_stage_failure(output, nonce)
+        self.joined(staged, why)
+        if why == 'evicted' and resend:
+            self.log('the target lost cached pieces: sending them again')
+            return self.put_file(in_path, out_path, resend=False)
         if why or f'@@CE{nonce}:PUT:OK@@'.encode() not in output:
             raise AssistError(f'Copying to {out_path} on {self.target.describe()} failed ({why or "no confirmation"}): '
                               f'{output[-300:].decode("utf-8", "replace").strip()}', code='TransferFailed',
                               remedy='Check that the directory exists and is writable by the Cloud Assistant user')
-        return {'bytes': len(data), 'pieces': count, 'sha256': digest}
+        return {'bytes': len(data), 'pieces': len(staged.parts), 'sent': len(pieces), 'sha256': staged.digest}
 
     def fetch_file(self, in_path: str, out_path: str) -> dict[str, t.Any]:
         """Copy in_path from the target to a local file, page by page, verified."""

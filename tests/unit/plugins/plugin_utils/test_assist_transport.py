@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import subprocess
 import types
+from pathlib import Path
 
 import pytest
 
@@ -86,11 +88,11 @@ def clock():
     return FakeClock()
 
 
-def transport(client, clock, **target) -> at.AssistTransport:
+def transport(client, clock, memory=None, **target) -> at.AssistTransport:
     def factory(timeout, **kwargs):
         return Poller(timeout, clock=clock, sleep=clock.sleep, rand=lambda: 0.0, **kwargs)
     auth = AlicloudAuth(alicloud_access_key='LTAI', alicloud_secret_key='secret', alicloud_region='cn-hangzhou')
-    return at.AssistTransport(client, auth, at.Target(instance_id='i-1', **target), poller_factory=factory)
+    return at.AssistTransport(client, auth, at.Target(instance_id='i-1', **target), poller_factory=factory, memory=memory)
 
 
 def test_small_command_is_one_runcommand_and_one_poll(clock):
@@ -120,7 +122,7 @@ def test_split_pieces_fit_and_rebuild():
     assert b''.join(p for dummy, p in pieces) == data
     assert {kind for kind, dummy in pieces} == {'text', 'b64'}
     for index, (kind, piece) in enumerate(pieces):
-        script = at.piece_script('/tmp/x', index, kind, piece, '0123456789abcdef')
+        script = at.piece_script('/tmp/x', f'p{index:05d}', kind, piece, '0123456789abcdef')
         assert len(base64.b64encode(script.encode())) <= ca.CONTENT_LIMIT
 
 
@@ -176,3 +178,68 @@ def test_parsers_ignore_other_nonces():
     out = b'x\n@@CEaaaa:SPILL:/tmp/f:10:size@@\n@@CEbbbb:STAGE:missing@@\n'
     assert at.parse_spill(out, 'aaaa') == ('/tmp/f', 10, 'size') and at.parse_spill(out, 'bbbb') is None
     assert at.parse_stage_failure(out, 'bbbb') == 'missing' and at.parse_stage_failure(out, 'aaaa') is None
+
+
+def module_like_payload(args: str) -> bytes:
+    """Shaped like an AnsiballZ wrapper: code, then the task's arguments, then the module's (same) zip data."""
+    zip_data = base64.b64encode(random.Random(7).randbytes(180 * 1024)).decode()   # a zip: compressed, high entropy
+    return (f'#!/usr/bin/python\ndef _ansiballz_main(**kw):\n    pass\n\n_ansiballz_main(\nparams={args!r},\n'
+            f'zip_data={zip_data!r},\n)\n').encode()
+
+
+def test_content_pieces_rebuild_fit_and_survive_an_insertion():
+    first, second = module_like_payload('{"cmd": "echo one"}'), module_like_payload('{"cmd": "echo two, with more words"}')
+    pieces_first, pieces_second = at.content_pieces(first), at.content_pieces(second)
+    assert b''.join(p for dummy, p in pieces_first) == first and b''.join(p for dummy, p in pieces_second) == second
+    for kind, piece in pieces_first:
+        assert len(base64.b64encode(at.piece_script('"$__ce_c"', 'a' * 32, kind, piece, '0123456789abcdef').encode())) <= ca.CONTENT_LIMIT
+    # The arguments moved every later byte: fixed-size pieces would all differ, content-defined ones mostly match.
+    shared = {p for dummy, p in pieces_first} & {p for dummy, p in pieces_second}
+    assert len(pieces_first) > 8 and len(shared) >= len(pieces_first) - 2
+    assert not {p for dummy, p in at.split_pieces(first)[1:]} & {p for dummy, p in at.split_pieces(second)[1:]}
+    binary = os.urandom(50000)
+    assert b''.join(p for dummy, p in at.content_pieces(binary)) == binary
+
+
+def test_piece_cache_keeps_shared_pieces_only_and_survives_eviction(tmp_path, clock):
+    client = FakeEcs()
+    memory = at.PieceMemory(str(tmp_path / 'memory'))
+    cache = tmp_path / 'cache dir'
+    t = transport(client, clock, memory=memory, piece_cache=str(cache))
+
+    def run(args: str) -> int:
+        payload = module_like_payload(args)
+        before = t.stats.staged_pieces
+        assert t.exec('cat', payload) == (0, payload, b'')
+        return t.stats.staged_pieces - before
+
+    earlier_stages = set(Path('/tmp').glob('.cloudexec-stage-*'))
+    # First sight: every piece is staged and removed; nothing stays on the target.
+    count = run('{"password": "first-secret"}')
+    assert count > 8 and not cache.exists()
+    assert len(memory.load()[0]) == count
+    # Second sight: the pieces seen before go to the cache; the one with the arguments is staged and removed again.
+    assert run('{"password": "second-secret"}') >= count - 2
+    assert oct(cache.stat().st_mode & 0o777) == '0o700'
+    kept = list(cache.iterdir())
+    assert len(kept) >= count - 2
+    assert not any(b'secret' in path.read_bytes() for path in kept)
+    # From then on only what changed is sent.
+    assert run('{"password": "third-secret"}') <= 2
+    assert t.stats.cached_pieces >= count - 2
+    assert set(Path('/tmp').glob('.cloudexec-stage-*')) == earlier_stages
+
+    # The instance lost its cache (cleaned, replaced): the command reports it before running and everything is resent.
+    for path in cache.iterdir():
+        path.unlink()
+    assert run('{"password": "fourth-secret"}') >= count - 2
+
+
+def test_large_file_is_joined_by_a_glob_in_one_script(tmp_path, clock):
+    client = FakeEcs()   # refuses (asserts) any script over the content limit
+    source = tmp_path / 'big.bin'
+    source.write_bytes(os.urandom(6 * 1024 * 1024 + 512 * 1024))   # ~500 pieces: their names alone would not fit one script
+    t = transport(client, clock, memory=at.PieceMemory(str(tmp_path / 'memory')), piece_cache=str(tmp_path / 'cache'))
+    stats = t.put_file(str(source), str(tmp_path / 'copy.bin'))
+    assert (tmp_path / 'copy.bin').read_bytes() == source.read_bytes()
+    assert stats["pieces"] == stats["sent"] > 450 and not (tmp_path / 'cache').exists()
