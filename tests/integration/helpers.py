@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import yaml
+
 INTEGRATION_DIR = Path(__file__).resolve().parent
 PLAYBOOKS = INTEGRATION_DIR / 'playbooks'
 _CACHE_COLLECTIONS = INTEGRATION_DIR.parents[1] / '.cache' / 'collections'
@@ -248,3 +250,74 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+# ---- molecule scenarios of the roles ------------------------------------------------------------
+
+
+@dataclass
+class MoleculeRun:
+    """How a role's molecule scenario ran: ``molecule`` (``molecule test``) or ``ansible-playbook`` (its playbooks)."""
+
+    tool: str
+    output: str
+    ephemeral_dir: Path | None = None   # MOLECULE_EPHEMERAL_DIRECTORY of the ansible-playbook runs
+    runs: list[AnsibleRun] = field(default_factory=list)
+
+
+def molecule_inventory(scenario: Path, path: Path) -> Path:
+    """The inventory molecule makes for a delegated-driver scenario (managed: false).
+
+    Its platforms, each with the driver's ansible_connection_options and its provisioner.inventory host_vars, and the
+    group_vars of ``all``.
+    """
+    config = yaml.safe_load((scenario / 'molecule.yml').read_text())
+    connection = config['driver'].get('options', {}).get('ansible_connection_options', {})
+    inventory = config['provisioner'].get('inventory', {})
+    host_vars = inventory.get('host_vars', {})
+    hosts = {p['name']: {**connection, **host_vars.get(p['name'], {})} for p in config['platforms']}
+    path.write_text(yaml.safe_dump({'all': {'hosts': hosts, 'vars': inventory.get('group_vars', {}).get('all', {})}}))
+    return path
+
+
+def molecule_test(emulator: Any, role_dir: Path, work_dir: Path, extra_env: Mapping[str, str] | None = None, *,
+                  scenario: str = 'default', timeout: float = DEFAULT_TIMEOUT) -> MoleculeRun:
+    """Run a role's molecule scenario against the emulator; fails the test when it fails.
+
+    With ``molecule test`` when molecule is installed next to this Python (tests/requirements.txt has it); else the
+    scenario's test_sequence with ansible-playbook and the inventory molecule would make: syntax, converge,
+    idempotence (converge again: nothing may change) and verify. The fallback's MOLECULE_EPHEMERAL_DIRECTORY is
+    ``work_dir/ephemeral``.
+    """
+    directory = role_dir / 'molecule' / scenario
+    steps = [step for step in yaml.safe_load((directory / 'molecule.yml').read_text()).get('scenario', {}).get('test_sequence')
+             or ['syntax', 'converge', 'idempotence', 'verify'] if step in ('syntax', 'converge', 'idempotence', 'verify')]
+    molecule = shutil.which('molecule', path=str(BIN_DIR))
+    if molecule:
+        env = ansible_env(emulator, {**(extra_env or {}), 'NO_COLOR': '1',
+                                     'PATH': f'{BIN_DIR}{os.pathsep}{os.environ.get("PATH", "")}'})
+        env.pop('ANSIBLE_CALLBACKS_ENABLED', None)   # molecule's own ansible.cfg and output
+        proc = subprocess.run([molecule, 'test', '-s', scenario], cwd=role_dir, env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        output = f'{proc.stdout}\n{proc.stderr}'
+        assert proc.returncode == 0, output
+        for step in steps:
+            assert f'{scenario} > {step}' in output, f'molecule did not run {step}\n{output}'
+        return MoleculeRun(tool='molecule', output=output)
+
+    ephemeral = work_dir / 'ephemeral'
+    ephemeral.mkdir(parents=True, exist_ok=True)
+    env = {**(extra_env or {}), 'MOLECULE_EPHEMERAL_DIRECTORY': str(ephemeral), 'MOLECULE_SCENARIO_DIRECTORY': str(directory)}
+    inventory = molecule_inventory(directory, work_dir / 'molecule-inventory.yml')
+    result = MoleculeRun(tool='ansible-playbook', output='', ephemeral_dir=ephemeral)
+    for step in steps:   # create, destroy, cleanup...: nothing to do for targets that exist already
+        playbook = directory / ('verify.yml' if step == 'verify' else 'converge.yml')
+        args = ['-i', str(inventory)] + (['--syntax-check'] if step == 'syntax' else [])
+        run = ansible_playbook(emulator, playbook, *args, extra_env=env, timeout=timeout)
+        result.runs.append(run)
+        result.output += f'--- {step}\n{run.output}\n'
+        assert run.rc == 0, f'{step} failed\n{run.output}'
+        if step == 'idempotence':
+            changed = sorted(host for host, stats in run.stats.items() if stats.get('changed'))
+            assert not changed, f'idempotence: a second converge changed {changed}\n{run.output}'
+    return result

@@ -5,9 +5,13 @@ The emulator's world models each cause a check looks for (a task without exec, a
 without the ssmmessages permissions, a caller denied ecs:ExecuteCommand, a stopped instance, an old Cloud Assistant
 agent...), so every check is seen both passing and failing. The cases run in one playbook per cloud (one ansible-playbook
 start, one module call per case); the parametrized tests then look at each case's result.
+
+The exec_ready role's molecule scenario (roles/exec_ready/molecule/default) runs here too: with ``molecule test`` when
+molecule is installed (tests/requirements.txt has it), else as its playbooks with ansible-playbook.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,9 +22,10 @@ import yaml
 
 from cloudexec_emulator.testing import start_emulator
 
-from helpers import ansible_adhoc, ansible_playbook
+from helpers import ansible_adhoc, ansible_playbook, molecule_test
 
 DEFAULT_WORLD = Path(__file__).resolve().parents[1] / 'emulator' / 'cloudexec_emulator' / 'worlds' / 'default.yml'
+ROLE_DIR = Path(__file__).resolve().parents[2] / 'roles' / 'exec_ready'
 ACCOUNT = '123456789012'
 
 # Default world targets.
@@ -336,12 +341,34 @@ def test_exec_ready_role(preflight_emu, control_dir, tmp_path):
 
 
 def test_exec_ready_role_check_mode_and_no_fail(preflight_emu, tmp_path):
-    """exec_ready_fail=false keeps the result without failing; check mode runs the (read-only) checks too."""
+    """exec_ready_fail=false keeps the result without failing (and without pinging a host that is not ready); check mode
+    runs the (read-only) checks too."""
     inventory = tmp_path / 'inventory.yml'
     inventory.write_text(yaml.safe_dump({'all': {'hosts': {
         'aws-bad': {'ansible_connection': 'cloudexec.core.aws_ecs', 'ansible_aws_ecs_cluster': 'demo', 'ansible_aws_ecs_task': NO_EXEC},
     }}}))
     run = ansible_playbook(preflight_emu, 'exec_ready.yml', '-i', str(inventory), '--check', '--limit', 'aws-bad',
-                           extra_vars={'exec_ready_fail': False, 'exec_ready_ping': False})
+                           extra_vars={'exec_ready_fail': False})
+    assert run.rc == 0, run.output
     assert run.result(ROLE + 'Run the ECS Exec checks', 'aws-bad')['ready'] is False
     assert run.record(ROLE + 'Fail with the remedies', 'aws-bad')['status'] == 'skipped'
+    assert run.record(ROLE + 'Ping the host through its connection', 'aws-bad')['status'] == 'skipped'
+
+
+RECAP = re.compile(r'^(\S+)\s+: ok=\d+\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=\d+\s+rescued=(\d+)', re.M)
+SCENARIO_PLATFORMS = ('aws-ecs-web', 'ali-eci-web-1', 'ali-assist-web-01')
+SCENARIO_NOT_READY = ('aws-ecs-no-exec', 'ali-eci-job-1', 'ali-assist-legacy-01')   # added by its verify.yml
+
+
+def test_exec_ready_molecule_scenario(preflight_emu, control_dir, tmp_path):
+    """roles/exec_ready/molecule/default: an ECS task container, an ECI container and a Cloud Assistant instance.
+
+    Converge, a second converge that changes nothing, and verify: the role's result, a module and a raw command through
+    each connection, then one target of each transport that is not ready, failed with its remedy (rescued).
+    """
+    run = molecule_test(preflight_emu, ROLE_DIR, tmp_path, {'CLOUDEXEC_CONTROL_DIR': str(control_dir)}, timeout=300)
+    recaps = RECAP.findall(run.output)
+    assert {host for host, *_counts in recaps} == {*SCENARIO_PLATFORMS, *SCENARIO_NOT_READY, 'localhost'}, run.output
+    assert all(unreachable == failed == '0' for _host, unreachable, failed, _rescued in recaps), run.output
+    assert {host: rescued for host, _unreachable, _failed, rescued in recaps if host in SCENARIO_NOT_READY} == \
+        dict.fromkeys(SCENARIO_NOT_READY, '1'), run.output

@@ -27,13 +27,12 @@ import yaml
 
 from cloudexec_emulator.testing import start_emulator
 
-from helpers import BIN_DIR, AnsibleRun, ansible_env, ansible_playbook
+from helpers import AnsibleRun, ansible_playbook, molecule_test
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_INVENTORY = REPO / 'playbooks' / 'inventory'
 DEFAULT_WORLD = REPO / 'tests' / 'emulator' / 'cloudexec_emulator' / 'worlds' / 'default.yml'
 ROLE_DIR = REPO / 'roles' / 'fleet_run'
-SCENARIO = ROLE_DIR / 'molecule' / 'default'
 # The demo inventory's hosts, in the play's order.
 TARGETS = ['demo-web-web', 'demo-api-app', 'demo-api-sidecar', 'staging-web-web']
 UNREACHABLE = 'demo-batch-worker'   # its task was started without ECS Exec
@@ -246,37 +245,12 @@ def test_batches_stop_at_the_threshold(fast, tmp_path, control_dir):
     assert sorted(ran) == ['demo-api-app', 'demo-web-web']
 
 
-def _scenario_inventory(path: Path) -> Path:
-    """The inventory molecule would generate from the scenario's platforms and provisioner.inventory."""
-    config = yaml.safe_load((SCENARIO / 'molecule.yml').read_text())
-    connection = config['driver']['options']['ansible_connection_options']
-    inventory = config['provisioner']['inventory']
-    hosts = {p['name']: {**connection, **inventory['host_vars'].get(p['name'], {})} for p in config['platforms']}
-    path.write_text(yaml.safe_dump({'all': {'hosts': hosts, 'vars': inventory['group_vars']['all']}}))
-    return path
-
-
 def test_molecule_scenario(fast, tmp_path, control_dir):
     """roles/fleet_run/molecule/default: converge and verify on two ECS task containers of the emulator."""
-    env = {'CLOUDEXEC_CONTROL_DIR': str(control_dir), 'MOLECULE_EPHEMERAL_DIRECTORY': str(tmp_path / 'ephemeral')}
-    molecule = shutil.which('molecule', path=str(BIN_DIR))
-    if molecule:
-        import subprocess
-
-        env = ansible_env(fast, {**env, 'NO_COLOR': '1', 'PATH': f'{BIN_DIR}{os.pathsep}{os.environ.get("PATH", "")}'})
-        del env['MOLECULE_EPHEMERAL_DIRECTORY']   # molecule sets its own
-        env.pop('ANSIBLE_CALLBACKS_ENABLED', None)
-        proc = subprocess.run([molecule, 'test', '-s', 'default'], cwd=ROLE_DIR, env=env, capture_output=True, text=True,
-                              timeout=170, check=False)
-        assert proc.returncode == 0, f'{proc.stdout}\n{proc.stderr}'
-        assert 'converge' in proc.stdout + proc.stderr and 'verify' in proc.stdout + proc.stderr
-        return
-    inventory = _scenario_inventory(tmp_path / 'molecule-inventory.yml')
-    for playbook in ('converge.yml', 'verify.yml'):
-        run = ansible_playbook(fast, SCENARIO / playbook, '-i', str(inventory), extra_env=env, timeout=120)
-        assert run.rc == 0, run.output
-    report = json.loads((tmp_path / 'ephemeral' / 'fleet_run_report' / 'fleet_run.json').read_text())
-    assert report['summary']['ok'] == 2
+    run = molecule_test(fast, ROLE_DIR, tmp_path, {'CLOUDEXEC_CONTROL_DIR': str(control_dir)}, timeout=170)
+    if run.tool == 'ansible-playbook':
+        report = json.loads((run.ephemeral_dir / 'fleet_run_report' / 'fleet_run.json').read_text())
+        assert report['summary']['ok'] == 2
 
 
 def test_argument_specs_match_defaults():
