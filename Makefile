@@ -10,6 +10,10 @@ export STEPS
 test:
 	tests/ci/run_tests
 
+# `make demo PLAYBOOK=playbooks/aws_ecs_exec.yml` runs another example of playbooks/ the same way.
+PLAYBOOK ?= playbooks/demo.yml
+export PLAYBOOK
+
 demo:
 	tests/ci/demo
 

@@ -11,6 +11,7 @@ point each product at its endpoint, and map TeaException to CloudExecError.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -63,6 +64,10 @@ def _forget_inherited_connections() -> None:
 if hasattr(os, 'register_at_fork'):
     os.register_at_fork(after_in_child=_forget_inherited_connections)
 
+# alibabacloud-credentials gives its 'credentials' logger a stderr handler of its own, which prints a traceback for
+# every failed probe of its default chain; the failure reaches the user once, as a CredentialError with its remedy.
+logging.getLogger('credentials').setLevel(logging.CRITICAL)
+
 # The auth options live apart from the Tea SDK so connection plugins can name them without importing it.
 ALICLOUD_AUTH_ENV = auth_options.ALICLOUD_AUTH_ENV
 ALICLOUD_AUTH_ARGSPEC = auth_options.ALICLOUD_AUTH_ARGSPEC
@@ -70,6 +75,10 @@ ALICLOUD_AUTH_ARGSPEC = auth_options.ALICLOUD_AUTH_ARGSPEC
 # Public endpoint patterns per product; the ECI SDK maps every region to one global host, so we
 # always set the regional endpoint ourselves.
 _DEFAULT_ENDPOINTS = {'ecs': 'ecs.{region}.aliyuncs.com', 'eci': 'eci.{region}.aliyuncs.com'}
+
+CREDENTIALS_REMEDY = ('Give credentials: alicloud_access_key and alicloud_secret_key (ALICLOUD_ACCESS_KEY and ALICLOUD_SECRET_KEY, '
+                      'plus alicloud_security_token for STS), a CLI profile (profile, ALICLOUD_PROFILE), or an instance RAM '
+                      'role (ecs_role_name); in AWX, attach the Alibaba Cloud credential to the job template or inventory source')
 
 ALICLOUD_REMEDIES = {
     'InvalidAccessKeyId.NotFound': 'The AccessKey ID is not known: check alicloud_access_key (or ALICLOUD_ACCESS_KEY) '
@@ -225,6 +234,12 @@ def alicloud_error(exc: BaseException, action: str | None = None) -> CloudExecEr
     prefix = f'{action} failed: ' if action else ''
     if HAS_TEA and isinstance(exc, UnretryableException):
         inner = getattr(exc, 'inner_exception', None)
+        if type(inner).__name__ == 'CredentialException':
+            # No credential was found, or the chosen source refused one: not a network problem, and retrying
+            # (the SDK's default chain probes the instance metadata service) only delays the same answer.
+            detail = str(getattr(inner, 'message', '') or inner)
+            return CloudExecError(prefix + f'no Alibaba Cloud credentials could be obtained ({detail[:300]})', code='CredentialError',
+                                  provider='alicloud', retryable=False, remedy=CREDENTIALS_REMEDY)
         return CloudExecError(prefix + f'could not reach the endpoint ({type(inner).__name__ if inner else "network error"})',
                               code='Connection.Error', provider='alicloud',
                               remedy='Check network access, the endpoint options and alicloud_region', retryable=True)

@@ -123,3 +123,19 @@ def test_describe_instances_is_paged_and_agent_status_batched(tmp_path):
         assert len(hosts(data)) == 230
         seen = ecs_calls(fleet)
         assert seen['DescribeInstances'] == 3 and seen['DescribeCloudAssistantStatus'] == 5
+
+
+def test_no_credentials_fail_at_once_with_what_to_set(emu, tmp_path):
+    """Without any Alibaba credential the SDK's default chain finds none: one clear error naming the options, at once,
+    not a minute of retries as if the network were down, and no SDK tracebacks on stderr."""
+    path = tmp_path / 'demo.ali_ecs.yml'
+    path.write_text(yaml.safe_dump({'plugin': 'cloudexec.core.ali_ecs'}))
+    blank = {name: '' for name in emu.env if 'KEY' in name or 'TOKEN' in name or 'SECRET' in name}
+    assert blank, emu.env
+    blank.update(HOME=str(tmp_path), ALIBABA_CLOUD_ECS_METADATA_DISABLED='true', ANSIBLE_INVENTORY_UNPARSED_FAILED='1')
+    run = run_ansible('ansible-inventory', ['-i', str(path), '--list'], emu, extra_env=blank, timeout=120)
+    assert run.rc != 0
+    assert run.duration < 30, run.duration
+    assert 'CredentialError' in run.output and 'alicloud_access_key and alicloud_secret_key' in run.output, run.output
+    assert 'could not reach the endpoint' not in run.output
+    assert 'Traceback' not in run.stderr, run.stderr
