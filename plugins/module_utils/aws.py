@@ -131,8 +131,11 @@ def aws_session(auth: AwsAuth) -> 'boto3.session.Session':
         raise aws_error(exc) from None
 
 
-def aws_client(auth: AwsAuth, service: str, session: t.Any = None) -> t.Any:
-    """A botocore client for service, with our retry mode and user agent."""
+def aws_client(auth: AwsAuth, service: str, session: t.Any = None, *, use_endpoint_url: bool = True) -> t.Any:
+    """A botocore client for service, with our retry mode and user agent.
+
+    endpoint_url is ECS's; other services (KMS) take boto3's own per-service settings (AWS_ENDPOINT_URL_KMS...).
+    """
     session = session or aws_session(auth)
     if not session.region_name:
         raise ValidationError('region', 'no region is set', remedy='Set region, or AWS_REGION in the environment')
@@ -142,9 +145,29 @@ def aws_client(auth: AwsAuth, service: str, session: t.Any = None) -> t.Any:
     )
     verify: bool | str = (auth.aws_ca_bundle or True) if auth.validate_certs else False
     try:
-        return session.client(service, endpoint_url=auth.endpoint_url or None, verify=verify, config=config)
+        return session.client(service, endpoint_url=(auth.endpoint_url if use_endpoint_url else None) or None, verify=verify,
+                              config=config)
     except botocore.exceptions.BotoCoreError as exc:
         raise aws_error(exc) from None
+
+
+def kms_data_key_provider(auth: AwsAuth) -> t.Callable[[str, dict[str, str]], tuple[bytes, bytes]]:
+    """GenerateDataKey for KMS-encrypted ECS Exec sessions: (plaintext, ciphertext blob) of a 64-byte data key.
+
+    The KMS client is made on first use: most clusters encrypt with TLS only and never ask for a key.
+    """
+    clients: list[t.Any] = []
+
+    def generate(key_id: str, encryption_context: dict[str, str]) -> tuple[bytes, bytes]:
+        if not clients:
+            clients.append(aws_client(auth, 'kms', use_endpoint_url=False))
+        try:
+            response = clients[0].generate_data_key(KeyId=key_id, NumberOfBytes=64, EncryptionContext=encryption_context)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            raise aws_error(exc, 'GenerateDataKey') from None
+        return response['Plaintext'], response['CiphertextBlob']
+
+    return generate
 
 
 def aws_error(exc: BaseException, action: str | None = None) -> CloudExecError:

@@ -162,18 +162,21 @@ class ScriptRun:
 
 def run_script(client: t.Any, target: EcsTarget, command: str | t.Sequence[str], *, shell: str = '/bin/sh',
                chdir: str | None = None, creates: str | None = None, removes: str | None = None, timeout: float = 600,
-               log: t.Callable[[str], None] | None = None, clock: t.Callable[[], float] = time.monotonic) -> ScriptRun:
+               log: t.Callable[[str], None] | None = None, clock: t.Callable[[], float] = time.monotonic,
+               generate_data_key: t.Callable[[str, dict[str, str]], tuple[bytes, bytes]] | None = None) -> ScriptRun:
     """Run one command in a fresh session and read its framed output until the end marker.
 
     The deadline covers the whole run; when it passes the session is closed (which ends the command on a
     terminal, as the agent hangs up the PTY) and the error says the command may have run partly.
+    generate_data_key (aws.kms_data_key_provider) answers clusters that encrypt sessions with KMS.
     """
     nonce = remote_shell.new_nonce()
     script = remote_shell.wrap(command, nonce, chdir=chdir, creates=creates, removes=removes)
     deadline = clock() + timeout
     session = execute_command(client, target, shell_command(script, shell), timeout=min(timeout, 60))
     parser = remote_shell.OutputParser(nonce)
-    channel = DataChannelSession(session.stream_url, session.token, session_id=session.session_id, target_id=target.ssm_target, log=log)
+    channel = DataChannelSession(session.stream_url, session.token, session_id=session.session_id, target_id=target.ssm_target, log=log,
+                                 generate_data_key=generate_data_key)
     where = f'{target.task_id}/{target.container_name}'
     with channel:
         while True:

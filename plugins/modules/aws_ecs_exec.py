@@ -214,7 +214,8 @@ def main() -> None:
             module.exit_json(msg='Check mode: the target can exec; the command would run', **result)
         start = datetime.datetime.now()
         run = aws_ecs.run_script(client, target, params['command'], shell=params['shell'], chdir=params['chdir'],
-                                 creates=params['creates'], removes=params['removes'], timeout=params['timeout'])
+                                 creates=params['creates'], removes=params['removes'], timeout=params['timeout'],
+                                 generate_data_key=aws.kms_data_key_provider(auth))
         end = datetime.datetime.now()
     except CloudExecError as exc:
         module.fail_error(exc, **result)

@@ -74,6 +74,8 @@ def environment(info: dict[str, Any]) -> dict[str, str]:
         'AWS_ENDPOINT_URL_STS': aws['endpoint_url'],
         'AWS_ENDPOINT_URL_IAM': aws['endpoint_url'],
         'AWS_ENDPOINT_URL_EC2': aws['endpoint_url'],
+        # ... and clusters that encrypt ECS Exec sessions with KMS send the client to KMS for a data key.
+        'AWS_ENDPOINT_URL_KMS': aws['endpoint_url'],
         'ALICLOUD_ACCESS_KEY': ali['access_key'],
         'ALICLOUD_SECRET_KEY': ali['secret_key'],
         'ALICLOUD_SECURITY_TOKEN': ali.get('security_token'),

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import admin, ali_eci, ali_ecs, alisign, aws_ecs, aws_query, eci_exec, sigv4, ssm_agent
+from . import admin, ali_eci, ali_ecs, alisign, aws_ecs, aws_kms, aws_query, eci_exec, sigv4, ssm_agent
 from .context import STATE_KEY, ActionTable, CallContext, EmulatorState
 from .errors import ApiError, ali_error_response, ali_response, aws_error_response, aws_response, new_request_id
 
@@ -28,6 +28,11 @@ ALI_PRODUCTS: dict[str, tuple[str, ActionTable]] = {
     ali_eci.VERSION: (ali_eci.SERVICE, ali_eci.ACTIONS),
 }
 AWS_SERVICE = 'aws-ecs'
+# AWS JSON 1.1 products by X-Amz-Target prefix: (service name for counters and faults, actions, SigV4 signing name).
+AWS_JSON_PRODUCTS = {
+    aws_ecs.TARGET_PREFIX: (AWS_SERVICE, aws_ecs.ACTIONS, aws_ecs.SIGNING_NAME),
+    aws_kms.TARGET_PREFIX: ('aws-kms', aws_kms.ACTIONS, aws_kms.SIGNING_NAME),
+}
 
 
 def _split_raw_path(request: web.Request) -> tuple[str, str]:
@@ -51,32 +56,33 @@ async def _run_handler(handler: Any, ctx: CallContext) -> dict[str, Any]:
 async def handle_aws(request: web.Request, state: EmulatorState, body: bytes) -> web.Response:
     request_id = new_request_id()
     prefix, _sep, action = request.headers['X-Amz-Target'].partition('.')
-    state.stats.count_call(AWS_SERVICE, action or '?')
+    service, actions, signing_name = AWS_JSON_PRODUCTS.get(prefix, (AWS_SERVICE, {}, aws_ecs.SIGNING_NAME))
+    state.stats.count_call(service, action or '?')
     try:
-        if prefix != aws_ecs.TARGET_PREFIX or action not in aws_ecs.ACTIONS:
+        if action not in actions:
             raise ApiError('UnknownOperationException', f'Unknown operation {request.headers["X-Amz-Target"]}', 400)
         path, query = _split_raw_path(request)
         verified = sigv4.verify(
             sigv4.SignedRequest(method=request.method, raw_path=path, raw_query=query, headers=request.headers,
                                 getall=lambda name: request.headers.getall(name, []), body=body),
-            state.world.aws.credential, aws_ecs.SIGNING_NAME)
-        state.stats.count_signature(AWS_SERVICE, sigv4.ALGORITHM)
-        if verified.credential.denies(action):
+            state.world.aws.credential, signing_name)
+        state.stats.count_signature(service, sigv4.ALGORITHM)
+        if verified.credential.denies(action, signing_name):
             raise ApiError('AccessDeniedException',
-                           f'User: {verified.credential.principal} is not authorized to perform: ecs:{action} on resource: * '
-                           f'because no identity-based policy allows the ecs:{action} action', 400)
+                           f'User: {verified.credential.principal} is not authorized to perform: {signing_name}:{action} on '
+                           f'resource: * because no identity-based policy allows the {signing_name}:{action} action', 400)
         try:
             params = json.loads(body or b'{}')
         except ValueError as exc:
             raise ApiError('SerializationException', 'Start of structure or map found where not expected.', 400) from exc
         if not isinstance(params, dict):
             raise ApiError('SerializationException', 'Expected a JSON object.', 400)
-        await state.faults.apply(AWS_SERVICE, action)
-        ctx = CallContext(state=state, request=request, service=AWS_SERVICE, action=action, params=params,
+        await state.faults.apply(service, action)
+        ctx = CallContext(state=state, request=request, service=service, action=action, params=params,
                           request_id=request_id, credential=verified.credential, region=verified.region)
-        return aws_response(await _run_handler(aws_ecs.ACTIONS[action], ctx), request_id)
+        return aws_response(await _run_handler(actions[action], ctx), request_id)
     except ApiError as err:
-        state.stats.count_error(AWS_SERVICE, action or '?', err.code)
+        state.stats.count_error(service, action or '?', err.code)
         return aws_error_response(err, request_id)
 
 

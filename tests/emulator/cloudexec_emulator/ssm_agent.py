@@ -16,7 +16,10 @@ closed (code 1008, the reason in the close message). After that every frame is a
   and anything else is ignored. Input that arrives before the command started is not acknowledged, so
   the client must resend it (the agent answers ErrHandlerNotReady there);
 - skips the handshake (InteractiveCommands), unless the cluster has a KMS key: then it asks for
-  KMSEncryption, which the emulator cannot complete, and ends the session when the client answers;
+  KMSEncryption, has the emulator's KMS (aws_kms.py) open the client's data key with the session id and
+  target id as encryption context, answers HandshakeComplete and seals the command's Output, StdErr and
+  ExitCode payloads with AES-GCM (first half of the key), opening input with the second half; a client
+  that cannot give a key ends the session with the reason;
 - once the command exited and its output is acknowledged (at most 2 s, as the agent's
   PrepareToCloseChannel), sends ``channel_closed`` and closes the socket. A closed socket kills the
   command (the agent closes the PTY); no input or output for ``idle_timeout_seconds`` ends the session.
@@ -26,10 +29,12 @@ Fault rules for service ``ws`` (action ``*`` or ``ExecuteCommand``) shape each c
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import json
 import logging
+import os
 import shlex
 import signal
 import time
@@ -37,7 +42,10 @@ import uuid
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from . import aws_kms
 from . import ssm_wire as wire
 from .aws_exec import WS_SERVICE, ExecSession, TokenRefused, registry
 from .context import STATE_KEY, EmulatorState
@@ -47,6 +55,8 @@ from .sandbox import SandboxProcess
 LOG = logging.getLogger(__name__)
 
 ROUTE = '/v1/data-channel/{session_id}'
+# With KMS, the payload types the agent seals (streaming.go): what it sends of the command.
+_SEALED_OUT = frozenset((wire.OUTPUT, wire.STDERR, wire.EXIT_CODE))
 # A wide terminal, so the clients' long lines are not wrapped by programs that look at the size.
 PTY_ROWS = 50
 PTY_COLS = 250
@@ -106,6 +116,7 @@ class AgentSession:
         self.output_bytes = 0
         self.last_activity = time.monotonic()
         self.handshake_pending = bool(session.cluster.kms_key_id)
+        self.handshake_started = time.monotonic()
         self.done = asyncio.Event()
         self.dropped = False
         # One channel_closed only, whoever ends the session first (command exit, idle timeout, handshake).
@@ -115,6 +126,10 @@ class AgentSession:
         self._send_queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         self._held: bytes | None = None
         self._pump_task: asyncio.Future[None] | None = None
+        self._start_task: asyncio.Future[None] | None = None
+        # KMS: the agent seals what it sends with the data key's first half and opens input with the second.
+        self._seal: AESGCM | None = None
+        self._open: AESGCM | None = None
 
     # ---- counters
 
@@ -154,6 +169,9 @@ class AgentSession:
             self._drop()
             return
         self.output_bytes += len(payload)
+        if self._seal is not None and payload_type in _SEALED_OUT:
+            nonce = os.urandom(12)
+            payload = nonce + self._seal.encrypt(nonce, payload, None)
         message = wire.WireMessage(wire.OUTPUT_STREAM_DATA, payload=payload, payload_type=payload_type,
                                    sequence_number=self.out_seq, flags=wire.FLAG_SYN if self.out_seq == 0 else 0)
         frame = message.encode()
@@ -244,7 +262,15 @@ class AgentSession:
     def _apply_input(self, message: wire.WireMessage) -> None:
         assert self.process is not None
         if message.payload_type == wire.OUTPUT:
-            self.process.write(message.payload)
+            payload = message.payload
+            if self._open is not None:
+                try:
+                    payload = self._open.decrypt(payload[:12], payload[12:], None)
+                except (InvalidTag, ValueError):
+                    LOG.warning('session %s: input that does not open with the session key', self.session.session_id)
+                    self._count('frames_invalid')
+                    return
+            self.process.write(payload)
         elif message.payload_type == wire.SIZE:
             try:
                 size = json.loads(message.payload)
@@ -290,16 +316,36 @@ class AgentSession:
             self._ack(message)
 
     def _handshake_answered(self, payload: bytes) -> None:
-        """The emulator has no KMS: whatever the client answered, the encrypted session cannot go on."""
+        """The client's data key: KMS opens it with the session's encryption context, then the command starts."""
+        self.handshake_pending = False
         try:
             answer = json.loads(payload)
             actions = answer.get('ProcessedClientActions') or []
             kms = next((a for a in actions if a.get('ActionType') == 'KMSEncryption'), {})
-            reason = kms.get('Error') or 'KMS encryption is not available in the emulator'
-        except (ValueError, AttributeError):
-            reason = 'the handshake response is not valid JSON'
-        self.handshake_pending = False
-        asyncio.ensure_future(self._close_channel(f'Encryption handshake failed: {reason}'))
+            result = kms.get('ActionResult') or {}
+            blob = base64.b64decode(result.get('KMSCipherTextKey') or '') if kms.get('ActionStatus') == 1 else b''
+        except (ValueError, AttributeError, TypeError):
+            asyncio.ensure_future(self._close_channel('Encryption handshake failed: the handshake response is not valid JSON'))
+            return
+        if not blob:
+            reason = kms.get('Error') or 'the client did not send a data key'
+            asyncio.ensure_future(self._close_channel(f'Encryption handshake failed: {reason}'))
+            return
+        context = {'aws:ssm:SessionId': self.session.session_id, 'aws:ssm:TargetId': self.session.target}
+        try:
+            key_arn, data_key = aws_kms.unseal(self.state, blob, context)
+        except aws_kms.InvalidCiphertext as exc:
+            asyncio.ensure_future(self._close_channel(f'Encryption handshake failed: KMS Decrypt refused the data key ({exc})'))
+            return
+        if key_arn != self.session.cluster.kms_key_id or len(data_key) != 64:
+            asyncio.ensure_future(self._close_channel('Encryption handshake failed: the data key is not a 64-byte key of the '
+                                                      'cluster KMS key'))
+            return
+        self._seal, self._open = AESGCM(data_key[:32]), AESGCM(data_key[32:])
+        self._count('kms_sessions')
+        elapsed = int((time.monotonic() - self.handshake_started) * 1e9)
+        self._send_stream(wire.HANDSHAKE_COMPLETE, wire.go_json({'HandshakeTimeToComplete': elapsed, 'CustomerMessage': ''}))
+        self._start_task = asyncio.ensure_future(self._start_command())
 
     async def _reader(self) -> None:
         async for msg in self.ws:
@@ -411,6 +457,7 @@ class AgentSession:
             {'ActionType': 'KMSEncryption', 'ActionParameters': {'KMSKeyId': self.session.cluster.kms_key_id}},
             {'ActionType': 'SessionType', 'ActionParameters': {'SessionType': 'InteractiveCommands', 'Properties': None}},
         ]}
+        self.handshake_started = time.monotonic()
         self._send_stream(wire.HANDSHAKE_REQUEST, wire.go_json(request))
         await asyncio.sleep(HANDSHAKE_TIMEOUT_SECONDS)
         if self.handshake_pending:
@@ -425,8 +472,7 @@ class AgentSession:
         try:
             await self.done.wait()
         finally:
-            if self._pump_task is not None:
-                tasks.append(self._pump_task)
+            tasks += [task for task in (self._start_task, self._pump_task) if task is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -40,9 +40,9 @@ class AwsCredential:
     principal: str = ''
     deny: tuple[str, ...] = ()
 
-    def denies(self, action: str) -> bool:
-        """True when the world forbids this principal the ECS action (``ListTasks`` or ``ecs:ListTasks``)."""
-        return action in self.deny or f'ecs:{action}' in self.deny or '*' in self.deny
+    def denies(self, action: str, service: str = 'ecs') -> bool:
+        """True when the world forbids this principal the action (``ListTasks``, ``ecs:ListTasks``, ``kms:GenerateDataKey``)."""
+        return action in self.deny or f'{service}:{action}' in self.deny or '*' in self.deny
 
 
 @dataclass
