@@ -17,9 +17,10 @@ closed (code 1008, the reason in the close message). After that every frame is a
   the client must resend it (the agent answers ErrHandlerNotReady there);
 - skips the handshake (InteractiveCommands), unless the cluster has a KMS key: then it asks for
   KMSEncryption, has the emulator's KMS (aws_kms.py) open the client's data key with the session id and
-  target id as encryption context, answers HandshakeComplete and seals the command's Output, StdErr and
-  ExitCode payloads with AES-GCM (first half of the key), opening input with the second half; a client
-  that cannot give a key ends the session with the reason;
+  target id (and the request's random Challenge) as encryption context, checks with an encryption
+  challenge that the client can open and seal with the key, answers HandshakeComplete and seals the
+  command's Output, StdErr and ExitCode payloads with AES-GCM (first half of the key), opening input with
+  the second half; a client that cannot give or use a key ends the session with the reason;
 - once the command exited and its output is acknowledged (at most 2 s, as the agent's
   PrepareToCloseChannel), sends ``channel_closed`` and closes the socket. A closed socket kills the
   command (the agent closes the PTY); no input or output for ``idle_timeout_seconds`` ends the session.
@@ -39,7 +40,7 @@ import shlex
 import signal
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import WSMsgType, web
 from cryptography.exceptions import InvalidTag
@@ -130,6 +131,10 @@ class AgentSession:
         # KMS: the agent seals what it sends with the data key's first half and opens input with the second.
         self._seal: AESGCM | None = None
         self._open: AESGCM | None = None
+        # Current agents put a random Challenge in the KMS request (the key must be generated with it in the context)
+        # and, once the key is agreed, check that the client can open and seal with it (EncChallengeRequest/Response).
+        self.kms_challenge = base64.b64encode(os.urandom(32)).decode()
+        self._enc_challenge: bytes | None = None
 
     # ---- counters
 
@@ -284,6 +289,12 @@ class AgentSession:
 
     def _on_input(self, message: wire.WireMessage) -> None:
         self.paused = False
+        if self._enc_challenge is not None and message.sequence_number == self.expected_in:
+            self._ack(message)
+            self.expected_in += 1
+            if message.payload_type == wire.ENC_CHALLENGE_RESPONSE:
+                self._challenge_answered(message.payload)
+            return   # other input before the challenge is met is acknowledged and dropped
         if self.handshake_pending:
             if message.payload_type == wire.HANDSHAKE_RESPONSE and message.sequence_number == self.expected_in:
                 self._ack(message)
@@ -332,6 +343,8 @@ class AgentSession:
             asyncio.ensure_future(self._close_channel(f'Encryption handshake failed: {reason}'))
             return
         context = {'aws:ssm:SessionId': self.session.session_id, 'aws:ssm:TargetId': self.session.target}
+        if result.get('ChallengeAcknowledgement') is True:
+            context['aws:ssm:RandomChallenge'] = self.kms_challenge
         try:
             key_arn, data_key = aws_kms.unseal(self.state, blob, context)
         except aws_kms.InvalidCiphertext as exc:
@@ -342,6 +355,22 @@ class AgentSession:
                                                       'cluster KMS key'))
             return
         self._seal, self._open = AESGCM(data_key[:32]), AESGCM(data_key[32:])
+        self._enc_challenge = os.urandom(64)
+        nonce = os.urandom(12)
+        sealed = nonce + self._seal.encrypt(nonce, self._enc_challenge, None)
+        self._send_stream(wire.ENC_CHALLENGE_REQUEST, wire.go_json({'Challenge': base64.b64encode(sealed).decode()}))
+
+    def _challenge_answered(self, payload: bytes) -> None:
+        """The client opened our sealed challenge and sealed it back with its half of the key: the session can start."""
+        expected, self._enc_challenge = self._enc_challenge, None
+        try:
+            sealed = base64.b64decode(json.loads(payload)['Challenge'])
+            answer = cast(AESGCM, self._open).decrypt(sealed[:12], sealed[12:], None)
+        except (ValueError, KeyError, TypeError, InvalidTag):
+            answer = b''
+        if answer != expected:
+            asyncio.ensure_future(self._close_channel('Encryption challenge failed: the client could not use the data key'))
+            return
         self._count('kms_sessions')
         elapsed = int((time.monotonic() - self.handshake_started) * 1e9)
         self._send_stream(wire.HANDSHAKE_COMPLETE, wire.go_json({'HandshakeTimeToComplete': elapsed, 'CustomerMessage': ''}))
@@ -454,7 +483,8 @@ class AgentSession:
 
     async def _handshake(self) -> None:
         request = {'AgentVersion': AGENT_VERSION, 'RequestedClientActions': [
-            {'ActionType': 'KMSEncryption', 'ActionParameters': {'KMSKeyId': self.session.cluster.kms_key_id}},
+            {'ActionType': 'KMSEncryption', 'ActionParameters': {'KMSKeyId': self.session.cluster.kms_key_id,
+                                                                 'Challenge': self.kms_challenge}},
             {'ActionType': 'SessionType', 'ActionParameters': {'SessionType': 'InteractiveCommands', 'Properties': None}},
         ]}
         self.handshake_started = time.monotonic()
