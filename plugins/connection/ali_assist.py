@@ -89,7 +89,9 @@ options:
         C(~/) is the Cloud Assistant user's home. Pieces unused for a day are removed.
       - The controller remembers which pieces it sent to each instance in the private control directory
         (E(CLOUDEXEC_CONTROL_DIR), by default C(~/.ansible/cp/cloudexec)); a piece the instance lost is sent again.
-      - Data over 1 MiB (file copies) never goes through the cache. An empty value turns the cache off.
+      - Only module code goes through the cache (on the stdin of the interpreter, or C(AnsiballZ_*) files without
+        pipelining, up to 1 MiB), and a piece is kept only once two tasks used it, so the piece holding a task's
+        arguments is never kept. Files of C(copy), C(template) and the like never are. An empty value turns the cache off.
     type: str
     default: ~/.cache/cloudexec-pieces
     vars:

@@ -616,7 +616,10 @@ class AssistTransport:
             data = source.read()
         nonce = remote_shell.new_nonce()
         partial = f'{out_path}.cloudexec-part'
-        for cache in (True, False):
+        # Only Ansible's own module files (without pipelining) go through the piece cache: a user's files never
+        # leave pieces behind, whatever they hold.
+        module_file = os.path.basename(out_path).startswith('AnsiballZ_')
+        for cache in (module_file, False):
             staged, pieces = self.plan_stage(data, nonce, cache=cache)
             lines = assemble_lines(staged, partial, nonce)
             lines += [f'mv -f {shlex.quote(partial)} {shlex.quote(out_path)} || {{ printf \'\\n@@CE{nonce}:STAGE:move@@\\n\'; exit 0; }}',

@@ -243,3 +243,19 @@ def test_large_file_is_joined_by_a_glob_in_one_script(tmp_path, clock):
     stats = t.put_file(str(source), str(tmp_path / 'copy.bin'))
     assert (tmp_path / 'copy.bin').read_bytes() == source.read_bytes()
     assert stats["pieces"] == stats["sent"] > 450 and not (tmp_path / 'cache').exists()
+
+
+def test_only_module_files_go_through_the_piece_cache(tmp_path, clock):
+    client = FakeEcs()
+    cache = tmp_path / 'cache'
+    t = transport(client, clock, memory=at.PieceMemory(str(tmp_path / 'memory')), piece_cache=str(cache))
+    source = tmp_path / 'secret.conf'
+    source.write_bytes(module_like_payload('{"same": "content"}'))
+    for index in range(3):   # the same user file three times: never kept
+        t.put_file(str(source), str(tmp_path / f'copy{index}.conf'))
+    assert not cache.exists()
+    sent = []
+    for index in range(3):   # the same module file three times: kept after the second, not sent the third
+        sent.append(t.put_file(str(source), str(tmp_path / f'AnsiballZ_mod{index}.py'))['sent'])
+        assert (tmp_path / f'AnsiballZ_mod{index}.py').read_bytes() == source.read_bytes()
+    assert sent[2] == 0 and sent[0] == sent[1] > 8 and len(list(cache.iterdir())) == sent[0]
