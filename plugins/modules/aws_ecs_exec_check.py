@@ -29,7 +29,7 @@ description:
     reason; the module carries on with the others.
   - The task does not fail because a check failed; RV(ready) says whether one did. Set O(fail_on_problems=true) to fail
     the task, with every failed check and its remedy in the message.
-  - The connection plugin M(cloudexec.core.aws_ecs) and the module M(cloudexec.core.aws_ecs_exec) name this module in
+  - The connection plugin P(cloudexec.core.aws_ecs#connection) and the module M(cloudexec.core.aws_ecs_exec) name this module in
     their errors when a target cannot be reached.
 author:
   - cloudexec.core maintainers (@cloudexec)

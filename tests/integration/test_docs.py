@@ -1,5 +1,6 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Every plugin's documentation renders with ansible-doc, and antsibull-docs finds nothing to complain about."""
+"""Every plugin's documentation renders with ansible-doc, antsibull-docs finds nothing to complain about, and the roles and
+playbooks meet ansible-lint's production profile (what Galaxy and Automation Hub users check)."""
 from __future__ import annotations
 
 import os
@@ -50,3 +51,16 @@ def test_antsibull_docs_lint():
     proc = subprocess.run([str(BIN / 'antsibull-docs'), 'lint-collection-docs', '--plugin-docs', str(collection)], env=env,
                           capture_output=True, text=True, check=False, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ansible_lint_production_profile():
+    lint = BIN / 'ansible-lint'
+    if not lint.exists():
+        pytest.skip('ansible-lint is not installed (tests/requirements.txt)')
+    collection = Path(collections_path()) / 'ansible_collections' / 'cloudexec' / 'core'
+    env = dict(os.environ, PATH=f'{BIN}{os.pathsep}{os.environ.get("PATH", "")}', ANSIBLE_COLLECTIONS_PATH=collections_path(),
+               NO_COLOR='1')
+    proc = subprocess.run([str(lint), '--offline', '--profile', 'production', '--format', 'pep8', 'roles/', 'playbooks/'],
+                          cwd=collection, env=env, capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'Passed' in proc.stdout + proc.stderr
