@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,18 @@ def emulator() -> EmulatorInfo:
     """The emulator on the shipped default world, listening on a free port."""
     with start_emulator() as info:
         yield info
+
+
+@pytest.fixture
+def control_dir():
+    """A private CLOUDEXEC_CONTROL_DIR for one test (short: Unix socket paths are limited); its brokers are stopped after."""
+    from helpers import stop_brokers  # pylint: disable=import-outside-toplevel
+
+    base = Path(tempfile.mkdtemp(prefix='ce-cp-'))
+    path = base / 'cp'
+    yield path
+    stop_brokers(path)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -16,10 +16,13 @@ arguments as needed.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -321,3 +324,53 @@ def molecule_test(emulator: Any, role_dir: Path, work_dir: Path, extra_env: Mapp
             changed = sorted(host for host, stats in run.stats.items() if stats.get('changed'))
             assert not changed, f'idempotence: a second converge changed {changed}\n{run.output}'
     return result
+
+
+# ---- session brokers of the aws_ecs / ali_eci connections ----------------------------------------
+
+
+def broker_request(path: Path, header: dict[str, Any]) -> dict[str, Any] | None:
+    """One request to the broker listening on path (None when nobody answers)."""
+    from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import recv_message, send_message, sockaddr  # pylint: disable=import-outside-toplevel
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        try:
+            sock.connect(sockaddr(str(path)))
+            send_message(sock, header)
+            return recv_message(sock)[0]
+        except OSError:
+            return None
+
+
+def broker_stats(control_dir: Path) -> list[dict[str, Any]]:
+    """The 'stats' of every broker with a socket in control_dir (pid, sessions_opened, requests, commands)."""
+    found = []
+    for sock in sorted(control_dir.glob('*.sock')) if control_dir.is_dir() else []:
+        stats = broker_request(sock, {'op': 'stats'})
+        if stats is not None:
+            found.append(dict(stats, socket=str(sock)))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_brokers(control_dir: Path) -> list[int]:
+    """Stop every broker of control_dir (asked first, then killed by the pid it reported); their pids."""
+    pids = [int(stats['pid']) for stats in broker_stats(control_dir)]
+    for sock in control_dir.glob('*.sock') if control_dir.is_dir() else []:
+        broker_request(sock, {'op': 'stop'})
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids

@@ -19,7 +19,6 @@ from botocore.exceptions import ClientError
 from cloudexec_emulator.testing import start_emulator
 
 from helpers import ansible_adhoc, ansible_playbook
-from test_connection_aws_ecs import control_dir  # noqa: F401  pylint: disable=unused-import
 
 DEFAULT_WORLD = Path(__file__).resolve().parents[1] / 'emulator' / 'cloudexec_emulator' / 'worlds' / 'default.yml'
 KEY = 'arn:aws:kms:us-east-1:123456789012:key/0f0e0d0c-0b0a-0908-0706-050403020100'
@@ -59,7 +58,7 @@ def test_module_runs_a_command_in_an_encrypted_session(kms_emu):
     assert 'Plaintext' not in json.dumps(result) and 'CiphertextBlob' not in json.dumps(result)
 
 
-def test_connection_keeps_one_encrypted_session_for_the_play(kms_emu, tmp_path, control_dir):  # noqa: F811  pylint: disable=redefined-outer-name
+def test_connection_keeps_one_encrypted_session_for_the_play(kms_emu, tmp_path, control_dir):
     inventory = tmp_path / 'hosts.yml'
     inventory.write_text(yaml.safe_dump({'all': {'hosts': {'vault': {
         'ansible_connection': 'cloudexec.core.aws_ecs', 'ansible_aws_ecs_cluster': 'vault', 'ansible_aws_ecs_task': TASK,

@@ -21,7 +21,7 @@ import yaml
 
 from cloudexec_emulator.testing import start_emulator
 
-from helpers import BIN_DIR, ansible_env
+from helpers import BIN_DIR, ansible_env, stop_brokers
 
 ansible_runner = pytest.importorskip('ansible_runner', reason='ansible-runner is not installed (tests/requirements.txt)')
 jinja2_sandbox = pytest.importorskip('jinja2.sandbox')
@@ -143,8 +143,6 @@ def test_demo_through_ansible_runner(fast, tmp_path):
             assert secret not in stdout
             assert not any(secret in path.read_text() for path in job_events)
     finally:
-        from test_fleet_run import stop_brokers  # pylint: disable=import-outside-toplevel
-
         stop_brokers(control_dir / 'cp')
         shutil.rmtree(control_dir, ignore_errors=True)
 
@@ -195,8 +193,6 @@ def test_job_slicing_runs_every_host_once(fast, tmp_path):
                                        'fleet_run_report_name': 'fleet_run-{{ awx_job_id }}'})
             assert (result.status, result.rc) == ('successful', 0), result.stdout.read()
     finally:
-        from test_fleet_run import stop_brokers  # pylint: disable=import-outside-toplevel
-
         stop_brokers(control_dir / 'cp')
         shutil.rmtree(control_dir, ignore_errors=True)
     seen = {}

@@ -7,12 +7,10 @@ stopped when it ends, whatever happened.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -21,7 +19,6 @@ import yaml
 
 from helpers import AnsibleRun, ansible_adhoc, ansible_playbook
 
-from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import recv_message, send_message, sockaddr
 
 CONNECTION = 'cloudexec.core.ali_eci'
 WEB = 'eci-bp1demo00000000001'
@@ -55,16 +52,6 @@ def write_inventory(tmp_path: Path, hosts: dict, **group_vars) -> Path:
     return path
 
 
-def stop_brokers(control_dir: Path) -> None:
-    """Ask every broker with a socket in control_dir to stop (what reset_connection does)."""
-    for path in control_dir.glob('*.sock'):
-        with contextlib.suppress(OSError, ConnectionError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
-            sock.connect(sockaddr(str(path)))
-            send_message(sock, {'op': 'stop'})
-            recv_message(sock)
-
-
 def wait_no_sockets(control_dir: Path, timeout: float = 5.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while True:
@@ -72,14 +59,6 @@ def wait_no_sockets(control_dir: Path, timeout: float = 5.0) -> list[str]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.1)
-
-
-@pytest.fixture
-def control_dir(tmp_path):
-    path = tmp_path / 'cp'
-    path.mkdir(mode=0o700)
-    yield path
-    stop_brokers(path)
 
 
 def play(emu, control_dir: Path, playbook, inventory: Path, *args: str, extra_vars=None, **env: str) -> AnsibleRun:

@@ -13,17 +13,11 @@ one suite run uses the default world as shipped.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import signal
-import socket
 import stat
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +26,7 @@ import yaml
 
 from cloudexec_emulator.testing import start_emulator
 
-from helpers import AnsibleRun, ansible_adhoc, ansible_playbook
+from helpers import AnsibleRun, alive, ansible_adhoc, ansible_playbook, broker_stats, stop_brokers
 
 CONNECTION = 'cloudexec.core.aws_ecs'
 DEFAULT_WORLD = Path(__file__).resolve().parents[1] / 'emulator' / 'cloudexec_emulator' / 'worlds' / 'default.yml'
@@ -92,65 +86,6 @@ def fast_emu(fast):
     fast.admin('POST', 'calls/reset')
     yield fast
     fast.admin('DELETE', 'faults')
-
-
-# ---- brokers -------------------------------------------------------------------------------------
-
-
-def _broker_request(path: Path, header: dict[str, Any]) -> dict[str, Any] | None:
-    """One request to the broker listening on path (None when nobody answers)."""
-    from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import recv_message, send_message, sockaddr
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        try:
-            sock.connect(sockaddr(str(path)))
-            send_message(sock, header)
-            return recv_message(sock)[0]
-        except OSError:
-            return None
-
-
-def broker_stats(control_dir: Path) -> list[dict[str, Any]]:
-    """The 'stats' of every broker with a socket in control_dir (pid, sessions_opened, requests, commands)."""
-    found = []
-    for sock in sorted(control_dir.glob('*.sock')) if control_dir.is_dir() else []:
-        stats = _broker_request(sock, {'op': 'stats'})
-        if stats is not None:
-            found.append(dict(stats, socket=str(sock)))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop_brokers(control_dir: Path) -> list[int]:
-    """Stop every broker of control_dir (asked first, then killed by the pid it reported); their pids."""
-    pids = [int(stats['pid']) for stats in broker_stats(control_dir)]
-    for sock in control_dir.glob('*.sock') if control_dir.is_dir() else []:
-        _broker_request(sock, {'op': 'stop'})
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return pids
-
-
-@pytest.fixture
-def control_dir():
-    """A private CLOUDEXEC_CONTROL_DIR for one test (short: Unix socket paths are limited to 107 bytes)."""
-    base = Path(tempfile.mkdtemp(prefix='ce-cp-'))
-    path = base / 'cp'
-    yield path
-    stop_brokers(path)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 # ---- runs ----------------------------------------------------------------------------------------
@@ -488,4 +423,4 @@ def test_broker_is_private_and_persists(fast_emu, control_dir, tmp_path):
 
     pids = stop_brokers(control_dir)
     assert pids == [stats['pid']]
-    assert not _alive(stats['pid']) and not list(control_dir.glob('*.sock'))
+    assert not alive(stats['pid']) and not list(control_dir.glob('*.sock'))

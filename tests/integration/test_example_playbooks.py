@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +21,6 @@ import pytest
 from cloudexec_emulator.testing import start_emulator
 
 from helpers import AnsibleRun, BIN_DIR, ansible_env, ansible_playbook, plain
-from test_fleet_run import stop_brokers
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO / 'playbooks'
@@ -59,15 +56,6 @@ def shipped(tmp_path_factory):
     directory = tmp_path_factory.mktemp('examples')
     with start_emulator(state_dir=directory / 'state') as info:
         yield info
-
-
-@pytest.fixture
-def control_dir():
-    """A private CLOUDEXEC_CONTROL_DIR (short: Unix socket paths are limited); its brokers are stopped afterwards."""
-    base = Path(tempfile.mkdtemp(prefix='ce-ex-'))
-    yield base / 'cp'
-    stop_brokers(base / 'cp')
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def sandbox(emu, relative: str) -> Path:

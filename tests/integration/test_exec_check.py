@@ -12,8 +12,6 @@ molecule is installed (tests/requirements.txt has it), else as its playbooks wit
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -282,21 +280,6 @@ def test_exec_path_messages_point_to_the_checks(preflight_emu):
 # ---- the exec_ready role ------------------------------------------------------------------------------------------
 
 ROLE = 'cloudexec.core.exec_ready : '
-
-
-@pytest.fixture
-def control_dir():
-    """A private CLOUDEXEC_CONTROL_DIR (short: Unix socket paths are limited); brokers stopped afterwards."""
-    base = Path(tempfile.mkdtemp(prefix='ce-er-'))
-    path = base / 'cp'
-    yield path
-    try:
-        from test_connection_aws_ecs import stop_brokers  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        stop_brokers = None  # pylint: disable=invalid-name
-    if stop_brokers is not None:
-        stop_brokers(path)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_exec_ready_role(preflight_emu, control_dir, tmp_path):

@@ -11,14 +11,7 @@ in tests/requirements.txt), else as its converge and verify playbooks with ansib
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
-import socket
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -67,49 +60,6 @@ def fast(tmp_path_factory):
     path.write_text(yaml.safe_dump(world))
     with start_emulator(world=path, state_dir=directory / 'state') as info:
         yield info
-
-
-# ---- brokers -------------------------------------------------------------------------------------
-
-
-def _broker_request(path: Path, header: dict[str, Any]) -> dict[str, Any] | None:
-    from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import recv_message, send_message, sockaddr
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        try:
-            sock.connect(sockaddr(str(path)))
-            send_message(sock, header)
-            return recv_message(sock)[0]
-        except OSError:
-            return None
-
-
-def stop_brokers(control_dir: Path) -> None:
-    """Ask every broker of control_dir to stop, then kill those still alive by the pid they reported."""
-    sockets = sorted(control_dir.glob('*.sock')) if control_dir.is_dir() else []
-    pids = [int(stats['pid']) for stats in (_broker_request(s, {'op': 'stats'}) for s in sockets) if stats and 'pid' in stats]
-    for sock in sockets:
-        _broker_request(sock, {'op': 'stop'})
-    deadline = time.monotonic() + 10
-    for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def control_dir():
-    """A private CLOUDEXEC_CONTROL_DIR (short: Unix socket paths are limited); its brokers are stopped afterwards."""
-    base = Path(tempfile.mkdtemp(prefix='ce-fr-'))
-    yield base / 'cp'
-    stop_brokers(base / 'cp')
-    shutil.rmtree(base, ignore_errors=True)
 
 
 # ---- helpers -------------------------------------------------------------------------------------
