@@ -187,3 +187,83 @@ class OutputParser:
             # Without raw mode the terminal turned every \n into \r\n: undo it (best effort, documented).
             stdout, stderr = stdout.replace(b'\r\n', b'\n'), stderr.replace(b'\r\n', b'\n')
         return CommandResult(rc=rc, stdout=stdout, stderr=stderr, outcome=RAN, crlf=crlf)
+
+
+# --- ending an abandoned command -----------------------------------------------------------------
+#
+# A command whose caller went away (Ansible's `timeout:` keyword, Ctrl-C, a killed worker) must not
+# keep running on the target. The exec APIs give no way to signal a process (and closing an ECI exec
+# stream leaves it running, as a kubelet does), so the target ends it itself: a short script walks
+# /proc from a recorded shell process down through its descendants and signals them all. A process is
+# named by its pid AND its start time (field 22 of /proc/PID/stat), so a recycled pid is never hit.
+
+KILL_GONE = 'gone'
+KILL_ENDED = 'ended'
+KILL_SURVIVED = 'survived'
+
+STAT_READER = (
+    # __ce_st PID: read /proc/PID/stat; sets __ce_state, __ce_pp (parent pid) and __ce_t (start time).
+    # The command name (field 2) may hold spaces and parentheses: everything up to the last ") " goes.
+    # The braces matter: a redirection that fails is reported by the shell, not by read.
+    '__ce_st() { __ce_l=; { read -r __ce_l < "/proc/$1/stat"; } 2>/dev/null || return 1; [ -n "$__ce_l" ] || return 1; '
+    'set -- ${__ce_l##*[)] }; __ce_state=$1; __ce_pp=$2; __ce_t=${20}; }'
+)
+
+
+def kill_tree_script(pid_word: str, start_word: str, *, grace: float = 2.0, nonce: str | None = None) -> str:
+    """A sh script that ends process pid_word and every descendant, then prints one marker with the outcome.
+
+    pid_word and start_word are shell words (a literal number, or an expansion such as "$p"). When the
+    process is gone, or its start time differs (the pid was reused), nothing is signalled: KILL_GONE.
+    Otherwise the whole tree gets SIGTERM, and SIGKILL after `grace` seconds: KILL_ENDED with the count,
+    or KILL_SURVIVED when some process outlived SIGKILL (a zombie is counted as ended).
+    """
+    nonce = nonce or new_nonce()
+    report = f"printf '\\n@@CE{nonce}:KILL:%s:%s@@\\n'"
+    ticks = max(1, int(grace / 0.2))
+    return '\n'.join([
+        STAT_READER,
+        f'__ce_root={pid_word}; __ce_start={start_word}',
+        f'case "$__ce_root" in ""|*[!0-9]*) {report} {KILL_GONE} 0; exit 0;; esac',
+        'if ! __ce_st "$__ce_root" || [ "$__ce_state" = Z ] || { [ -n "$__ce_start" ] && [ "$__ce_t" != "$__ce_start" ]; }; then',
+        f'  {report} {KILL_GONE} 0; exit 0',
+        'fi',
+        # Collect the tree first (a parent killed first would hand its children to init), level by level.
+        '__ce_all=$__ce_root; __ce_new=$__ce_root',
+        'while [ -n "$__ce_new" ]; do',
+        '  __ce_next=',
+        '  for __ce_s in /proc/[0-9]*/stat; do',
+        '    __ce_p=${__ce_s#/proc/}; __ce_p=${__ce_p%/stat}',
+        '    __ce_st "$__ce_p" || continue',
+        '    case " $__ce_new " in *" $__ce_pp "*) __ce_next="$__ce_next $__ce_p";; esac',
+        '  done',
+        '  __ce_all="$__ce_all$__ce_next"; __ce_new=$__ce_next',
+        'done',
+        '__ce_n=0; for __ce_p in $__ce_all; do __ce_n=$((__ce_n + 1)); done',
+        'kill -TERM $__ce_all 2>/dev/null',
+        '__ce_alive() { for __ce_p in $__ce_all; do __ce_st "$__ce_p" && [ "$__ce_state" != Z ] && return 0; done; return 1; }',
+        f'__ce_w=0; while __ce_alive && [ "$__ce_w" -lt {ticks} ]; do sleep 0.2 2>/dev/null || sleep 1; __ce_w=$((__ce_w + 1)); done',
+        'if __ce_alive; then kill -KILL $__ce_all 2>/dev/null; sleep 0.2 2>/dev/null || sleep 1; fi',
+        f'if __ce_alive; then {report} {KILL_SURVIVED} "$__ce_n"; else {report} {KILL_ENDED} "$__ce_n"; fi',
+    ]) + '\n'
+
+
+def parse_kill_outcome(output: bytes, nonce: str) -> tuple[str, int] | None:
+    """(KILL_GONE | KILL_ENDED | KILL_SURVIVED, processes signalled) from a kill_tree_script's output, or None."""
+    match = re.search(rb'@@CE' + nonce.encode() + rb':KILL:([a-z]+):(\d+)@@', output)
+    if match is None:
+        return None
+    return match.group(1).decode(), int(match.group(2))
+
+
+def describe_kill_outcome(outcome: tuple[str, int] | None, what: str, pid: str | None = None) -> tuple[str, bool]:
+    """(a sentence, worrying) about what a kill_tree_script did; worrying when the command may still run."""
+    where = f' (process {pid})' if pid else ''
+    if outcome is None:
+        return f'{what}; it may still be running{where}: the check for it printed no result', True
+    kind, count = outcome
+    if kind == KILL_GONE:
+        return f'{what}; it is no longer running', False
+    if kind == KILL_ENDED:
+        return f'{what}; it was ended: {count} process(es) stopped (SIGTERM, then SIGKILL for any left)', False
+    return f'{what}; some of its {count} process(es) outlived SIGKILL{where}', True

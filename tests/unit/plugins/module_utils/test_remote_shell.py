@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -148,3 +149,57 @@ def test_scripts_run_one_after_another_in_a_long_lived_shell(tmp_path):
     # cd, variables and exit stayed inside each script's subshell.
     assert results[1].stdout == str(tmp_path).encode() + b'\n'
     assert results[2].stdout == b'x=unset\n'
+
+
+# --- the kill script, run by the local sh on real processes -------------------------------------
+
+def _stat_fields(pid):
+    return open(f'/proc/{pid}/stat', encoding='ascii').read().rsplit(') ', 1)[1].split()
+
+
+def _ppid(pid):
+    try:
+        return int(_stat_fields(pid)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid):
+    try:
+        return _stat_fields(pid)[0] != 'Z'
+    except (OSError, IndexError):
+        return False
+
+
+def test_kill_tree_ends_a_whole_tree_even_a_child_that_ignores_sigterm():
+    tree = subprocess.Popen(['sh', '-c', 'sleep 300 & sh -c "trap \\"\\" TERM; sleep 301 & wait" & wait'])
+    try:
+        time.sleep(0.5)
+        children = [int(entry.name) for entry in os.scandir('/proc') if entry.name.isdigit() and _ppid(int(entry.name)) == tree.pid]
+        script = rs.kill_tree_script(str(tree.pid), _stat_fields(tree.pid)[19], grace=0.5, nonce='0123456789abcdef')
+        output = subprocess.run(['sh', '-c', script], capture_output=True, check=True).stdout
+        assert rs.parse_kill_outcome(output, '0123456789abcdef') == (rs.KILL_ENDED, 4)
+        tree.wait(5)
+        assert children and not any(_alive(pid) for pid in children)
+    finally:
+        if tree.poll() is None:
+            tree.kill()
+
+
+def test_kill_tree_leaves_a_reused_pid_alone():
+    victim = subprocess.Popen(['sleep', '300'])
+    try:
+        wrong_start = str(int(_stat_fields(victim.pid)[19]) + 1)   # the recorded process was another one
+        script = rs.kill_tree_script(str(victim.pid), wrong_start, nonce='0123456789abcdef')
+        output = subprocess.run(['sh', '-c', script], capture_output=True, check=True).stdout
+        assert rs.parse_kill_outcome(output, '0123456789abcdef') == (rs.KILL_GONE, 0)
+        assert _alive(victim.pid)
+    finally:
+        victim.kill()
+
+
+@pytest.mark.parametrize('pid', ['', 'not-a-pid', '999999999'])
+def test_kill_tree_of_nothing_says_gone(pid):
+    output = subprocess.run(['sh', '-c', rs.kill_tree_script(repr(pid), "''", nonce='0123456789abcdef')],
+                            capture_output=True, check=True).stdout
+    assert rs.parse_kill_outcome(output, '0123456789abcdef') == (rs.KILL_GONE, 0)
