@@ -62,13 +62,20 @@ options:
   connect_timeout:
     description:
       - Seconds to wait for a new session to be ready (API calls, websocket, shell start-up).
+      - Also how long a command waits for the host's session while another caller's command uses it (another
+        C(ansible) run, or tasks delegated to this host); then the task fails saying since when the session is busy.
+      - Must be above 0.
     type: int
     default: 60
     vars:
       - name: ansible_ali_eci_connect_timeout
   command_timeout:
     description:
-      - Seconds one command may run. When it passes, the session is closed (which ends the command) and the task fails.
+      - Seconds one command may run. When it passes, the command's processes are ended on the target and the task fails.
+      - "A command abandoned otherwise (Ansible's C(timeout) keyword, Ctrl-C, C(meta: reset_connection)) is ended the
+        same way, and the next task runs at once. What became of it is said at C(-v), or as a warning when it may
+        still run."
+      - Must be above 0.
     type: int
     default: 3600
     vars:

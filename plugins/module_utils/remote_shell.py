@@ -256,14 +256,14 @@ def parse_kill_outcome(output: bytes, nonce: str) -> tuple[str, int] | None:
     return match.group(1).decode(), int(match.group(2))
 
 
-def describe_kill_outcome(outcome: tuple[str, int] | None, what: str, pid: str | None = None) -> tuple[str, bool]:
-    """(a sentence, worrying) about what a kill_tree_script did; worrying when the command may still run."""
+def describe_kill_outcome(outcome: tuple[str, int] | None, pid: str | None = None) -> tuple[str, bool]:
+    """(a clause about what a kill_tree_script did, worrying); worrying when the command may still run."""
     where = f' (process {pid})' if pid else ''
     if outcome is None:
-        return f'{what}; it may still be running{where}: the check for it printed no result', True
+        return f'it may still be running{where}: the check for it printed no result', True
     kind, count = outcome
     if kind == KILL_GONE:
-        return f'{what}; it is no longer running', False
+        return 'it is no longer running', False
     if kind == KILL_ENDED:
-        return f'{what}; it was ended: {count} process(es) stopped (SIGTERM, then SIGKILL for any left)', False
-    return f'{what}; some of its {count} process(es) outlived SIGKILL{where}', True
+        return f'it was ended: {count} process(es) stopped (SIGTERM, then SIGKILL for any left)', False
+    return f'some of its {count} process(es) outlived SIGKILL{where}', True

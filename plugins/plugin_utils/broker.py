@@ -12,6 +12,14 @@ Credentials reach it on its stdin, never on a command line or in the environment
 
 Wire format on the socket: a 4-byte big-endian length, a JSON header, then the raw byte payloads
 whose lengths the header lists.
+
+Callers go away: Ansible's `timeout:` keyword, Ctrl-C, a killed worker. The broker watches the
+socket of the caller whose command runs; when it closes (or shuts down its sending side, which is
+how a caller that is still alive says "I give up"), the command is abandoned: the session is closed
+and a new one ends the old shell's process tree on the target, so no host waits on a command nobody
+wants. A request whose caller left before it could run is dropped, never run. Every wait has a
+deadline on both sides, and what happened to an abandoned command is told to the caller if it still
+listens, else to the next one.
 """
 
 from __future__ import annotations
@@ -27,10 +35,13 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import typing as t
 
+from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded
+from ansible_collections.cloudexec.core.plugins.plugin_utils.persistent_shell import CommandAbandoned
 
 # Where each transport's session opener lives: "module:function" taking (options, log) and returning
 # a ready PersistentShell. Imported lazily so a broker loads only its own cloud's SDK.
@@ -38,6 +49,20 @@ OPENERS = {
     'aws_ecs': 'ansible_collections.cloudexec.core.plugins.plugin_utils.aws_ecs_shell:open_shell',
     'ali_eci': 'ansible_collections.cloudexec.core.plugins.plugin_utils.ali_eci_shell:open_shell',
 }
+
+# A caller waits this long for a session busy with another caller's command, unless it says otherwise.
+DEFAULT_QUEUE_WAIT = 60.0
+# Beyond a command's own timeout, how long ending an abandoned command may take (a new session, the kill script).
+ABANDON_GRACE = 30.0
+# How long the kill script may run on the target (it sends SIGTERM, then SIGKILL after KILL_GRACE seconds).
+KILL_TIMEOUT = 20.0
+KILL_GRACE = 2.0
+# How long a caller that gave up (task timeout) still listens for what happened to its command.
+ABANDON_REPORT_WAIT = 20.0
+# reset_connection: how long it waits for a running command to be ended before it closes the session anyway.
+STOP_WAIT = 60.0
+# How often the broker's idle loop, and a waiting caller, look around.
+_TICK = 0.2
 
 _HEADER = struct.Struct('>I')
 _MAX_HEADER = 1 << 20
@@ -49,6 +74,17 @@ _COLLECTIONS_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirn
 
 class BrokerError(CloudExecError):
     """The broker could not be started or reached, or it reported a failure."""
+
+    may_have_run = False
+    deadline = False
+
+
+def _broker_lost(message: str, code: str) -> BrokerError:
+    """The broker stopped answering after the command was sent: it may have run."""
+    exc = BrokerError(message, code=code, provider='cloudexec', retryable=False,
+                      remedy='The command may have run: check its effects before repeating it')
+    exc.may_have_run = True
+    return exc
 
 
 # A Unix socket path may hold at most 107 bytes on Linux (104 on some BSDs); stay well below.
@@ -130,11 +166,22 @@ def recv_message(sock: socket.socket) -> tuple[dict[str, t.Any], list[bytes]]:
     return header, [_recv_exact(sock, n) for n in header.get('payloads', [])]
 
 
-def error_header(exc: CloudExecError) -> dict[str, t.Any]:
-    """A failure as the broker reports it (never any secret: messages are built without them)."""
+def error_header(exc: CloudExecError, *, may_have_run: bool | None = None) -> dict[str, t.Any]:
+    """A failure as the broker reports it (never any secret: messages are built without them).
+
+    may_have_run says whether the command could have started; errors that do not know say True, the
+    safe side: a command is sent again only when it surely never ran.
+    """
+    if may_have_run is None:
+        may_have_run = bool(getattr(exc, 'may_have_run', True))
     return {'ok': False, 'error': {'message': exc.message, 'code': exc.code, 'provider': exc.provider, 'remedy': exc.remedy,
-                                   'may_have_run': bool(getattr(exc, 'may_have_run', False)),
-                                   'deadline': isinstance(exc, DeadlineExceeded)}}
+                                   'may_have_run': may_have_run, 'deadline': isinstance(exc, DeadlineExceeded)}}
+
+
+def _failure(message: str, code: str, remedy: str, *, may_have_run: bool) -> dict[str, t.Any]:
+    """A failure header of the broker's own."""
+    return {'ok': False, 'error': {'message': message, 'code': code, 'provider': 'cloudexec', 'remedy': remedy,
+                                   'may_have_run': may_have_run, 'deadline': False}}
 
 
 def error_from_header(header: dict[str, t.Any]) -> BrokerError:
@@ -142,9 +189,20 @@ def error_from_header(header: dict[str, t.Any]) -> BrokerError:
     error = header.get('error') or {}
     exc = BrokerError(error.get('message') or 'the session broker failed', code=error.get('code'), provider=error.get('provider'),
                       remedy=error.get('remedy'), retryable=False)
-    exc.may_have_run = error.get('may_have_run', False)  # type: ignore[attr-defined]
-    exc.deadline = error.get('deadline', False)  # type: ignore[attr-defined]
+    exc.may_have_run = error.get('may_have_run', True)
+    exc.deadline = error.get('deadline', False)
     return exc
+
+
+def caller_left(conn: socket.socket) -> bool:
+    """Whether the peer closed its socket or shut down its sending side (a caller sends nothing while it waits)."""
+    try:
+        data = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return data == b''
 
 
 # --- client side (in the connection plugin) -----------------------------------------------------
@@ -153,12 +211,15 @@ class BrokerClient:
     """Talks to the broker of one target, starting it when it is not running."""
 
     def __init__(self, kind: str, options: dict[str, t.Any], *, key_options: dict[str, t.Any] | None = None,
-                 start_timeout: float = 120.0, log: t.Callable[[str], None] | None = None) -> None:
+                 start_timeout: float = 120.0, log: t.Callable[[str], None] | None = None,
+                 notify: t.Callable[[str, bool], None] | None = None) -> None:
         self.kind = kind
         self.options = options
         self.key = broker_key(kind, key_options if key_options is not None else options)
         self.start_timeout = start_timeout
         self._log = log or (lambda msg: None)
+        # What the broker tells about abandoned commands: (text, worrying) - worrying when one may still run.
+        self._notify = notify or (lambda msg, worrying: self._log(msg))
         self._sock: socket.socket | None = None
         self.started_broker = False
 
@@ -184,7 +245,7 @@ class BrokerClient:
         if sock is None:
             lock_path = os.path.join(control_dir(), f'{self.key}.lock')
             with open(lock_path, 'a', encoding='ascii') as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._lock_within(lock, self.start_timeout)
                 sock = self._try_connect()
                 if sock is None:
                     self._spawn()
@@ -193,6 +254,20 @@ class BrokerClient:
                 raise BrokerError('The session broker started but cannot be reached', code='BrokerUnreachable', provider='cloudexec',
                                   remedy=f'Check {control_dir()} and retry', retryable=False)
         self._sock = sock
+
+    def _lock_within(self, lock: t.IO[str], timeout: float) -> None:
+        """Take the start-up lock, waiting at most timeout seconds for another process starting the same broker."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise BrokerError(f'Another process has been starting the session broker for over {timeout:g} seconds',
+                                      code='BrokerTimeout', provider='cloudexec', retryable=False,
+                                      remedy='Retry; if it persists, look for a hung ansible process of yours') from None
+                time.sleep(_TICK)
 
     def _spawn(self) -> None:
         """Start a broker and wait until it reports its session open (or why it could not)."""
@@ -206,6 +281,7 @@ class BrokerClient:
             config = json.dumps({'kind': self.kind, 'options': self.options, 'socket': self.socket_path}).encode()
             proc.stdin.write(config)
             proc.stdin.close()
+            # If we give up (or die) before the broker reports, it sees its stdout closed and exits (see main).
             status = self._read_status(proc.stdout)
             proc.wait()  # the launcher forks and exits at once; the broker lives on
         if status.get('ok'):
@@ -234,43 +310,92 @@ class BrokerClient:
             return {'ok': False, 'error': {'message': 'the session broker exited without a status', 'code': 'BrokerCrashed',
                                            'remedy': 'Run with -vvv for details; check that the collection requirements are installed'}}
 
-    def request(self, header: dict[str, t.Any], *payloads: bytes) -> tuple[dict[str, t.Any], list[bytes]]:
-        """One request/response round trip; a broker that vanished is restarted once."""
+    def request(self, header: dict[str, t.Any], *payloads: bytes,
+                reply_within: float | None = None) -> tuple[dict[str, t.Any], list[bytes]]:
+        """One request/response round trip, the reply awaited at most reply_within seconds.
+
+        A broker that had vanished, or that was closing, is replaced once: the request never reached a
+        shell, so it cannot run twice. If this process is interrupted while it waits (a task timeout,
+        Ctrl-C), the broker is told the command is abandoned, and what became of it is reported.
+        """
         for attempt in (1, 2):
             self.connect()
             sock = t.cast(socket.socket, self._sock)  # connect() raises rather than leave it unset
             try:
+                sock.settimeout(None)
                 send_message(sock, header, *payloads)
-                return recv_message(sock)
+                sock.settimeout(reply_within)
+                reply, data = recv_message(sock)
+            except socket.timeout:
+                self.close()  # the broker sees us go, and ends the command
+                raise _broker_lost(f'The session broker did not answer within {reply_within:g} seconds', 'BrokerTimeout') from None
             except (ConnectionError, OSError) as exc:
                 self.close()
                 if attempt == 2 or header.get('op') == 'exec' and self._sent_to_live_broker(exc):
-                    raise BrokerError('The session broker went away during the request', code='BrokerLost', provider='cloudexec',
-                                      remedy='The command may have run: check before repeating it', retryable=False) from None
+                    raise _broker_lost('The session broker went away during the request', 'BrokerLost') from None
+                continue
+            except BaseException:
+                # Not an error of ours: Ansible's task timeout, Ctrl-C, SystemExit. Say we give up, hear the outcome.
+                self._abandon(sock)
+                raise
+            self._tell(reply)
+            if not reply.get('ok') and (reply.get('error') or {}).get('code') == 'BrokerStopping' and attempt == 1:
+                self.close()  # that broker is closing its session (reset_connection): start a new one
+                continue
+            return reply, data
         raise AssertionError('unreachable')
+
+    def _abandon(self, sock: socket.socket) -> None:
+        """Tell the broker this caller gives up its command (EOF on our side), and report what it did about it."""
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(ABANDON_REPORT_WAIT)
+            reply, _data = recv_message(sock)
+        except Exception:  # pylint: disable=broad-exception-caught  # best effort: we are already failing
+            self._notify('The abandoned command was handed to the session broker to end; no report came back in '
+                         f'{ABANDON_REPORT_WAIT:g} seconds', True)
+        else:
+            self._tell(reply)
+        finally:
+            self.close()
+
+    def _tell(self, reply: dict[str, t.Any]) -> None:
+        for note in reply.get('notes') or ():
+            self._notify(str(note.get('text')), bool(note.get('worrying')))
 
     @staticmethod
     def _sent_to_live_broker(exc: BaseException) -> bool:
         # A broker that had already exited refuses or resets at once: safe to start a new one.
         return not isinstance(exc, (ConnectionRefusedError, BrokenPipeError, FileNotFoundError))
 
-    def exec(self, command: str, stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
-        """Run a command through the broker's shell."""
+    def exec(self, command: str, stdin: bytes | None, timeout: float, wait: float = DEFAULT_QUEUE_WAIT,
+             connect_timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        """Run a command through the broker's shell.
+
+        timeout bounds the command; wait, how long to queue behind another caller's command; the broker may
+        also need a new session (connect_timeout) and ABANDON_GRACE to end a command that overran.
+        """
+        if timeout <= 0:
+            raise BrokerError(f'command_timeout must be a positive number of seconds, not {timeout:g}', code='InvalidParameter',
+                              provider='cloudexec', remedy='Set command_timeout to a number of seconds above 0', retryable=False)
         payloads = [stdin] if stdin is not None else []
-        header, data = self.request({'op': 'exec', 'command': command, 'stdin': stdin is not None, 'timeout': timeout}, *payloads)
+        header, data = self.request({'op': 'exec', 'command': command, 'stdin': stdin is not None, 'timeout': timeout, 'wait': wait},
+                                    *payloads, reply_within=wait + timeout + 2 * connect_timeout + ABANDON_GRACE)
         if not header.get('ok'):
             raise error_from_header(header)
         return int(header['rc']), data[0], data[1]
 
     def stop(self) -> None:
-        """Ask the broker to end its session and exit (reset_connection)."""
+        """Ask the broker to end its session and exit (reset_connection), ending a command that still runs."""
         sock = self._sock or self._try_connect()
         if sock is None:
             return
         self._sock = sock
         with contextlib.suppress(ConnectionError, OSError):
+            sock.settimeout(STOP_WAIT + ABANDON_GRACE)
             send_message(sock, {'op': 'stop'})
-            recv_message(sock)
+            reply, _data = recv_message(sock)
+            self._tell(reply)
         self.close()
 
     def close(self) -> None:
@@ -284,18 +409,37 @@ class BrokerClient:
 # --- broker side ------------------------------------------------------------------------------
 
 class Broker:
-    """The background process: one session, one shell, a Unix socket, an idle timeout."""
+    """The background process: one session, one shell, a Unix socket, an idle timeout.
+
+    The main thread accepts callers; each caller gets a thread that reads its requests. One command
+    at a time uses the shell (self.lock); the others queue for a bounded time, and any that wait
+    while their caller leaves are dropped.
+    """
 
     def __init__(self, kind: str, options: dict[str, t.Any], socket_path: str, log: t.Callable[[str], None]) -> None:
         self.kind = kind
         self.options = options
         self.socket_path = socket_path
         self.idle_timeout = float(options.get('idle_timeout') or 600)
+        self.connect_timeout = float(options.get('connect_timeout') or 60)
         self.log = log
         self.shell: t.Any = None
         self.sessions_opened = 0
         self.requests = 0
+        self.abandoned = 0
+        self.dropped = 0
+        self.queued = 0                        # callers waiting for the running command to end
         self.unlinked = False
+        self.lock = threading.Lock()           # held by the command that uses the shell
+        self.busy_since: float | None = None   # wall-clock start of the running command
+        self.last_activity = time.monotonic()
+        self.stopping = threading.Event()      # no new command may start; the running one is ended
+        self.finished = threading.Event()      # the main loop may exit
+        self._notes: list[dict[str, t.Any]] = []
+        self._notes_lock = threading.Lock()
+        self.history: list[str] = []           # every note, for the stats request (tests, -vvv debugging)
+
+    # ---- the session
 
     def open_shell(self) -> None:
         """Open (or reopen) the session."""
@@ -322,74 +466,254 @@ class Broker:
                 self.shell.close(grace=0.5 if self.shell.broken else 2.0)
             self.shell = None
 
-    def handle(self, header: dict[str, t.Any], payloads: list[bytes]) -> tuple[dict[str, t.Any], list[bytes]]:
-        """Serve one request."""
+    # ---- notes about abandoned commands
+
+    def _note(self, text: str, worrying: bool) -> dict[str, t.Any]:
+        note = {'text': text, 'worrying': worrying}
+        self.history.append(text)
+        self.log(text)
+        return note
+
+    def _queue_note(self, note: dict[str, t.Any]) -> None:
+        with self._notes_lock:
+            self._notes.append(note)
+
+    def _take_notes(self) -> list[dict[str, t.Any]]:
+        with self._notes_lock:
+            notes, self._notes = self._notes, []
+        return notes
+
+    # ---- requests
+
+    def handle(self, conn: socket.socket, header: dict[str, t.Any], payloads: list[bytes]) -> tuple[dict[str, t.Any] | None, list[bytes]]:
+        """Serve one request; (None, []) when there is nobody left to answer."""
         self.requests += 1
         op = header.get('op')
         if op == 'exec':
-            stdin = payloads[0] if header.get('stdin') else None
-            timeout = float(header.get('timeout') or 3600)
-            for attempt in (1, 2):
-                try:
-                    result = self._healthy_shell().run(header['command'], stdin=stdin, timeout=timeout)
-                    break
-                except CloudExecError as exc:
-                    if self.shell is not None and self.shell.broken:
-                        self._drop_shell()
-                    # A session that died before the command could start (typically while idle, unnoticed until
-                    # we wrote to it) is reopened and the command sent once more: it cannot run twice.
-                    if attempt == 2 or isinstance(exc, DeadlineExceeded) or getattr(exc, 'may_have_run', True):
-                        return error_header(exc), []
-                    self.log(f'session lost before the command started ({exc.code}); reopening once')
-            return {'ok': True, 'rc': result.rc, 'crlf': result.crlf}, [result.stdout, result.stderr]
+            return self._exec(conn, header, payloads)
         if op == 'stats':
-            return {'ok': True, 'sessions_opened': self.sessions_opened, 'requests': self.requests,
+            return {'ok': True, 'sessions_opened': self.sessions_opened, 'requests': self.requests, 'abandoned': self.abandoned,
+                    'dropped': self.dropped, 'queued': self.queued, 'notes': [], 'history': list(self.history), 'busy': self.busy_since is not None,
                     'commands': getattr(self.shell, 'commands', 0), 'pid': os.getpid()}, []
         if op == 'stop':
-            return {'ok': True, 'stopping': True}, []
-        return {'ok': False, 'error': {'message': f'unknown broker request {op!r}', 'code': 'BadRequest'}}, []
+            return self._stop(), []
+        return {'ok': False, 'error': {'message': f'unknown broker request {op!r}', 'code': 'BadRequest', 'may_have_run': False}}, []
+
+    def _exec(self, conn: socket.socket, header: dict[str, t.Any], payloads: list[bytes]) -> tuple[dict[str, t.Any] | None, list[bytes]]:
+        timeout = float(header.get('timeout') or 0)
+        if timeout <= 0:
+            return _failure(f'command_timeout must be above 0 seconds, not {timeout:g}', 'InvalidParameter',
+                            'Set command_timeout to a positive number of seconds', may_have_run=False), []
+        wait = max(0.0, float(header.get('wait', DEFAULT_QUEUE_WAIT)))
+        if not self.lock.acquire(blocking=False):
+            waited = self._queue_for_lock(conn, header, wait)
+            if waited is not None:
+                return (waited or None), []
+        try:
+            if self.stopping.is_set():
+                return self._stopping_reply(), []
+            if caller_left(conn):  # gone while its request sat in the socket: a cancelled command never runs
+                self._drop_departed(header)
+                return None, []
+            self.busy_since = time.time()
+            reply, data = self._run(conn, header, payloads, timeout)
+            if reply is not None:
+                reply['notes'] = self._take_notes() + reply.get('notes', [])
+            return reply, data
+        finally:
+            self.busy_since = None
+            self.last_activity = time.monotonic()
+            self.lock.release()
+
+    def _queue_for_lock(self, conn: socket.socket, header: dict[str, t.Any], wait: float) -> dict[str, t.Any] | None:
+        """Wait up to `wait` seconds for the shell; None once it is ours, else the reply (None reply: the caller left)."""
+        give_up = time.monotonic() + wait
+        self.queued += 1
+        try:
+            while not self.lock.acquire(timeout=_TICK):
+                if caller_left(conn):
+                    self._drop_departed(header)
+                    return {}  # nobody to answer
+                if self.stopping.is_set():
+                    return self._stopping_reply()
+                if time.monotonic() >= give_up:
+                    since = time.strftime('%H:%M:%S', time.localtime(self.busy_since or time.time()))
+                    return _failure(f'the session is busy with another command since {since} (waited {wait:g} s for it)', 'SessionBusy',
+                                    'Another task, run or controller uses this host\'s session: retry later, raise connect_timeout to '
+                                    'wait longer, or use another CLOUDEXEC_CONTROL_DIR for a separate session', may_have_run=False)
+            return None
+        finally:
+            self.queued -= 1
+
+    def _drop_departed(self, header: dict[str, t.Any]) -> None:
+        self.dropped += 1
+        self._queue_note(self._note(f'A request whose caller had left before it could run was dropped, not run: '
+                                    f'{str(header.get("command"))[:80]!r}', False))
+
+    def _stopping_reply(self) -> dict[str, t.Any]:
+        return _failure('the session is being closed (reset_connection, or its last command could not be ended)', 'BrokerStopping',
+                        'Retry: a new session is opened', may_have_run=False)
+
+    def _run(self, conn: socket.socket, header: dict[str, t.Any], payloads: list[bytes],
+             timeout: float) -> tuple[dict[str, t.Any] | None, list[bytes]]:
+        """Run the command (the lock is held); end it if its caller leaves or its time runs out."""
+        stdin = payloads[0] if header.get('stdin') else None
+        started = time.time()
+
+        def cancelled() -> str | None:
+            if self.stopping.is_set():
+                return 'the session was reset (reset_connection)'
+            if caller_left(conn):
+                return 'its caller went away (a task timeout, an interrupt or a killed worker)'
+            return None
+
+        for attempt in (1, 2):
+            try:
+                result = self._healthy_shell().run(header['command'], stdin=stdin, timeout=timeout, cancelled=cancelled)
+                break
+            except CommandAbandoned as exc:
+                self.abandoned += 1
+                note = self._end_abandoned(started, exc.reason)
+                if self._answer(conn, {'ok': False, 'notes': [note], 'error': {
+                        'message': note['text'], 'code': 'CommandAbandoned', 'provider': 'cloudexec', 'may_have_run': True}}):
+                    return None, []
+                self._queue_note(note)  # the caller is gone: the next one hears of it
+                return None, []
+            except DeadlineExceeded as exc:
+                self.abandoned += 1
+                note = self._end_abandoned(started, f'its command_timeout of {timeout:g} s passed')
+                exc.message = f'{exc.message}. {note["text"]}'
+                return error_header(exc, may_have_run=True), []
+            except CloudExecError as exc:
+                if self.shell is not None and self.shell.broken:
+                    self._drop_shell()
+                # A session that died before the command could start (typically while idle, unnoticed until
+                # we wrote to it) is reopened and the command sent once more: it cannot run twice.
+                if attempt == 2 or getattr(exc, 'may_have_run', True):
+                    return error_header(exc), []
+                self.log(f'session lost before the command started ({exc.code}); reopening once')
+        return {'ok': True, 'rc': result.rc, 'crlf': result.crlf}, [result.stdout, result.stderr]
+
+    @staticmethod
+    def _answer(conn: socket.socket, reply: dict[str, t.Any]) -> bool:
+        """Send a reply to a caller that may have left; whether it could be sent."""
+        try:
+            send_message(conn, reply)
+        except (ConnectionError, OSError):
+            return False
+        return True
+
+    def _end_abandoned(self, started: float, why: str) -> dict[str, t.Any]:
+        """End what an abandoned command left running on the target; a note that says what happened.
+
+        The session is closed first (ECS's agent then ends the shell and its terminal hangs up the command;
+        ECI leaves it running, as a kubelet does). A new session then ends the old shell's process tree,
+        named by its pid and start time, and stays open for the next command.
+        """
+        old = self.shell
+        pid, start, where = old.shell_pid, old.shell_start, old.where
+        self._drop_shell()
+        what = f'The command started at {time.strftime("%H:%M:%S", time.localtime(started))} in {where} was abandoned: {why}'
+        if not pid:
+            return self._note(f'{what}; its session was closed, but its shell did not report its process, so whether the command '
+                              'still runs is not known', True)
+        nonce = remote_shell.new_nonce()
+        try:
+            self.open_shell()
+            result = self.shell.run(remote_shell.kill_tree_script(pid, start, grace=KILL_GRACE, nonce=nonce), timeout=KILL_TIMEOUT)
+        except CloudExecError as exc:
+            self._drop_shell()
+            if not self.stopping.is_set():
+                self._retire()  # no session can be had: let the next task start afresh rather than wait on this one
+            return self._note(f'{what}; it may still be running (shell process {pid}): no new session could be opened to end it '
+                              f'({exc.code}: {exc.message})', True)
+        outcome = remote_shell.parse_kill_outcome(result.stdout, nonce)
+        if outcome is not None and outcome[0] == remote_shell.KILL_GONE:
+            return self._note(f'{what}; it is no longer running: it ended with its session', False)
+        clause, worrying = remote_shell.describe_kill_outcome(outcome, pid)
+        return self._note(f'{what}; {clause}', worrying)
+
+    def _retire(self) -> None:
+        """Stop taking commands and exit once free: waiting callers are told to start a new broker."""
+        self.stopping.set()
+        self._unlink()
+        self.finished.set()
+
+    def _stop(self) -> dict[str, t.Any]:
+        """reset_connection: no new command starts, the running one is ended, the session is closed."""
+        self.stopping.set()
+        self._unlink()  # a task that follows reset_connection must start a new broker, not reach this one
+        got = self.lock.acquire(timeout=STOP_WAIT + ABANDON_GRACE)
+        try:
+            self._drop_shell()
+        finally:
+            if got:
+                self.lock.release()
+        return {'ok': True, 'stopping': True, 'notes': self._take_notes()}
+
+    # ---- the loop
+
+    def serve_client(self, conn: socket.socket) -> None:
+        """Read a caller's requests one after another, until it disconnects."""
+        with conn:
+            while not self.finished.is_set():
+                try:
+                    header, payloads = recv_message(conn)
+                except (ConnectionError, OSError, ValueError):
+                    return
+                self.last_activity = time.monotonic()
+                try:
+                    reply, data = self.handle(conn, header, payloads)
+                except Exception as exc:  # pylint: disable=broad-exception-caught
+                    # A bug must not kill the broker mid-request (the client would only see it vanish and
+                    # have to say the command may have run): report it, and start the next request afresh.
+                    with self.lock:
+                        self._drop_shell()
+                    reply, data = _failure(f'the session broker failed: {type(exc).__name__}: {exc}', 'BrokerInternalError',
+                                           'Check the command\'s effects, then retry; report this with -vvv output', may_have_run=True), []
+                if reply is None:
+                    return
+                if not self._answer_with(conn, reply, data):
+                    return
+                if header.get('op') == 'stop':
+                    self.finished.set()
+                    return
+
+    @staticmethod
+    def _answer_with(conn: socket.socket, reply: dict[str, t.Any], data: list[bytes]) -> bool:
+        try:
+            send_message(conn, reply, *data)
+        except (ConnectionError, OSError):
+            return False
+        return True
 
     def serve(self, server: socket.socket) -> None:
-        """Accept clients one after another until idle for idle_timeout or told to stop."""
-        server.settimeout(self.idle_timeout)
-        while True:
+        """Accept callers until idle for idle_timeout, told to stop, or retired."""
+        server.settimeout(_TICK)
+        while not self.finished.is_set():
+            if self.busy_since is None and not self.stopping.is_set() and time.monotonic() - self.last_activity > self.idle_timeout:
+                self.log('idle timeout; ending the session')
+                return
             try:
                 conn, _addr = server.accept()
             except socket.timeout:
-                self.log('idle timeout; ending the session')
+                continue
+            except OSError:
                 return
-            with conn:
-                conn.settimeout(None)
-                while True:
-                    try:
-                        header, payloads = recv_message(conn)
-                    except (ConnectionError, OSError, ValueError):
-                        break
-                    try:
-                        reply, data = self.handle(header, payloads)
-                    except Exception as exc:  # pylint: disable=broad-exception-caught
-                        # A bug must not kill the broker mid-request (the client would only see it vanish and
-                        # have to say the command may have run): report it, and start the next request afresh.
-                        self._drop_shell()
-                        reply, data = {'ok': False, 'error': {'message': f'the session broker failed: {type(exc).__name__}: {exc}',
-                                                              'code': 'BrokerInternalError', 'may_have_run': True,
-                                                              'remedy': 'Check the command\'s effects, then retry; report this with -vvv output'}}, []
-                    if header.get('op') == 'stop':
-                        # Stop listening before answering: a task that follows reset_connection must start a new
-                        # broker, not reach this one while it closes its session.
-                        self.stop_listening(server)
-                    with contextlib.suppress(ConnectionError, OSError):
-                        send_message(conn, reply, *data)
-                    if header.get('op') == 'stop':
-                        return
+            conn.settimeout(None)
+            threading.Thread(target=self.serve_client, args=(conn,), daemon=True).start()
 
-    def stop_listening(self, server: socket.socket) -> None:
-        """Close the listening socket and remove its path, once (a later broker may have bound the path since)."""
-        server.close()
+    def _unlink(self) -> None:
+        """Remove the socket path, once (a later broker may have bound the path since)."""
         if not self.unlinked:
             self.unlinked = True
             with contextlib.suppress(OSError):
                 os.unlink(self.socket_path)
+
+    def stop_listening(self, server: socket.socket) -> None:
+        """Close the listening socket and remove its path."""
+        server.close()
+        self._unlink()
 
 
 def _report(status: dict[str, t.Any]) -> None:
@@ -399,6 +723,36 @@ def _report(status: dict[str, t.Any]) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.close(devnull)
+
+
+def _reader_gone(fd: int) -> bool:
+    """Whether nobody reads the pipe at fd any more (the client that started us gave up or died)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLERR | select.POLLHUP)
+    return any(event & (select.POLLERR | select.POLLHUP) for _fd, event in poller.poll(0))
+
+
+def _open_watched(broker: Broker) -> dict[str, t.Any] | None:
+    """Open the session while watching the client: None when the client left (we then exit at once), else a status."""
+    outcome: dict[str, t.Any] = {}
+
+    def opener() -> None:
+        try:
+            broker.open_shell()
+            outcome['status'] = {'ok': True, 'pid': os.getpid()}
+        except CloudExecError as exc:
+            outcome['status'] = error_header(exc, may_have_run=False)
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # any start-up failure must reach the client
+            outcome['status'] = {'ok': False, 'error': {'message': f'the session broker failed to start: {type(exc).__name__}: {exc}',
+                                                        'code': 'BrokerStartFailed', 'may_have_run': False}}
+
+    thread = threading.Thread(target=opener, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(_TICK)
+        if thread.is_alive() and _reader_gone(1):
+            return None
+    return outcome['status']
 
 
 def main() -> None:
@@ -415,25 +769,26 @@ def main() -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         server.bind(sockaddr(broker.socket_path))
-        server.listen(8)
-        broker.open_shell()
-    except CloudExecError as exc:
+        server.listen(16)
+    except OSError as exc:
         server.close()
-        with contextlib.suppress(OSError):
-            os.unlink(broker.socket_path)
-        _report(error_header(exc))
+        _report({'ok': False, 'error': {'message': f'the session broker could not listen: {exc}', 'code': 'BrokerStartFailed',
+                                        'may_have_run': False}})
         return
-    except Exception as exc:  # pylint: disable=broad-exception-caught  # any start-up failure must reach the client
-        server.close()
-        with contextlib.suppress(OSError):
-            os.unlink(broker.socket_path)
-        _report({'ok': False, 'error': {'message': f'the session broker failed to start: {type(exc).__name__}: {exc}',
-                                        'code': 'BrokerStartFailed'}})
-        return
-    _report({'ok': True, 'pid': os.getpid()})
+    status = _open_watched(broker)
+    if status is None or not status.get('ok'):
+        # The client gave up (it died, or its start timeout passed) or the session could not be opened:
+        # exit now rather than keep a session nobody will use. os._exit also drops a half-open session.
+        broker.stop_listening(server)
+        if status is not None:
+            _report(status)
+        os._exit(0)  # pylint: disable=protected-access
+    _report(status)
     try:
         broker.serve(server)
     finally:
         # No new client may connect while the session closes (up to a few seconds).
         broker.stop_listening(server)
-        broker._drop_shell()  # pylint: disable=protected-access
+        with contextlib.suppress(Exception):
+            broker._drop_shell()  # pylint: disable=protected-access
+        os._exit(0)  # pylint: disable=protected-access  # daemon threads may still wait on idle callers

@@ -49,11 +49,13 @@ class BrokeredConnection(ConnectionBase):
 
     def _connect(self):
         if self._broker is None:
+            self._timeouts()
             options = self._target_options()
             # The broker key covers the target and the credentials; secrets only as part of a hash.
             self._broker = BrokerClient(self.broker_kind, options, key_options=dict(options),
                                         start_timeout=float(options['connect_timeout']) + 30,
-                                        log=lambda msg: display.vvv(msg, host=self._play_context.remote_addr))
+                                        log=lambda msg: display.vvv(msg, host=self._play_context.remote_addr),
+                                        notify=self._notify)
             display.vvv(f'{self.session_label.upper()}: {self._describe_target(options)}', host=self._play_context.remote_addr)
             try:
                 self._broker.connect()
@@ -63,12 +65,31 @@ class BrokeredConnection(ConnectionBase):
         self._connected = True
         return self
 
+    def _notify(self, text: str, worrying: bool) -> None:
+        """What became of an abandoned command: a warning when it may still run, else a -v message."""
+        if worrying:
+            display.warning(f'{self._play_context.remote_addr}: {text}')
+        else:
+            display.v(text, host=self._play_context.remote_addr)
+
+    def _timeouts(self) -> tuple[float, float]:
+        """(command_timeout, connect_timeout), refused unless positive: 0 must not mean "the default" or "no limit"."""
+        values = []
+        for name in ('command_timeout', 'connect_timeout'):
+            value = self.get_option(name)
+            if value is None or float(value) <= 0:
+                raise AnsibleError(f'{self.transport}: {name} must be a positive number of seconds, not {value!r}')
+            values.append(float(value))
+        return values[0], values[1]
+
     def _run(self, cmd: str, in_data: bytes | None) -> tuple[int, bytes, bytes]:
+        command_timeout, connect_timeout = self._timeouts()
         self._connect()
         try:
-            return self._broker.exec(cmd, in_data, float(self.get_option('command_timeout')))
+            # A command queued behind another caller's waits as long as a new session may take to open.
+            return self._broker.exec(cmd, in_data, command_timeout, wait=connect_timeout, connect_timeout=connect_timeout)
         except CloudExecError as exc:
-            if getattr(exc, 'deadline', False):
+            if getattr(exc, 'deadline', False) or exc.code in ('SessionBusy', 'InvalidParameter', 'CommandAbandoned'):
                 raise AnsibleError(str(exc)) from None
             if getattr(exc, 'may_have_run', False):
                 # The target is reachable (the next task opens a new session): fail the task, not the host,
@@ -154,7 +175,7 @@ class BrokeredConnection(ConnectionBase):
                 options = self._target_options()
             except AnsibleError:
                 return
-            self._broker = BrokerClient(self.broker_kind, options, key_options=dict(options))
+            self._broker = BrokerClient(self.broker_kind, options, key_options=dict(options), notify=self._notify)
         display.vvv(f'{self.session_label.upper()}: closing the session (reset_connection)', host=self._play_context.remote_addr)
         self._broker.stop()
         self._broker = None

@@ -11,6 +11,7 @@ terminal in raw mode, and every command is a remote_shell.wrap() script framed w
 
 from __future__ import annotations
 
+import re
 import time
 import typing as t
 
@@ -34,12 +35,15 @@ class ByteChannel(t.Protocol):
 def bootstrap_command(nonce: str, shell: str = '/bin/sh') -> str:
     """The command the exec API starts: raw terminal, a READY marker, then a non-interactive `sh -s`.
 
+    The READY marker carries the shell's pid and start time ($$ survives the exec): if a command is
+    abandoned, that names the process tree to end from another session (see remote_shell.kill_tree_script).
     stderr of the long-lived shell goes to /dev/null: with stdin and stderr both terminals the shell
     would be interactive and print prompts into our stream. Each command's own stderr is captured by
     its wrapper anyway.
     """
-    return (f"stty raw -echo 2>/dev/null; printf '\\n@@CE%s:READY@@\\n' {nonce}; "
-            f'exec {shell} -s 2>/dev/null')
+    return ("stty raw -echo 2>/dev/null; __ce_t=; { read -r __ce_l </proc/$$/stat; } 2>/dev/null && "
+            "set -- ${__ce_l##*[)] } && __ce_t=${20}; "
+            f"printf '\\n@@CE%s:READY:%s:%s@@\\n' {nonce} $$ \"$__ce_t\"; exec {shell} -s 2>/dev/null")
 
 
 def _as_sent(value: t.Any) -> t.Any:
@@ -55,6 +59,19 @@ class ShellBroken(CloudExecError):
     """The long-lived shell can no longer be trusted (a command overran its deadline, the session ended)."""
 
 
+class CommandAbandoned(CloudExecError):
+    """The caller of a running command went away (or asked to stop): the command must be ended, not waited for."""
+
+    def __init__(self, reason: str, started: bool) -> None:
+        super().__init__(f'the command was abandoned: {reason}', code='CommandAbandoned', provider='cloudexec', retryable=False)
+        self.reason = reason
+        self.started = started
+
+
+# How often a running command checks whether its caller is still there.
+CANCEL_CHECK_INTERVAL = 0.2
+
+
 class PersistentShell:
     """Runs framed commands through one long-lived remote shell."""
 
@@ -67,13 +84,16 @@ class PersistentShell:
         self.broken: str | None = None
         self.commands = 0
         self.have_base64: bool | None = None
+        # The long-lived shell's process on the target (pid, start time), from its READY marker.
+        self.shell_pid: str | None = None
+        self.shell_start = ''
 
     def wait_ready(self, timeout: float) -> None:
         """Read until the bootstrap's READY marker (the session's banner, if any, is dropped)."""
-        ready = remote_shell.marker(self.nonce, 'READY')
+        ready = re.compile(re.escape(remote_shell.marker(self.nonce, 'READY')[:-2]) + rb'(?::(\d+):(\d*))?@@')
         seen = bytearray()
         deadline = self._clock() + timeout
-        while ready not in seen:
+        while (found := ready.search(seen)) is None:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 self.broken = 'no READY marker'
@@ -81,11 +101,18 @@ class PersistentShell:
                                        remedy='Check that /bin/sh (or the shell option) exists in the target')
             seen += self.channel.read(min(remaining, 1.0))
             del seen[:-4096]  # only the tail can still hold the marker
+        if found.group(1):
+            self.shell_pid, self.shell_start = found.group(1).decode(), found.group(2).decode()
         self.have_base64 = self.run('command -v base64 >/dev/null 2>&1', timeout=timeout).rc == 0
 
     def run(self, command: str | t.Sequence[str], *, stdin: bytes | None = None, timeout: float = 3600.0,
-            chdir: str | None = None) -> remote_shell.CommandResult:
-        """Run one command; stdout, stderr and rc come back exactly."""
+            chdir: str | None = None, cancelled: t.Callable[[], str | None] | None = None) -> remote_shell.CommandResult:
+        """Run one command; stdout, stderr and rc come back exactly.
+
+        cancelled() is asked a few times a second while the command runs; a reason from it (the caller went
+        away) raises CommandAbandoned at once, and the shell is no longer used: the command may still run
+        on the target, and ending it is the caller's job (the broker does it from a new session).
+        """
         if self.broken:
             raise ShellBroken(f'The session to {self.where} is unusable ({self.broken})', code='ShellBroken',
                               provider='cloudexec', remedy='Retry: a new session will be opened', retryable=False)
@@ -104,17 +131,23 @@ class PersistentShell:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     # The shell is still busy with the command; nothing can interrupt it on a raw
-                    # terminal but ending the session, which the caller does.
+                    # terminal: the caller ends the session and the command's processes.
                     self.broken = 'a command overran its timeout'
                     raise DeadlineExceeded(
-                        f'The command in {self.where} did not finish within {timeout:g} seconds; the session was closed, '
-                        f'which ends it ({"it had started" if parser.started else "it may not have started"})',
+                        f'The command in {self.where} did not finish within {timeout:g} seconds '
+                        f'({"it had started" if parser.started else "it may not have started"})',
                         remedy='Raise the timeout, or use async for long jobs')
+                if cancelled is not None:
+                    reason = cancelled()
+                    if reason:
+                        self.broken = 'a command was abandoned'
+                        raise CommandAbandoned(reason, started=parser.started)
+                    remaining = min(remaining, CANCEL_CHECK_INTERVAL)
                 result = parser.feed(self.channel.read(min(remaining, 1.0)))
                 if result is not None:
                     return result
         except CloudExecError as exc:
-            if not isinstance(exc, DeadlineExceeded):
+            if not isinstance(exc, (DeadlineExceeded, CommandAbandoned)):
                 self.broken = exc.code or 'session ended'
                 exc.may_have_run = self._may_have_run(exc, parser, heard_before)  # type: ignore[attr-defined]
             raise

@@ -185,12 +185,18 @@ def test_websocket_latency_fault(emu):
     assert clean and channels[1] == b'late\n' and time.monotonic() - started >= 0.3
 
 
-def test_closing_the_socket_kills_the_command(emu):
-    body = exec_call(emu, ['/bin/sh', '-c', 'sleep 2; touch survived'])
+def test_closing_the_socket_leaves_the_command_running_with_stdin_closed(emu):
+    # As a kubelet does: the client going away ends the stream copies, not the process (eci_exec.py docstring).
+    body = exec_call(emu, ['/bin/sh', '-c', 'sleep 1; touch survived; cat > stdin-ended; touch after-eof'])
     with connect(body.web_socket_uri, compression=None):
         time.sleep(0.2)
-    time.sleep(2.5)
-    assert not (Path(emu['state_dir']) / 'sandboxes' / 'ali-eci' / WEB / 'web' / 'survived').exists()
+    sandbox = Path(emu['state_dir']) / 'sandboxes' / 'ali-eci' / WEB / 'web'
+    deadline = time.monotonic() + 10
+    while not (sandbox / 'after-eof').exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (sandbox / 'survived').exists() and (sandbox / 'after-eof').exists()
+    for name in ('survived', 'stdin-ended', 'after-eof'):
+        (sandbox / name).unlink()
 
 
 def test_expired_token_is_refused(tmp_path):

@@ -16,7 +16,12 @@ server: 0 stdin, 4 resize (``{"Width": W, "Height": H}``, honoured with a TTY), 
 channel to close; ``b'\\x00'`` closes stdin, as in ``v5.channel.k8s.io``). Server to client: 1 stdout,
 2 stderr (a PTY has only stdout), then one 3 (status) message with a ``metav1.Status`` JSON, then a
 normal close. An empty stdin message is not an end of input (v4 has none); text messages are ignored.
-Closing the socket kills the command and everything it started.
+
+A client that goes away (it closes the socket, or the connection drops) does not end the command: its
+stdin reaches end of file and it runs on, as with a kubelet (kubernetes
+staging/src/k8s.io/kubelet/pkg/cri/streaming/remotecommand/websocket.go: the stream copies end, nothing
+signals the process) and containerd, which waits for an exec process to exit by itself. Only the
+emulator's own shutdown kills what is left.
 
 A refused connection (unknown, used or expired token) gets HTTP 403 before the upgrade, so clients
 see a failed handshake rather than a socket that opens and closes.
@@ -68,6 +73,9 @@ RESIZE = 4
 CLOSE = 255
 
 CHUNK = 32 * 1024
+# Exec processes whose client went away, still running (killed at emulator shutdown).
+ORPHANS_KEY = 'ali-eci-exec-orphans'
+
 PTY_ROWS = 24
 PTY_COLS = 80
 CLOSE_FLUSH_SECONDS = 2.0
@@ -360,13 +368,31 @@ class ExecChannel:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._stop_process()
+            if self.shutting_down:
+                await self._stop_process()
+            else:
+                self._leave_running()
             if (self.shutting_down or self.dropped) and self.request.transport is not None:
                 self.request.transport.abort()
             elif not self.ws.closed:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await self.ws.close()
             channels.discard(self)
+
+    def _leave_running(self) -> None:
+        """The client is gone: the command keeps running with its stdin at end of file (see the module docstring)."""
+        process = self.process
+        if process is None:
+            return
+        if process.returncode is not None:
+            process.close()
+            return
+        process.close_stdin()
+        self._count('left_running')
+        orphans: set[asyncio.Task[None]] = self.state.extensions.setdefault(ORPHANS_KEY, set())
+        task = asyncio.ensure_future(_drain_until_exit(process))
+        orphans.add(task)
+        task.add_done_callback(orphans.discard)
 
     async def _stop_process(self) -> None:
         process = self.process
@@ -381,6 +407,20 @@ class ExecChannel:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(process.wait(), 5)
         process.close()
+
+
+async def _drain_until_exit(process: SandboxProcess) -> None:
+    """Read (and drop) what an orphaned exec process prints, so it never blocks on a full pipe; kill it if cancelled."""
+    try:
+        while await process.read() is not None:
+            pass
+        await process.wait()
+    except asyncio.CancelledError:
+        process.kill()
+        raise
+    finally:
+        if process.returncode is not None:
+            process.close()
 
 
 async def exec_socket(request: web.Request) -> web.StreamResponse:
@@ -402,6 +442,8 @@ async def _on_shutdown(app: web.Application) -> None:
     for channel in list(channels):
         channel.shutting_down = True
         channel.done.set()
+    for orphan in list(app[STATE_KEY].extensions.get(ORPHANS_KEY, set())):
+        orphan.cancel()
     deadline = time.monotonic() + 5
     while channels and time.monotonic() < deadline:
         await asyncio.sleep(0.01)

@@ -1,0 +1,270 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 cloudexec.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The broker when callers go away, on a real local shell.
+
+The "session" is a local `sh -s` started with the real bootstrap, over pipes. Closing it leaves the shell
+running, as an ECI exec stream does when its client goes away, so the broker's way of ending an abandoned
+command (a new session that kills the old shell's process tree) is exercised for real.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
+from ansible_collections.cloudexec.core.plugins.plugin_utils import broker
+from ansible_collections.cloudexec.core.plugins.plugin_utils.persistent_shell import PersistentShell, bootstrap_command
+
+
+class LocalChannel:
+    """A ByteChannel over a local shell's pipes; close() lets the shell run on (stdin at EOF)."""
+
+    def __init__(self, nonce: str) -> None:
+        self.proc = subprocess.Popen(['sh', '-c', bootstrap_command(nonce)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            raise CloudExecError('the local shell is gone', code='SessionClosed') from None
+
+    def read(self, timeout: float) -> bytes:
+        ready, _w, _x = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            return b''
+        data = os.read(self.proc.stdout.fileno(), 65536)
+        if not data:
+            raise CloudExecError('the local shell ended', code='SessionClosed')
+        return data
+
+    def close(self) -> None:
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f'/proc/{pid}/stat').read_text().rsplit(') ', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return False
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """A Broker on a local shell, serving a Unix socket in a thread; yields (broker, socket path, channels opened)."""
+    channels: list[LocalChannel] = []
+
+    def open_shell(self):
+        nonce = remote_shell.new_nonce()
+        channel = LocalChannel(nonce)
+        channels.append(channel)
+        shell = PersistentShell(channel, nonce, where='local')
+        shell.wait_ready(10)
+        self.shell = shell
+        self.sessions_opened += 1
+
+    monkeypatch.setattr(broker.Broker, 'open_shell', open_shell)
+    monkeypatch.setattr(broker, 'STOP_WAIT', 10.0)
+    path = str(tmp_path / 'b.sock')
+    instance = broker.Broker('local', {'idle_timeout': 60, 'connect_timeout': 10}, path, log=lambda msg: None)
+    instance.open_shell()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+    thread = threading.Thread(target=instance.serve, args=(server,), daemon=True)
+    thread.start()
+    yield instance, path, channels
+    instance.finished.set()
+    thread.join(5)
+    server.close()
+    for channel in channels:
+        if channel.proc.poll() is None:
+            channel.proc.kill()
+
+
+def connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    return sock
+
+
+def exec_request(sock: socket.socket, command: str, timeout: float = 30, wait: float = 10) -> None:
+    broker.send_message(sock, {'op': 'exec', 'command': command, 'stdin': False, 'timeout': timeout, 'wait': wait})
+
+
+def test_the_shell_reports_its_process(served):
+    instance, _path, channels = served
+    assert instance.shell.shell_pid == str(channels[0].proc.pid) and instance.shell.shell_start.isdigit()
+
+
+def test_a_caller_that_goes_away_has_its_command_ended_and_hears_how(served, tmp_path):
+    instance, path, channels = served
+    pid_file = tmp_path / 'pid'
+    sock = connect(path)
+    exec_request(sock, f'sleep 300 & echo $! > {pid_file}; wait')
+    assert wait_for(pid_file.exists)
+    sleeper = int(pid_file.read_text())
+    sock.shutdown(socket.SHUT_WR)   # what BrokerClient does when Ansible's task timeout interrupts it
+    sock.settimeout(30)
+    reply, _data = broker.recv_message(sock)
+    sock.close()
+    assert reply['error']['code'] == 'CommandAbandoned' and 'it was ended' in reply['error']['message'], reply
+    # The old shell (left running by its closed session, as on ECI) and the command's processes are gone.
+    assert wait_for(lambda: not running(sleeper)) and wait_for(lambda: channels[0].proc.poll() is not None)
+    assert instance.abandoned == 1 and instance.sessions_opened == 2
+    # The new session serves the next caller at once.
+    sock = connect(path)
+    exec_request(sock, 'echo next')
+    reply, data = broker.recv_message(sock)
+    assert reply['ok'] and data[0] == b'next\n' and not reply['notes']
+
+
+def test_a_caller_that_dies_leaves_a_note_for_the_next_one(served, tmp_path):
+    instance, path, _channels = served
+    pid_file = tmp_path / 'pid'
+    sock = connect(path)
+    exec_request(sock, f'echo $$ > {pid_file}; exec sleep 300')
+    assert wait_for(pid_file.exists)
+    sock.close()   # a killed worker
+    assert wait_for(lambda: instance.abandoned == 1 and not running(int(pid_file.read_text())))
+    sock = connect(path)
+    exec_request(sock, 'echo after')
+    reply, data = broker.recv_message(sock)
+    assert reply['ok'] and data[0] == b'after\n'
+    assert len(reply['notes']) == 1 and 'was abandoned' in reply['notes'][0]['text'] and not reply['notes'][0]['worrying']
+
+
+def test_a_queued_request_whose_caller_left_is_dropped_never_run(served, tmp_path):
+    instance, path, _channels = served
+    marker = tmp_path / 'ran'
+    busy = connect(path)
+    exec_request(busy, 'sleep 2; echo done')
+    assert wait_for(lambda: instance.busy_since is not None)
+    queued = connect(path)
+    exec_request(queued, f'touch {marker}')
+    assert wait_for(lambda: instance.queued == 1)
+    queued.close()
+    reply, data = broker.recv_message(busy)
+    assert reply['ok'] and data[0] == b'done\n'
+    time.sleep(0.5)
+    assert not marker.exists() and instance.dropped == 1
+
+
+def test_a_request_already_gone_when_its_turn_comes_never_runs(served, tmp_path):
+    instance, path, _channels = served
+    marker = tmp_path / 'ran'
+    busy = connect(path)
+    exec_request(busy, 'sleep 1')
+    assert wait_for(lambda: instance.busy_since is not None)
+    # Sent and closed before the broker even read it: it sits in the socket.
+    late = connect(path)
+    exec_request(late, f'touch {marker}')
+    late.close()
+    broker.recv_message(busy)
+    assert wait_for(lambda: instance.dropped == 1)
+    assert not marker.exists()
+
+
+def test_a_waiting_caller_is_told_the_session_is_busy(served):
+    instance, path, _channels = served
+    busy = connect(path)
+    exec_request(busy, 'sleep 3')
+    assert wait_for(lambda: instance.busy_since is not None)
+    other = connect(path)
+    exec_request(other, 'echo hi', wait=0.5)
+    reply, _data = broker.recv_message(other)
+    assert reply['error']['code'] == 'SessionBusy' and 'busy with another command since' in reply['error']['message']
+    assert reply['error']['may_have_run'] is False
+    assert broker.recv_message(busy)[0]['ok']
+
+
+def test_reset_while_busy_ends_the_command_and_the_session(served, tmp_path):
+    instance, path, channels = served
+    pid_file = tmp_path / 'pid'
+    busy = connect(path)
+    exec_request(busy, f'echo $$ > {pid_file}; exec sleep 300')
+    assert wait_for(pid_file.exists)
+    started = time.monotonic()
+    stopper = connect(path)
+    broker.send_message(stopper, {'op': 'stop'})
+    stopper.settimeout(30)
+    reply, _data = broker.recv_message(stopper)
+    assert reply['ok'] and reply['stopping'] and time.monotonic() - started < 15
+    answer, _data = broker.recv_message(busy)
+    assert answer['error']['code'] == 'CommandAbandoned' and 'reset_connection' in answer['error']['message']
+    assert not running(int(pid_file.read_text()))
+    assert instance.shell is None and not os.path.exists(path)
+    assert all(wait_for(lambda channel=channel: channel.proc.poll() is not None) for channel in channels)
+
+
+def test_a_command_past_its_timeout_is_ended(served, tmp_path):
+    _instance, path, _channels = served
+    pid_file = tmp_path / 'pid'
+    sock = connect(path)
+    exec_request(sock, f'echo $$ > {pid_file}; exec sleep 300', timeout=1)
+    reply, _data = broker.recv_message(sock)
+    assert reply['error']['code'] == 'DeadlineExceeded' and reply['error']['may_have_run'] is True
+    assert 'did not finish within 1 seconds' in reply['error']['message'] and 'it was ended' in reply['error']['message']
+    assert not running(int(pid_file.read_text()))
+
+
+def test_zero_timeouts_are_refused(served):
+    _instance, path, _channels = served
+    sock = connect(path)
+    exec_request(sock, 'echo hi', timeout=0)
+    reply, _data = broker.recv_message(sock)
+    assert reply['error']['code'] == 'InvalidParameter' and 'command_timeout' in reply['error']['message']
+    with pytest.raises(broker.BrokerError) as info:
+        broker.BrokerClient('local', {}).exec('echo hi', None, 0)
+    assert info.value.code == 'InvalidParameter'
+
+
+def test_the_client_abandons_on_interruption_and_reports(served, tmp_path, monkeypatch):
+    # BrokerClient side of the task timeout: a BaseException while it waits says "abandon", hears the outcome, re-raises.
+    _instance, path, _channels = served
+    pid_file = tmp_path / 'pid'
+    monkeypatch.setenv('CLOUDEXEC_CONTROL_DIR', str(tmp_path / 'cp'))
+    notes = []
+    client = broker.BrokerClient('local', {}, notify=lambda text, worrying: notes.append((text, worrying)))
+    client._sock = connect(path)  # pylint: disable=protected-access
+
+    class Interrupted(BaseException):
+        pass
+
+    real_recv = broker.recv_message
+    calls = []
+
+    def interrupted_recv(sock):
+        calls.append(1)
+        if len(calls) == 1:
+            assert wait_for(pid_file.exists)
+            raise Interrupted()
+        return real_recv(sock)
+
+    monkeypatch.setattr(broker, 'recv_message', interrupted_recv)
+    with pytest.raises(Interrupted):
+        client.exec(f'echo $$ > {pid_file}; exec sleep 300', None, 60, wait=5, connect_timeout=10)
+    assert notes and 'was abandoned' in notes[0][0] and not notes[0][1], notes
+    assert not running(int(pid_file.read_text()))
