@@ -59,8 +59,12 @@ options:
       - name: ansible_ali_assist_working_dir
   command_timeout:
     description:
-      - Seconds one command may run. When they pass, the invocation is stopped with C(StopInvocation) and the task fails
-        saying so.
+      - Seconds one command may run, between 1 and 86370. When they pass, the invocation is stopped with
+        C(StopInvocation) and the command's processes on the instance are ended (the agent alone would leave its
+        children running), and the task fails saying so.
+      - A command abandoned by Ansible's C(timeout) keyword is ended the same way; one left by a run interrupted with
+        Ctrl-C is ended by the next task on that instance. What became of it is said at C(-v), or as a warning when it
+        may still run.
     type: int
     default: 600
     vars:
@@ -216,6 +220,17 @@ class Connection(ConnectionBase):
                          working_dir=self.get_option('working_dir'), command_timeout=timeout, poll_initial=poll_initial,
                          poll_max=max(poll_max, poll_initial), piece_cache=self.get_option('piece_cache') or None)
 
+    def _run_ledger(self, auth, target) -> at.RunLedger:
+        """Where the commands in flight on this target are noted, so a later task can end those of an interrupted run."""
+        try:
+            directory = broker.control_dir()
+        except (CloudExecError, OSError) as exc:
+            display.vvv(f'ALI ASSIST: no run ledger ({exc})', host=self._host)
+            return at.RunLedger(None, '')
+        key = broker.broker_key('ali_assist-runs', {'region': auth.alicloud_region, 'instance': target.instance_id,
+                                                    'container': target.container_id or target.container_name})
+        return at.RunLedger(directory, key[:16])
+
     def _piece_memory(self, auth, target) -> at.PieceMemory:
         """What this controller sent to the target's piece cache (a file in the private control directory), if it can keep it."""
         if not target.piece_cache:
@@ -239,10 +254,18 @@ class Connection(ConnectionBase):
             except CloudExecError as exc:
                 raise AnsibleConnectionFailure(f'Cannot use Cloud Assistant: {exc}') from None
             self._transport = at.AssistTransport(client, auth, target, log=lambda msg: display.vvv(f'ALI ASSIST: {msg}', host=self._host),
-                                                 memory=self._piece_memory(auth, target))
+                                                 memory=self._piece_memory(auth, target), notify=self._notify,
+                                                 ledger=self._run_ledger(auth, target))
             display.vvv(f'ALI ASSIST: instance {target.describe()} in {auth.alicloud_region}', host=self._host)
         self._connected = True
         return self
+
+    def _notify(self, text: str, worrying: bool) -> None:
+        """What became of an abandoned command: a warning when it may still run, else a -v message."""
+        if worrying:
+            display.warning(f'{self._host}: {text}')
+        else:
+            display.v(text, host=self._host)
 
     def _run(self, cmd: str, in_data: bytes | None) -> tuple[int, bytes, bytes]:
         self._connect()

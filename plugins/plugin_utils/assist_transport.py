@@ -23,10 +23,13 @@ No session exists, so nothing is kept between tasks: a transport is a client plu
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import json
 import os
 import re
 import shlex
+import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,6 +70,12 @@ UNREACHABLE_REMEDY = ('Start the instance and make sure its Cloud Assistant agen
                       'say true; restart the aliyun-service agent, or install it); this connection runs shell scripts, '
                       'so the instance must be Linux; run cloudexec.core.ali_exec_check (service ecs) for every check')
 
+# Where a running command records its process (pid and start time) and where a cancelled one finds its tombstone.
+RUN_RECORD = '/tmp/.cloudexec-run-{nonce}'
+# How long ending an abandoned command may take on the instance (the kill script's own RunCommand).
+END_TIMEOUT = 30
+
+_CANCELLED = re.compile(rb'@@CE([0-9a-f]+):CANCELLED@@')
 _SPILL = re.compile(rb'@@CE([0-9a-f]+):SPILL:([^:\n]+):(\d+):([0-9a-f]{64}|size)@@')
 _STAGE = re.compile(rb'@@CE([0-9a-f]+):STAGE:([a-z]+)@@')
 # The gear table of the content-defined chunker: 256 fixed pseudo-random 32-bit values (any fixed table works).
@@ -322,6 +331,69 @@ class PieceMemory:
                 pass
 
 
+class RunLedger:
+    """Commands this controller started on one target and has not seen end: one small file each, in the control directory.
+
+    A worker killed by Ctrl-C dies at once (ansible-core's worker exits from its signal handler), so it cannot
+    end the command it was waiting for. Its file stays, naming the command; the next task on that target
+    finds it, sees that its writer is gone, and ends the command (see AssistTransport.end_command).
+    """
+
+    def __init__(self, directory: str | None, key: str) -> None:
+        self.directory = directory
+        self.key = key
+
+    def _path(self, nonce: str) -> str:
+        return os.path.join(t.cast(str, self.directory), f'assist-{self.key}-{nonce}.run')
+
+    def add(self, nonce: str, invoke_id: str | None = None) -> None:
+        """Note a command about to start (and, once known, its invocation)."""
+        if not self.directory:
+            return
+        record = json.dumps({'pid': os.getpid(), 'invoke_id': invoke_id, 'started': time.time()})
+        try:
+            with os.fdopen(os.open(self._path(nonce), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w', encoding='ascii') as sink:
+                sink.write(record)
+        except OSError:
+            pass    # only a safety net
+
+    def remove(self, nonce: str) -> None:
+        """The command ended, or was ended."""
+        if self.directory:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path(nonce))
+
+    def orphans(self) -> list[tuple[str, str | None, float]]:
+        """(nonce, invoke id, start time) of the commands whose writer process is gone."""
+        found: list[tuple[str, str | None, float]] = []
+        prefix = f'assist-{self.key}-'
+        try:
+            names = [name for name in os.listdir(t.cast(str, self.directory)) if name.startswith(prefix) and name.endswith('.run')]
+        except (OSError, TypeError):
+            return found
+        for name in names:
+            nonce = name[len(prefix):-len('.run')]
+            try:
+                with open(os.path.join(t.cast(str, self.directory), name), encoding='ascii') as source:
+                    record = json.load(source)
+                pid = int(record['pid'])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if pid != os.getpid() and not _process_exists(pid):
+                found.append((nonce, record.get('invoke_id'), float(record.get('started') or 0)))
+        return found
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True     # it exists, as another user's
+    return True
+
+
 def fits(script: str) -> bool:
     """Whether a script fits one RunCommand (the limit counts its Base64)."""
     return len(base64.b64encode(script.encode('utf-8', 'surrogateescape'))) <= ca.CONTENT_LIMIT
@@ -363,6 +435,44 @@ def parse_stage_failure(output: bytes, nonce: str) -> str | None:
     return None
 
 
+def run_record_lines(nonce: str) -> list[str]:
+    """The first lines of a command script: record its process (until it exits), and never run once cancelled.
+
+    The order matters (end_script does the reverse): the process is recorded BEFORE the tombstone is
+    looked for, and the canceller leaves the tombstone BEFORE it reads the record. Whatever the
+    interleaving, either the canceller finds the process, or the command finds the tombstone.
+    """
+    record = shlex.quote(RUN_RECORD.format(nonce=nonce))
+    return [
+        f'__ce_rec={record}',
+        remote_shell.STAT_READER,
+        '__ce_t=; __ce_st $$',
+        '( umask 077; printf \'%s %s\\n\' "$$" "$__ce_t" > "$__ce_rec.pid" ) 2>/dev/null',
+        'trap \'rm -f "$__ce_rec.pid"\' EXIT',
+        f'if [ -e "$__ce_rec.cancelled" ]; then rm -f "$__ce_rec.pid" "$__ce_rec.cancelled"; '
+        f"printf '\\n@@CE{nonce}:CANCELLED@@\\n'; exit 0; fi",
+    ]
+
+
+def end_script(nonce: str, kill_nonce: str) -> str:
+    """The script that ends a command started with run_record_lines(nonce): tombstone, then its process tree."""
+    record = shlex.quote(RUN_RECORD.format(nonce=nonce))
+    return '\n'.join([
+        f'__ce_rec={record}',
+        '( umask 077; : > "$__ce_rec.cancelled" ) 2>/dev/null',
+        # Tombstones of commands that never arrived (StopInvocation cancelled them) go after a day.
+        'find /tmp -maxdepth 1 -name ".cloudexec-run-*.cancelled" -mmin +1440 -exec rm -f {} + 2>/dev/null',
+        # Found: the command started (and passed its tombstone check), so neither file is needed any more.
+        '__ce_r=; __ce_s=',
+        'if [ -f "$__ce_rec.pid" ]; then read -r __ce_r __ce_s < "$__ce_rec.pid"; rm -f "$__ce_rec.pid" "$__ce_rec.cancelled"; fi',
+    ]) + '\n' + remote_shell.kill_tree_script('"$__ce_r"', '"$__ce_s"', nonce=kill_nonce)
+
+
+def was_cancelled(output: bytes, nonce: str) -> bool:
+    """Whether the command found its tombstone and ran nothing."""
+    return any(match.group(1).decode() == nonce for match in _CANCELLED.finditer(output))
+
+
 # --------------------------------------------------------------------------- the transport
 
 
@@ -370,8 +480,13 @@ class AssistTransport:
     """Runs commands and moves files on one instance (or container) through Cloud Assistant."""
 
     def __init__(self, client: t.Any, auth: alicloud.AlicloudAuth, target: Target, *, log: t.Callable[[str], None] | None = None,
-                 poller_factory: t.Callable[..., Poller] = Poller, stats: Stats | None = None, memory: PieceMemory | None = None) -> None:
+                 poller_factory: t.Callable[..., Poller] = Poller, stats: Stats | None = None, memory: PieceMemory | None = None,
+                 notify: t.Callable[[str, bool], None] | None = None, ledger: RunLedger | None = None) -> None:
         self.client = client
+        self.ledger = ledger or RunLedger(None, '')
+        self._orphans_checked = False
+        # What became of a command that was given up: (text, worrying), worrying when it may still run.
+        self.notify = notify or (lambda text, worrying: self.log(text))
         self.memory = memory or PieceMemory(None)
         self.auth = auth
         self.target = target
@@ -401,10 +516,11 @@ class AssistTransport:
         with ThreadPoolExecutor(max_workers=min(PARALLEL_STARTS, len(scripts))) as pool:
             return list(pool.map(lambda script: self.start(script, timeout), scripts))
 
-    def wait(self, invoke_id: str, timeout: float | None = None) -> tuple[ca.InstanceResult, bytes]:
+    def wait(self, invoke_id: str, timeout: float | None = None, nonce: str | None = None) -> tuple[ca.InstanceResult, bytes]:
         """Poll one invocation (one DescribeInvocationResults per poll) until it is over; (result, raw output).
 
-        The deadline stops the invocation (StopInvocation) and raises AssistError.
+        The deadline ends the command (end_command, for a script with a run record named by nonce; else
+        StopInvocation) and raises AssistError.
         """
         deadline = float(timeout or self.target.command_timeout)
         backoff = Backoff(initial=self.target.poll_initial, factor=1.6, cap=max(self.target.poll_max, self.target.poll_initial),
@@ -434,19 +550,79 @@ class AssistTransport:
         try:
             return poller.wait(probe)
         except DeadlineExceeded:
-            problem = ca.stop(self.client, self.auth, invoke_id, self.stats.counter, self.poller_factory)
-            stopped = f'invocation {invoke_id} was stopped with StopInvocation' if problem is None else \
-                f'stopping invocation {invoke_id} failed ({problem}); it may still run'
+            if nonce is not None:
+                ended, dummy = self.end_command(invoke_id, nonce)
+            else:
+                problem = ca.stop(self.client, self.auth, invoke_id, self.stats.counter, self.poller_factory)
+                ended = f'invocation {invoke_id} was stopped with StopInvocation' if problem is None else \
+                    f'stopping invocation {invoke_id} failed ({problem}); it may still run'
             raise AssistError(f'The command did not finish within command_timeout ({deadline:g} s) on {self.target.describe()}; '
-                              f'{stopped}', code='CommandTimeout', deadline=True, may_have_run=True,
+                              f'{ended}', code='CommandTimeout', deadline=True, may_have_run=True,
                               remedy='Raise command_timeout (ansible_ali_assist_command_timeout) for long commands, '
                                      'or run them with async') from None
 
-    def run_script(self, script: str, timeout: int | None = None, working_dir: str | None = None) -> tuple[ca.InstanceResult, bytes]:
-        """Run a script and wait for it; (result, raw output). Raises AssistError unless the script itself ran."""
-        invoke_id = self.start(script, timeout, working_dir)
-        result, raw = self.wait(invoke_id, timeout)
+    def end_command(self, invoke_id: str | None, nonce: str) -> tuple[str, bool]:
+        """End a command nobody waits for any more; (a clause saying what happened, worrying).
+
+        StopInvocation cancels a run that has not started. Alibaba's API reference says it does not interrupt
+        a one-shot run that has, and the agent kills only the script's main process (aliyun_assist_client
+        agent/taskengine), so background children would survive either way: a second RunCommand leaves a
+        tombstone (the command, should it start later, runs nothing) and ends the recorded process tree.
+        """
+        if invoke_id:
+            problem = ca.stop(self.client, self.auth, invoke_id, self.stats.counter, self.poller_factory)
+            if problem:
+                self.log(f'StopInvocation {invoke_id}: {problem}')
+        kill_nonce = remote_shell.new_nonce()
+        try:
+            result, raw = self.wait(self.start(end_script(nonce, kill_nonce), END_TIMEOUT), END_TIMEOUT)
+            raw = self.check(result, raw)
+        except CloudExecError as exc:
+            return f'it may still be running: ending it failed ({exc})', True
+        return remote_shell.describe_kill_outcome(remote_shell.parse_kill_outcome(raw, kill_nonce))
+
+    def run_script(self, script: str, timeout: int | None = None, working_dir: str | None = None,
+                   nonce: str | None = None) -> tuple[ca.InstanceResult, bytes]:
+        """Run a script and wait for it; (result, raw output). Raises AssistError unless the script itself ran.
+
+        A script with a run record (nonce) that is interrupted while we wait (Ansible's task timeout) is ended
+        on the instance before the interruption goes on.
+        """
+        if nonce is None:
+            invoke_id = self.start(script, timeout, working_dir)
+            result, raw = self.wait(invoke_id, timeout)
+            return result, self.check(result, raw)
+        self.end_orphans()
+        invoke_id = None
+        self.ledger.add(nonce)
+        try:
+            invoke_id = self.start(script, timeout, working_dir)
+            self.ledger.add(nonce, invoke_id)
+            result, raw = self.wait(invoke_id, timeout, nonce)
+        except BaseException as exc:
+            # Not an error of ours (those say what happened themselves): Ansible's task timeout, or an interrupt.
+            if not isinstance(exc, Exception):
+                self._tell_ended(f'The command on {self.target.describe()} was abandoned (the task was interrupted)',
+                                 invoke_id, nonce)
+            raise
+        finally:
+            self.ledger.remove(nonce)
         return result, self.check(result, raw)
+
+    def end_orphans(self) -> None:
+        """End the commands that an interrupted run left on this target (once per transport)."""
+        if self._orphans_checked:
+            return
+        self._orphans_checked = True
+        for nonce, invoke_id, started in self.ledger.orphans():
+            when = time.strftime('%H:%M:%S', time.localtime(started))
+            self._tell_ended(f'The command started on {self.target.describe()} at {when} by a run that was interrupted',
+                             invoke_id, nonce)
+            self.ledger.remove(nonce)
+
+    def _tell_ended(self, what: str, invoke_id: str | None, nonce: str) -> None:
+        clause, worrying = self.end_command(invoke_id, nonce)
+        self.notify(f'{what}; {clause}', worrying)
 
     def check(self, result: ca.InstanceResult, raw: bytes) -> bytes:
         """The raw output of a finished invocation whose script ran (exit code any); else a clear AssistError."""
@@ -539,10 +715,13 @@ class AssistTransport:
         staged = None
         if script is None:
             staged, script = self._staged_command(command, stdin or b'', nonce)
-        result, output = self.run_script(script, timeout, working_dir=wd)
+        result, output = self.run_script(script, timeout, working_dir=wd, nonce=nonce)
         if result.dropped:
             raise AssistError(f'Cloud Assistant cut {result.dropped} bytes of the framed output on {self.target.describe()}',
                               code='OutputDropped', may_have_run=True, remedy='The instance needs a writable temp directory (mktemp)')
+        if was_cancelled(output, nonce):
+            raise AssistError(f'The command on {self.target.describe()} was cancelled before it started; nothing ran',
+                              code='CommandCancelled', remedy='Run the task again')
         why = parse_stage_failure(output, nonce)
         if staged is not None:
             self.joined(staged, why)
@@ -587,7 +766,7 @@ class AssistTransport:
             if via == remote_shell.STDIN_HEREDOC and not stdin.isascii():
                 via = remote_shell.STDIN_BASE64
         inner = remote_shell.wrap(command, nonce, stdin=stdin, stdin_via=via)
-        script = '\n'.join(prelude + spill_wrapper(inner, nonce)) + '\n'
+        script = '\n'.join(run_record_lines(nonce) + prelude + spill_wrapper(inner, nonce)) + '\n'
         if not fits(script):
             return None
         return script

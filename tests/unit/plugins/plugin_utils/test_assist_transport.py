@@ -10,6 +10,7 @@ import base64
 import os
 import random
 import subprocess
+import time
 import types
 from pathlib import Path
 
@@ -23,15 +24,22 @@ from ansible_collections.cloudexec.core.plugins.plugin_utils import assist_trans
 
 
 class FakeEcs:
-    """RunCommand runs the script at once with sh; the output keeps its last 24 KB, the rest counts as Dropped."""
+    """RunCommand runs the script at once with sh; the output keeps its last 24 KB, the rest counts as Dropped.
 
-    def __init__(self, status: str = 'Success', error_code: str | None = None, never_finish: bool = False) -> None:
+    never_finish: the first script never runs and stays Running. background: every script runs as a real
+    process in the background, Running until it exits (the clock given must then let real time pass).
+    """
+
+    def __init__(self, status: str = 'Success', error_code: str | None = None, never_finish: bool = False,
+                 background: bool = False) -> None:
         self.results: dict[str, types.SimpleNamespace] = {}
         self.calls: list[str] = []
         self.forced_status = status
         self.error_code = error_code
         self.never_finish = never_finish
+        self.background = background
         self.stopped: list[str] = []
+        self.processes: dict[str, subprocess.Popen] = {}
 
     def run_command_with_options(self, request, runtime):
         del runtime
@@ -41,7 +49,11 @@ class FakeEcs:
         invoke_id = f't-{len(self.calls)}'
         if self.forced_status != 'Success' and self.error_code:
             record = types.SimpleNamespace(status=self.forced_status, code=self.error_code, out=b'', rc=0)
-        elif self.never_finish:
+        elif self.never_finish and not self.results:
+            record = types.SimpleNamespace(status='Running', code='', out=b'', rc=0)
+        elif self.background:
+            self.processes[invoke_id] = subprocess.Popen(['sh', '-c', content.decode('utf-8')], stdout=subprocess.PIPE,
+                                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             record = types.SimpleNamespace(status='Running', code='', out=b'', rc=0)
         else:
             proc = subprocess.run(['sh', '-c', content.decode('utf-8')], capture_output=False, stdout=subprocess.PIPE,
@@ -56,6 +68,11 @@ class FakeEcs:
         del runtime
         self.calls.append('DescribeInvocationResults')
         record = self.results[request.invoke_id]
+        proc = self.processes.get(request.invoke_id)
+        if proc is not None and proc.poll() is not None and record.status == 'Running':
+            record.out = proc.stdout.read()
+            record.rc = proc.returncode
+            record.status, record.code = ('Success', '') if proc.returncode == 0 else ('Failed', 'ExitCodeNonzero')
         kept = record.out[-ca.OUTPUT_LIMIT:]
         item = types.SimpleNamespace(
             instance_id=request.instance_id, invoke_id=request.invoke_id, invocation_status=record.status, command_id='c-1',
@@ -152,8 +169,10 @@ def test_deadline_stops_the_invocation(clock):
     client = FakeEcs(never_finish=True)
     with pytest.raises(at.AssistError) as caught:
         transport(client, clock, command_timeout=5).exec('sleep 100')
-    assert caught.value.deadline and 'stopped with StopInvocation' in str(caught.value)
-    assert client.stopped == ['t-1'] and clock.now == pytest.approx(5)
+    # StopInvocation, then the script that ends the process tree: it found no process (the fake never started it).
+    assert caught.value.deadline and 'it is no longer running' in str(caught.value)
+    assert client.stopped == ['t-1'] and client.calls.count('RunCommand') == 2
+    assert clock.now == pytest.approx(5, abs=0.5)
     # Polls back off up to poll_max (2 s): a handful of calls for 5 s, not one per 0.2 s.
     assert client.calls.count('DescribeInvocationResults') <= 8
 
@@ -263,3 +282,69 @@ def test_only_module_files_go_through_the_piece_cache(tmp_path, clock):
         sent.append(t.put_file(str(source), str(tmp_path / f'AnsiballZ_mod{index}.py'))['sent'])
         assert (tmp_path / f'AnsiballZ_mod{index}.py').read_bytes() == source.read_bytes()
     assert sent[2] == 0 and sent[0] == sent[1] > 8 and len(list(cache.iterdir())) == sent[0]
+
+
+class RealTimeClock(FakeClock):
+    """A fake clock whose sleeps also let a little real time pass, for fakes that run real background processes."""
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        time.sleep(min(seconds, 0.05))
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f'/proc/{pid}/stat', encoding='ascii') as stat:
+            return stat.read().rsplit(') ', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return False
+
+
+def test_deadline_ends_the_process_tree_on_the_instance(tmp_path):
+    # The agent would kill only the script's main process (aliyun_assist_client agent/taskengine): background
+    # children survive it. The transport's own kill script ends the whole recorded tree.
+    client = FakeEcs(background=True)
+    pids = tmp_path / 'pids'
+    command = f'sleep 300 & echo $! > {pids}; sh -c "sleep 301" & wait'
+    with pytest.raises(at.AssistError) as caught:
+        transport(client, RealTimeClock(), command_timeout=3).exec(command)
+    assert caught.value.deadline and 'it was ended' in str(caught.value), str(caught.value)
+    background = int(pids.read_text())
+    deadline = time.monotonic() + 5
+    while _running(background) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(background)
+
+
+def test_an_interrupted_task_ends_its_command_and_reports_it(tmp_path):
+    # Ansible's task timeout raises a BaseException inside our wait: the command is ended before it goes on.
+    client = FakeEcs(background=True)
+    notes = []
+    clock = RealTimeClock()
+    calls = [0]
+
+    def interrupting_sleep(seconds):
+        calls[0] += 1
+        if calls[0] == 5:
+            raise KeyboardInterrupt
+        clock.sleep(seconds)
+
+    t = transport(client, clock)
+    t.notify = lambda text, worrying: notes.append((text, worrying))
+    t.poller_factory = lambda timeout, **kwargs: Poller(timeout, clock=clock, sleep=interrupting_sleep, rand=lambda: 0.0, **kwargs)
+    pidfile = tmp_path / 'pid'
+    with pytest.raises(KeyboardInterrupt):
+        t.exec(f'echo $$ > {pidfile}; exec sleep 300')
+    assert len(notes) == 1 and not notes[0][1] and 'was abandoned' in notes[0][0], notes
+    assert not _running(int(pidfile.read_text()))
+
+
+def test_a_cancelled_command_that_arrives_late_runs_nothing(tmp_path):
+    # The end script leaves a tombstone before it looks for the process: a command that starts afterwards runs nothing.
+    nonce = '00112233aabbccdd'
+    subprocess.run(['sh', '-c', at.end_script(nonce, 'ffeeddccbbaa9988')], check=True, capture_output=True)
+    marker = tmp_path / 'ran'
+    script = '\n'.join(at.run_record_lines(nonce) + [f'touch {marker}']) + '\n'
+    output = subprocess.run(['sh', '-c', script], check=True, capture_output=True).stdout
+    assert at.was_cancelled(output, nonce) and not marker.exists()
+    assert not list(Path('/tmp').glob(f'.cloudexec-run-{nonce}*'))
