@@ -434,6 +434,7 @@ class Broker:
         self.busy_since: float | None = None   # wall-clock start of the running command
         self.last_activity = time.monotonic()
         self.stopping = threading.Event()      # no new command may start; the running one is ended
+        self.retiring = False                  # no session can be had: exit after answering
         self.finished = threading.Event()      # the main loop may exit
         self._notes: list[dict[str, t.Any]] = []
         self._notes_lock = threading.Lock()
@@ -634,10 +635,10 @@ class Broker:
         return self._note(f'{what}; {clause}', worrying)
 
     def _retire(self) -> None:
-        """Stop taking commands and exit once free: waiting callers are told to start a new broker."""
+        """Stop taking commands, and exit once the current caller has its answer: waiting callers start a new broker."""
+        self.retiring = True
         self.stopping.set()
         self._unlink()
-        self.finished.set()
 
     def _stop(self) -> dict[str, t.Any]:
         """reset_connection: no new command starts, the running one is ended, the session is closed."""
@@ -671,12 +672,11 @@ class Broker:
                         self._drop_shell()
                     reply, data = _failure(f'the session broker failed: {type(exc).__name__}: {exc}', 'BrokerInternalError',
                                            'Check the command\'s effects, then retry; report this with -vvv output', may_have_run=True), []
-                if reply is None:
-                    return
-                if not self._answer_with(conn, reply, data):
-                    return
-                if header.get('op') == 'stop':
+                answered = reply is not None and self._answer_with(conn, reply, data)
+                if header.get('op') == 'stop' or self.retiring:
                     self.finished.set()
+                    return
+                if not answered:
                     return
 
     @staticmethod

@@ -268,3 +268,25 @@ def test_the_client_abandons_on_interruption_and_reports(served, tmp_path, monke
         client.exec(f'echo $$ > {pid_file}; exec sleep 300', None, 60, wait=5, connect_timeout=10)
     assert notes and 'was abandoned' in notes[0][0] and not notes[0][1], notes
     assert not running(int(pid_file.read_text()))
+
+
+def test_when_no_new_session_can_be_had_the_broker_says_so_and_retires(served, tmp_path, monkeypatch):
+    instance, path, channels = served
+    pid_file = tmp_path / 'pid'
+    sock = connect(path)
+    exec_request(sock, f'echo $$ > {pid_file}; exec sleep 300')
+    assert wait_for(pid_file.exists)
+
+    def no_session(self):
+        raise CloudExecError('the cloud is unreachable', code='EndpointConnectionError')
+
+    monkeypatch.setattr(broker.Broker, 'open_shell', no_session)
+    sock.shutdown(socket.SHUT_WR)
+    sock.settimeout(30)
+    reply, _data = broker.recv_message(sock)
+    note = reply['notes'][0]
+    assert note['worrying'] and 'may still be running' in note['text'] and 'EndpointConnectionError' in note['text'], note
+    # It exits rather than keep serving without a session: the next task starts a new broker.
+    assert wait_for(instance.finished.is_set) and not os.path.exists(path)
+    os.kill(int(pid_file.read_text()), 9)
+    channels[0].proc.kill()
