@@ -79,7 +79,10 @@ options:
     default: true
   read_timeout:
     description:
-      - Seconds to wait for one API answer.
+      - Seconds to wait for the answer to one API call. An endpoint that accepts the connection but does not answer
+        fails after this long, as a read timeout (C(Connection.ReadTimeout)), and is not retried.
+      - A refused connection or an unknown host fails within seconds, whatever this value.
+      - Falls back to E(ALICLOUD_READ_TIMEOUT).
     type: int
     default: 60
 requirements:
@@ -195,11 +198,15 @@ options:
       - name: ansible_alicloud_validate_certs
   read_timeout:
     description:
-      - Seconds to wait for one API answer.
+      - Seconds to wait for the answer to one API call. An endpoint that accepts the connection but does not answer
+        fails after this long, as a read timeout, and is not retried.
+      - A refused connection or an unknown host fails within seconds, whatever this value.
     type: int
     default: 60
     env:
       - name: ALICLOUD_READ_TIMEOUT
+    vars:
+      - name: ansible_alicloud_read_timeout
 requirements:
   - alibabacloud-ecs20140526
   - alibabacloud-eci20180808

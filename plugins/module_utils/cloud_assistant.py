@@ -127,7 +127,7 @@ def with_remedy(error: CloudExecError) -> CloudExecError:
 def api_call(client: t.Any, auth: alicloud.AlicloudAuth, method: str, request: t.Any, counter: ApiCounter | None = None) -> t.Any:
     """One ECS call (no retry): the response body, or CloudExecError with a remedy."""
     if counter is not None:
-        counter.add(''.join(part.capitalize() for part in method.split('_')))
+        counter.add(alicloud.action_name(method))
     try:
         return alicloud.call(client, method, request, auth)
     except CloudExecError as exc:
@@ -137,7 +137,7 @@ def api_call(client: t.Any, auth: alicloud.AlicloudAuth, method: str, request: t
 def retried_call(client: t.Any, auth: alicloud.AlicloudAuth, method: str, request: t.Any, counter: ApiCounter | None = None,
                  poller_factory: t.Callable[..., Poller] = Poller) -> t.Any:
     """One ECS call, retried on throttling and transient errors for up to CALL_RETRY_SECONDS."""
-    poller = poller_factory(CALL_RETRY_SECONDS, backoff=POLL_BACKOFF, what=f'the {method} call')
+    poller = poller_factory(CALL_RETRY_SECONDS, backoff=POLL_BACKOFF, what=f'the {alicloud.action_name(method)} API call')
     return poller.call(lambda: api_call(client, auth, method, request, counter))
 
 

@@ -553,10 +553,13 @@ def exec_container_command(client: t.Any, auth: alicloud.AlicloudAuth, target: E
         except CloudExecError as error:
             if sync and error.code not in THROTTLING_CODES:
                 error.retryable = False
-            if sync and error.code == 'Connection.Error':
+            if sync and error.code == 'Connection.ReadTimeout':
                 error.message = (f'ExecContainerCommand (Sync) gave no answer within {read_timeout} seconds; '
                                  'the command may still be running in the container')
                 error.remedy = 'Raise timeout, or use mode=stream for long commands; check the command\'s effects before repeating it'
+            elif sync and error.code == 'Connection.Error':
+                # Lost after the request went out: the command may have started.
+                error.remedy = 'The command may have run: check its effects before repeating it'
             raise
 
     body = _throttle_poller(f'ExecContainerCommand on {target.group_id}/{target.container_name}', retry_timeout).call(attempt)

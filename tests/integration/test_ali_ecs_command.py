@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cloudexec_emulator.testing import start_emulator
 
-from helpers import ansible_adhoc, ansible_playbook
+from helpers import ansible_adhoc, ansible_playbook, refused_endpoint, silent_endpoint
 
 WEB = 'i-bp1demo000000000001'
 DB = 'i-bp1demo000000000002'
@@ -49,8 +49,8 @@ def calls(emu) -> dict:
     return emu.admin('GET', 'calls')['calls'].get('ali-ecs', {})
 
 
-def run_module(emu, args: dict, *extra: str, module: str = MODULE):
-    run = ansible_adhoc(emu, module, args, *extra)
+def run_module(emu, args: dict, *extra: str, module: str = MODULE, **kwargs):
+    run = ansible_adhoc(emu, module, args, *extra, **kwargs)
     assert run.results, run.output
     return run, run.results[0]['result']
 
@@ -203,3 +203,24 @@ def test_bad_input_is_refused_before_any_call(emu):
     run, result = run_module(emu, {'instance_ids': [WEB], 'content': 'true', 'timeout': 0})
     assert run.rc != 0 and 'timeout' in result['msg']
     assert calls(emu) == {}
+
+
+def test_refused_endpoint_fails_in_seconds_with_url_and_cause(emu):
+    endpoint = refused_endpoint()
+    run, result = run_module(emu, {'instance_ids': [WEB], 'content': 'true'}, extra_env={'ALICLOUD_ECS_ENDPOINT': endpoint})
+    assert run.rc != 0
+    assert run.task_seconds(run.results[0]['task']) < 5, run.output
+    assert result['error']['code'] == 'Connection.Refused'
+    assert f'cannot connect to {endpoint}: Connection refused' in result['msg'], result['msg']
+    assert 'ALICLOUD_ECS_ENDPOINT' in result['error']['remedy']
+
+
+def test_silent_endpoint_fails_as_a_read_timeout_within_read_timeout(emu):
+    with silent_endpoint() as endpoint:
+        run, result = run_module(emu, {'instance_ids': [WEB], 'content': 'true', 'read_timeout': 3},
+                                 extra_env={'ALICLOUD_ECS_ENDPOINT': endpoint})
+    assert run.rc != 0
+    assert 3 <= run.task_seconds(run.results[0]['task']) < 8, run.output
+    assert result['error']['code'] == 'Connection.ReadTimeout'
+    assert f'no answer from {endpoint} within the read timeout of 3 seconds (Read timed out)' in result['msg'], result['msg']
+    assert 'raise read_timeout' in result['error']['remedy']

@@ -15,7 +15,7 @@ from Tea.exceptions import TeaException  # noqa: E402  pylint: disable=wrong-imp
 
 from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.cloudexec.core.plugins.module_utils.alicloud import AlicloudAuth  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import ValidationError  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import DeadlineExceeded, ValidationError  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import Poller  # noqa: E402  pylint: disable=wrong-import-position
 
 AUTH = AlicloudAuth(alicloud_access_key='LTAI', alicloud_secret_key='secret', alicloud_region='cn-hangzhou')
@@ -175,6 +175,16 @@ def test_start_retries_a_throttled_run_command_with_the_same_token():
     tokens = {r.client_token for name, r in client.requests if name == 'RunCommand'}
     assert len(started) == 1 and client.count('RunCommand') == 3 and len(tokens) == 1
     assert clock.sleeps == [0.5, 0.75]
+
+
+def test_giving_up_on_a_throttled_call_names_the_api_action_not_a_function():
+    client = FakeEcs({}, throttle={'RunCommand': 1000})
+    clock = FakeClock()
+    with pytest.raises(DeadlineExceeded) as info:
+        ca.start(client, AUTH, ca.RunSpec(content='true'), ids(1), poller_factory=lambda timeout, **kw: clock.poller(timeout, max_retries=1000, **kw))
+    text = str(info.value)
+    assert text.startswith('DeadlineExceeded: Gave up waiting for the RunCommand API call after 60 seconds; last error: Throttling.User: ')
+    assert 'run_command' not in text and 'retry later or lower forks' in text
 
 
 def test_decode_output():
