@@ -160,17 +160,21 @@ options:
       - name: ALICLOUD_ECS_ROLE_NAME
   profile:
     description:
-      - A profile of the Alibaba Cloud CLI configuration.
+      - A profile of the Alibaba Cloud CLI configuration (C(~/.aliyun/config.json)).
     type: str
     env:
       - name: ALICLOUD_PROFILE
       - name: ALIBABA_CLOUD_PROFILE
+    vars:
+      - name: ansible_alicloud_profile
   shared_credentials_file:
     description:
       - The CLI configuration file to read O(profile) from.
     type: path
     env:
       - name: ALICLOUD_SHARED_CREDENTIALS_FILE
+    vars:
+      - name: ansible_alicloud_shared_credentials_file
   ecs_endpoint:
     description:
       - The ECS API endpoint (a host name or an C(http[s]://) URL).

@@ -80,7 +80,9 @@ CONNECT_TIMEOUT = 10
 
 CREDENTIALS_REMEDY = ('Give credentials: alicloud_access_key and alicloud_secret_key (ALICLOUD_ACCESS_KEY and ALICLOUD_SECRET_KEY, '
                       'plus alicloud_security_token for STS), a CLI profile (profile, ALICLOUD_PROFILE), or an instance RAM '
-                      'role (ecs_role_name); in AWX, attach the Alibaba Cloud credential to the job template or inventory source')
+                      'role (ecs_role_name); the connection plugins also read ansible_alicloud_access_key and '
+                      'ansible_alicloud_secret_key or ansible_alicloud_profile (an inventory passes its profile to its hosts, '
+                      'never its keys); in AWX, attach the Alibaba Cloud credential to the job template or inventory source')
 
 ALICLOUD_REMEDIES = {
     'InvalidAccessKeyId.NotFound': 'The AccessKey ID is not known: check alicloud_access_key (or ALICLOUD_ACCESS_KEY) '
