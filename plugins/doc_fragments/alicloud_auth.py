@@ -175,22 +175,6 @@ options:
       - name: ALICLOUD_SHARED_CREDENTIALS_FILE
     vars:
       - name: ansible_alicloud_shared_credentials_file
-  ecs_endpoint:
-    description:
-      - The ECS API endpoint (a host name or an C(http[s]://) URL).
-    type: str
-    env:
-      - name: ALICLOUD_ECS_ENDPOINT
-    vars:
-      - name: ansible_alicloud_ecs_endpoint
-  eci_endpoint:
-    description:
-      - The ECI API endpoint (a host name or an C(http[s]://) URL).
-    type: str
-    env:
-      - name: ALICLOUD_ECI_ENDPOINT
-    vars:
-      - name: ansible_alicloud_eci_endpoint
   validate_certs:
     description:
       - Verify the TLS certificates of the endpoints.
@@ -215,4 +199,31 @@ requirements:
   - alibabacloud-ecs20140526
   - alibabacloud-eci20180808
   - alibabacloud-credentials
+'''
+
+    # Each plugin documents only the endpoint of the API it calls, next to PLUGINS.
+    ECS_ENDPOINT = r'''
+options:
+  ecs_endpoint:
+    description:
+      - The ECS API endpoint (a host name or an C(http[s]://) URL), for private endpoints or the collection's emulator.
+      - Defaults to C(ecs.<region>.aliyuncs.com).
+    type: str
+    env:
+      - name: ALICLOUD_ECS_ENDPOINT
+    vars:
+      - name: ansible_alicloud_ecs_endpoint
+'''
+
+    ECI_ENDPOINT = r'''
+options:
+  eci_endpoint:
+    description:
+      - The ECI API endpoint (a host name or an C(http[s]://) URL), for private endpoints or the collection's emulator.
+      - Defaults to C(eci.<region>.aliyuncs.com).
+    type: str
+    env:
+      - name: ALICLOUD_ECI_ENDPOINT
+    vars:
+      - name: ansible_alicloud_eci_endpoint
 '''

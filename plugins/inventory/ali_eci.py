@@ -18,6 +18,7 @@ author:
   - cloudexec.core maintainers (@cloudexec)
 extends_documentation_fragment:
   - cloudexec.core.alicloud_auth.plugins
+  - cloudexec.core.alicloud_auth.eci_endpoint
   - constructed
   - inventory_cache
 options:

@@ -75,6 +75,8 @@ ALICLOUD_AUTH_ARGSPEC = auth_options.ALICLOUD_AUTH_ARGSPEC
 # Public endpoint patterns per product; the ECI SDK maps every region to one global host, so we
 # always set the regional endpoint ourselves.
 _DEFAULT_ENDPOINTS = {'ecs': 'ecs.{region}.aliyuncs.com', 'eci': 'eci.{region}.aliyuncs.com'}
+# The endpoint options, one per product; a plugin documents only its own.
+PRODUCT_ENDPOINT_OPTIONS = frozenset(f'{product}_endpoint' for product in _DEFAULT_ENDPOINTS)
 # Seconds to wait for a TCP (and TLS) connection to an endpoint; read_timeout bounds the wait for the answer.
 CONNECT_TIMEOUT = 10
 
@@ -130,8 +132,19 @@ class AlicloudAuth:
 
     @classmethod
     def from_options(cls, get: t.Callable[[str], t.Any]) -> 'AlicloudAuth':
-        """Build from module params (params.get) or plugin options (a get_option wrapper)."""
-        values = {name: get(name) for name in ALICLOUD_AUTH_ARGSPEC}
+        """Build from module params (params.get) or plugin options (a get_option wrapper).
+
+        A plugin documents only the endpoint of the API it calls: the other one is unset (get raises KeyError).
+        """
+        def value(name: str) -> t.Any:
+            try:
+                return get(name)
+            except KeyError:
+                if name in PRODUCT_ENDPOINT_OPTIONS:
+                    return None
+                raise
+
+        values = {name: value(name) for name in ALICLOUD_AUTH_ARGSPEC}
         auth = cls(**{k: v for k, v in values.items() if v is not None})
         auth.validate()
         return auth

@@ -3,6 +3,7 @@
 playbooks meet ansible-lint's production profile (what Galaxy and Automation Hub users check)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +39,24 @@ def test_ansible_doc_renders(kind, name):
     assert f'cloudexec.core.{name}' in proc.stdout
     assert 'EXAMPLES:' in proc.stdout
     assert '[WARNING]' not in proc.stderr, proc.stderr
+
+
+def ansible_doc_json(kind: str, name: str) -> dict:
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_NOCOLOR='1')
+    proc = subprocess.run([str(BIN / 'ansible-doc'), '--json', '-t', kind, f'cloudexec.core.{name}'], env=env, capture_output=True,
+                          text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)[f'cloudexec.core.{name}']['doc']
+
+
+@pytest.mark.parametrize('kind, name, endpoint', [
+    ('connection', 'ali_assist', 'ecs_endpoint'), ('connection', 'ali_eci', 'eci_endpoint'),
+    ('inventory', 'ali_ecs', 'ecs_endpoint'), ('inventory', 'ali_eci', 'eci_endpoint'),
+])
+def test_each_alibaba_plugin_documents_only_the_endpoint_it_uses(kind, name, endpoint):
+    options = ansible_doc_json(kind, name)['options']
+    assert sorted(option for option in options if option.endswith('_endpoint')) == [endpoint]
+    assert options[endpoint]['vars'] == [{'name': f'ansible_alicloud_{endpoint}'}]
 
 
 def test_plugins_are_found():

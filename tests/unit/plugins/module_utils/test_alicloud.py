@@ -34,6 +34,27 @@ def test_keys_come_in_pairs():
     assert info.value.parameter == 'alicloud_secret_key'
 
 
+def test_a_plugin_documents_only_its_own_endpoint():
+    """ali_assist has no eci_endpoint option and ali_eci no ecs_endpoint: get_option raises KeyError for them."""
+    values = {'alicloud_region': 'cn-hangzhou', 'ecs_endpoint': 'http://127.0.0.1:1', 'read_timeout': 60, 'validate_certs': True}
+
+    def get_option(name):
+        if name == 'eci_endpoint':
+            raise KeyError(name)
+        return values.get(name)
+
+    auth = alicloud.AlicloudAuth.from_options(get_option)
+    assert auth.ecs_endpoint == 'http://127.0.0.1:1' and auth.eci_endpoint is None
+
+    def missing_region(name):
+        if name == 'alicloud_region':
+            raise KeyError(name)
+        return values.get(name)
+
+    with pytest.raises(KeyError):
+        alicloud.AlicloudAuth.from_options(missing_region)
+
+
 def test_secrets_are_not_in_repr():
     auth = alicloud.AlicloudAuth(alicloud_access_key='LTAIvisible', alicloud_secret_key='s3cr3t', alicloud_security_token='sts-tok',
                                  alicloud_region='cn-hangzhou')
