@@ -280,12 +280,12 @@ class EciExecStream:
     def _lost(self, exc: BaseException | None) -> EciStreamError:
         rcvd = getattr(exc, 'rcvd', None)
         detail = ' (no close frame)' if rcvd is None else f' (close code {getattr(rcvd, "code", "?")})'
-        when = ('after the command was sent: the command may have run; check its effects before running it again'
-                if self.input_sent else 'before anything was sent')
+        # Said once, in the remedy: the message says what happened, the remedy what it means for the user.
+        when = 'after the command was sent' if self.input_sent else 'before anything was sent'
         return EciStreamError(f'the ECI exec stream to {self.host} was lost {when}{detail}', code='StreamDropped',
                               input_sent=self.input_sent,
                               remedy='The command may have run: check its effects before running it again' if self.input_sent
-                              else 'Retry')
+                              else 'Nothing ran: retry')
 
     def _check_open(self) -> None:
         if self._ws is None:

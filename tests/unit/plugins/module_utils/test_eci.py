@@ -179,7 +179,8 @@ def test_dropped_stream_after_input_says_the_command_may_have_run():
         with pytest.raises(eci.EciStreamError) as info:
             stream.read(1.0)
     assert info.value.code == 'StreamDropped' and info.value.input_sent
-    assert 'may have run' in str(info.value)
+    assert str(info.value).count('may have run') == 1, str(info.value)
+    assert str(info.value).startswith('StreamDropped: the ECI exec stream to eci-cn-shanghai.aliyun.com was lost after the command was sent')
     assert 'SECRET' not in str(info.value) and 'eci-cn-shanghai.aliyun.com' in str(info.value)
 
 
@@ -189,6 +190,7 @@ def test_dropped_stream_before_input_is_safe_to_retry():
         with pytest.raises(eci.EciStreamError) as info:
             stream.read(1.0)
     assert not info.value.input_sent and 'before anything was sent' in str(info.value)
+    assert 'may have run' not in str(info.value) and info.value.remedy == 'Nothing ran: retry'
 
 
 def test_connect_failure_never_shows_the_uri():
