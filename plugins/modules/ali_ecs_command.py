@@ -117,7 +117,7 @@ options:
     default: Once
   frequency:
     description:
-      - The schedule of a V(Period) run, for example V(rate(5m)), V(at(2026-01-01T10:00:00Z)) or a cron expression
+      - The schedule of a V(Period) run, for example V(rate(5m\)), V(at(2026-01-01T10:00:00Z\)) or a cron expression
         such as V(0 */20 * * * *).
     type: str
   wait:
