@@ -25,6 +25,7 @@ author:
   - cloudexec.core maintainers (@cloudexec)
 extends_documentation_fragment:
   - cloudexec.core.alicloud_auth.plugins
+  - cloudexec.core.alicloud_auth.ecs_endpoint
 options:
   instance_id:
     description:

@@ -22,6 +22,7 @@ author:
   - cloudexec.core maintainers (@cloudexec)
 extends_documentation_fragment:
   - cloudexec.core.alicloud_auth.plugins
+  - cloudexec.core.alicloud_auth.eci_endpoint
 options:
   container_group_id:
     description:
@@ -151,7 +152,7 @@ class Connection(BrokeredConnection):
     session_label = 'ECI exec'
 
     def _target_options(self) -> dict:
-        options = {name: self.get_option(name) for name in ALICLOUD_AUTH_ARGSPEC}
+        options = {name: self.get_option(name) for name in ALICLOUD_AUTH_ARGSPEC if name != 'ecs_endpoint'}  # ECI only
         group_id = self.get_option('container_group_id')
         group_name = self.get_option('container_group_name')
         if not group_id and not group_name:

@@ -79,7 +79,10 @@ options:
     default: true
   read_timeout:
     description:
-      - Seconds to wait for one API answer.
+      - Seconds to wait for the answer to one API call. An endpoint that accepts the connection but does not answer
+        fails after this long, as a read timeout (C(Connection.ReadTimeout)), and is not retried.
+      - A refused connection or an unknown host fails within seconds, whatever this value.
+      - Falls back to E(ALICLOUD_READ_TIMEOUT).
     type: int
     default: 60
 requirements:
@@ -157,33 +160,21 @@ options:
       - name: ALICLOUD_ECS_ROLE_NAME
   profile:
     description:
-      - A profile of the Alibaba Cloud CLI configuration.
+      - A profile of the Alibaba Cloud CLI configuration (C(~/.aliyun/config.json)).
     type: str
     env:
       - name: ALICLOUD_PROFILE
       - name: ALIBABA_CLOUD_PROFILE
+    vars:
+      - name: ansible_alicloud_profile
   shared_credentials_file:
     description:
       - The CLI configuration file to read O(profile) from.
     type: path
     env:
       - name: ALICLOUD_SHARED_CREDENTIALS_FILE
-  ecs_endpoint:
-    description:
-      - The ECS API endpoint (a host name or an C(http[s]://) URL).
-    type: str
-    env:
-      - name: ALICLOUD_ECS_ENDPOINT
     vars:
-      - name: ansible_alicloud_ecs_endpoint
-  eci_endpoint:
-    description:
-      - The ECI API endpoint (a host name or an C(http[s]://) URL).
-    type: str
-    env:
-      - name: ALICLOUD_ECI_ENDPOINT
-    vars:
-      - name: ansible_alicloud_eci_endpoint
+      - name: ansible_alicloud_shared_credentials_file
   validate_certs:
     description:
       - Verify the TLS certificates of the endpoints.
@@ -195,13 +186,44 @@ options:
       - name: ansible_alicloud_validate_certs
   read_timeout:
     description:
-      - Seconds to wait for one API answer.
+      - Seconds to wait for the answer to one API call. An endpoint that accepts the connection but does not answer
+        fails after this long, as a read timeout, and is not retried.
+      - A refused connection or an unknown host fails within seconds, whatever this value.
     type: int
     default: 60
     env:
       - name: ALICLOUD_READ_TIMEOUT
+    vars:
+      - name: ansible_alicloud_read_timeout
 requirements:
   - alibabacloud-ecs20140526
   - alibabacloud-eci20180808
   - alibabacloud-credentials
+'''
+
+    # Each plugin documents only the endpoint of the API it calls, next to PLUGINS.
+    ECS_ENDPOINT = r'''
+options:
+  ecs_endpoint:
+    description:
+      - The ECS API endpoint (a host name or an C(http[s]://) URL), for private endpoints or the collection's emulator.
+      - Defaults to C(ecs.<region>.aliyuncs.com).
+    type: str
+    env:
+      - name: ALICLOUD_ECS_ENDPOINT
+    vars:
+      - name: ansible_alicloud_ecs_endpoint
+'''
+
+    ECI_ENDPOINT = r'''
+options:
+  eci_endpoint:
+    description:
+      - The ECI API endpoint (a host name or an C(http[s]://) URL), for private endpoints or the collection's emulator.
+      - Defaults to C(eci.<region>.aliyuncs.com).
+    type: str
+    env:
+      - name: ALICLOUD_ECI_ENDPOINT
+    vars:
+      - name: ansible_alicloud_eci_endpoint
 '''

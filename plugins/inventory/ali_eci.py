@@ -18,6 +18,7 @@ author:
   - cloudexec.core maintainers (@cloudexec)
 extends_documentation_fragment:
   - cloudexec.core.alicloud_auth.plugins
+  - cloudexec.core.alicloud_auth.eci_endpoint
   - constructed
   - inventory_cache
 options:
@@ -88,7 +89,9 @@ options:
 notes:
   - Each host gets the variables C(ansible_connection=cloudexec.core.ali_eci), C(ansible_ali_eci_container_group_id),
     C(ansible_ali_eci_container_name), C(ansible_alicloud_region) (the connection's region variable), also
-    C(ansible_alicloud_eci_endpoint) when O(eci_endpoint) is set, and C(ali_eci), a dictionary with
+    C(ansible_alicloud_eci_endpoint), C(ansible_alicloud_profile) and C(ansible_alicloud_shared_credentials_file) when the
+    inventory used an O(eci_endpoint), a O(profile) or a O(shared_credentials_file) (from this file or the environment),
+    and C(ali_eci), a dictionary with
     C(container_group_id), C(container_group_name), C(region_id), C(zone_id), C(status), C(vpc_id), C(vswitch_id),
     C(security_group_id), C(intranet_ip), C(internet_ip), C(instance_type), C(cpu), C(memory), C(restart_policy),
     C(creation_time), C(tags), C(containers) (the names of all containers of the group), C(container_name), C(image),
@@ -96,8 +99,14 @@ notes:
   - Hosts are put in the groups C(ali_eci), C(region_<region>), C(zone_<zone>), C(container_group_<group name>) and
     C(tag_<key>_<value>) for every tag; characters not valid in a variable name become C(_).
   - The RAM identity needs C(eci:DescribeContainerGroups). Groups are read 20 at a time (the API's limit), page after page.
-  - Credentials given in this file are used to list groups only; the connection reads its own (from the environment or
-    the C(ansible_alicloud_*) variables).
+  - "How credentials reach the connection: the region, endpoint and profile the inventory used are passed to its hosts
+    (above), so that the connection reaches them the way the inventory found them; C(compose) may override them per
+    host. Keys given here (O(alicloud_access_key), O(alicloud_secret_key), O(alicloud_security_token)) list the groups
+    only: they never go into host variables, where C(ansible-inventory --list) would show them. The connection reads its
+    keys from the environment (E(ALICLOUD_ACCESS_KEY), E(ALICLOUD_SECRET_KEY), E(ALICLOUD_SECURITY_TOKEN)), from the CLI
+    profile (give O(profile) here and every host gets it), from C(ansible_alicloud_access_key),
+    C(ansible_alicloud_secret_key) and C(ansible_alicloud_security_token) in group_vars (encrypted with Ansible Vault),
+    or from an instance RAM role (E(ALICLOUD_ECS_ROLE_NAME))."
   - With O(cache=true) the API answers are cached under a key made of the file's path and the options that shape the
     query (regions, status, zones, endpoint, AccessKey ID or profile). C(--flush-cache) and the C(refresh_inventory)
     meta task query the API again.
@@ -160,6 +169,7 @@ from ansible_collections.cloudexec.core.plugins.plugin_utils.inventory import (
     cache_key,
     cached_query,
     choose_hostname,
+    connection_settings,
     make_unsafe,
     safe_group_name,
     to_ansible_error,
@@ -332,6 +342,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         preferences = [p for p in self.get_option('hostnames') or [] if p]
         default = DEFAULT_GROUP_HOSTNAME if mode == 'group' else DEFAULT_CONTAINER_HOSTNAME
         taken: set[str] = set()
+        # The endpoint and profile the hosts were found with reach them too; keys never go into host variables.
+        settings = connection_settings({'ansible_alicloud_eci_endpoint': auth.eci_endpoint, 'ansible_alicloud_profile': auth.profile,
+                                        'ansible_alicloud_shared_credentials_file': auth.shared_credentials_file})
         self.inventory.add_group('ali_eci')
         for group in groups:
             if not group_selected(group, statuses, zones, names, wanted_tags):
@@ -348,10 +361,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     'ansible_ali_eci_container_group_id': make_unsafe(fields['container_group_id']),
                     'ansible_ali_eci_container_name': make_unsafe(fields['container_name']),
                     'ansible_alicloud_region': make_unsafe(fields['region_id']),
+                    **settings,
                     'ali_eci': make_unsafe(fields),
                 }
-                if auth.eci_endpoint:
-                    hostvars['ansible_alicloud_eci_endpoint'] = make_unsafe(auth.eci_endpoint)
                 host_groups = ['ali_eci', safe_group_name('region', fields['region_id'])]
                 if fields['zone_id']:
                     host_groups.append(safe_group_name('zone', fields['zone_id']))

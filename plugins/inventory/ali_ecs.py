@@ -20,6 +20,7 @@ author:
   - cloudexec.core maintainers (@cloudexec)
 extends_documentation_fragment:
   - cloudexec.core.alicloud_auth.plugins
+  - cloudexec.core.alicloud_auth.ecs_endpoint
   - constructed
   - inventory_cache
 options:
@@ -83,7 +84,9 @@ options:
     default: []
 notes:
   - Each host gets C(ansible_connection=cloudexec.core.ali_assist), C(ansible_ali_assist_instance_id),
-    C(ansible_alicloud_region) (and C(ansible_alicloud_ecs_endpoint) when an endpoint is set), and C(ali_ecs), a dictionary
+    C(ansible_alicloud_region), also C(ansible_alicloud_ecs_endpoint), C(ansible_alicloud_profile) and
+    C(ansible_alicloud_shared_credentials_file) when the inventory used an O(ecs_endpoint), a O(profile) or a
+    O(shared_credentials_file) (from this file or the environment), and C(ali_ecs), a dictionary
     with C(instance_id), C(instance_name), C(host_name), C(region_id), C(zone_id), C(instance_type), C(instance_type_family),
     C(os_type), C(os_name), C(image_id), C(vpc_id), C(vswitch_id), C(private_ip), C(public_ip), C(security_group_ids),
     C(tags), C(status), C(cpu), C(memory), C(creation_time), C(cloud_assistant_online), C(cloud_assistant_version),
@@ -91,6 +94,14 @@ notes:
   - Hosts are put in the groups C(ali_ecs), C(region_<region>), C(zone_<zone>), C(instance_type_<type>), C(os_<linux|windows>)
     and C(tag_<key>_<value>); characters not valid in a variable name become C(_).
   - The RAM principal needs C(ecs:DescribeInstances) and C(ecs:DescribeCloudAssistantStatus).
+  - "How credentials reach the connection: the region, endpoint and profile the inventory used are passed to its hosts
+    (above), so that the connection reaches them the way the inventory found them; C(compose) may override them per
+    host. Keys given here (O(alicloud_access_key), O(alicloud_secret_key), O(alicloud_security_token)) list the
+    instances only: they never go into host variables, where C(ansible-inventory --list) would show them. The connection
+    reads its keys from the environment (E(ALICLOUD_ACCESS_KEY), E(ALICLOUD_SECRET_KEY), E(ALICLOUD_SECURITY_TOKEN)),
+    from the CLI profile (give O(profile) here and every host gets it), from C(ansible_alicloud_access_key),
+    C(ansible_alicloud_secret_key) and C(ansible_alicloud_security_token) in group_vars (encrypted with Ansible Vault),
+    or from an instance RAM role (E(ALICLOUD_ECS_ROLE_NAME))."
   - With O(cache=true) the API answers are cached under a key made of the file's path and the options that shape the query
     (regions, endpoint, access key id or profile); the filters also apply to cached answers. C(--flush-cache) and the
     C(refresh_inventory) meta task query the API again.
@@ -146,6 +157,7 @@ from ansible_collections.cloudexec.core.plugins.plugin_utils.inventory import (
     cache_key,
     cached_query,
     choose_hostname,
+    connection_settings,
     make_unsafe,
     safe_group_name,
     to_ansible_error,
@@ -303,6 +315,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _populate(self, records: list[dict[str, t.Any]], auth: alicloud.AlicloudAuth) -> None:
         preferences = [p for p in self.get_option('hostnames') or [] if p]
         taken: set[str] = set()
+        # The endpoint and profile the hosts were found with reach them too; keys never go into host variables.
+        settings = connection_settings({'ansible_alicloud_ecs_endpoint': auth.ecs_endpoint, 'ansible_alicloud_profile': auth.profile,
+                                        'ansible_alicloud_shared_credentials_file': auth.shared_credentials_file})
         self.inventory.add_group('ali_ecs')
         for fields in records:
             name = choose_hostname(preferences, DEFAULT_HOSTNAME, fields, fields.get('tags') or {}, taken)
@@ -314,10 +329,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 'ansible_connection': CONNECTION,
                 'ansible_ali_assist_instance_id': make_unsafe(fields['instance_id']),
                 'ansible_alicloud_region': make_unsafe(fields['region_id']),
+                **settings,
                 'ali_ecs': make_unsafe(fields),
             }
-            if auth.ecs_endpoint:
-                hostvars['ansible_alicloud_ecs_endpoint'] = make_unsafe(auth.ecs_endpoint)
             groups = ['ali_ecs', safe_group_name('region', fields['region_id'])]
             for prefix, key in (('zone', 'zone_id'), ('instance_type', 'instance_type'), ('os', 'os_type')):
                 if fields.get(key):

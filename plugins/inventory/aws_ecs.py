@@ -101,13 +101,22 @@ options:
     default: []
 notes:
   - Each host gets the variables C(ansible_connection=cloudexec.core.aws_ecs), C(ansible_aws_ecs_cluster) (the cluster ARN),
-    C(ansible_aws_ecs_task) (the task ARN), C(ansible_aws_ecs_container), C(ansible_aws_region), and C(aws_ecs), a dictionary
+    C(ansible_aws_ecs_task) (the task ARN), C(ansible_aws_ecs_container), C(ansible_aws_region), also
+    C(ansible_aws_endpoint_url) and C(ansible_aws_profile) when the inventory used an O(endpoint_url) or a O(profile)
+    (from this file or the environment), and C(aws_ecs), a dictionary
     with C(cluster_arn), C(cluster_name), C(task_arn), C(task_id), C(container_name), C(container_runtime_id), C(image),
     C(launch_type), C(platform_version), C(service), C(family), C(revision), C(tags), C(last_status), C(desired_status),
     C(availability_zone), C(exec_enabled), C(agent_status) and C(region).
   - Hosts are put in the groups C(aws_ecs), C(cluster_<cluster name>), C(service_<service name>) and
     C(launch_type_<fargate|ec2|external>); characters not valid in a variable name become C(_).
   - The IAM principal needs C(ecs:ListClusters) (when O(clusters) is empty), C(ecs:ListTasks) and C(ecs:DescribeTasks).
+  - "How credentials reach the connection: the region, endpoint and profile the inventory used are passed to its hosts
+    (above), so that the connection reaches them the way the inventory found them; C(compose) may override them per
+    host. Keys given here (O(access_key), O(secret_key), O(session_token)) list the tasks only: they never go into host
+    variables, where C(ansible-inventory --list) would show them. The connection reads its keys from the environment
+    (E(AWS_ACCESS_KEY_ID), E(AWS_SECRET_ACCESS_KEY), E(AWS_SESSION_TOKEN)), from the profile (give O(profile) here and
+    every host gets it), from C(ansible_aws_access_key_id), C(ansible_aws_secret_access_key) and
+    C(ansible_aws_session_token) in group_vars (encrypted with Ansible Vault), or from an instance or task role."
   - With O(cache=true) the API answers are cached under a key made of the file's path and the options that shape the
     query (regions, clusters, services, launch type, desired status, endpoint, access key id or profile).
     C(--flush-cache) and the C(refresh_inventory) meta task query the API again.
@@ -145,6 +154,14 @@ groups:
   canary: aws_ecs.tags.track | default('') == 'canary'
 
 ---
+# private.aws_ecs.yml: through a VPC endpoint with a named profile; both reach every host
+# (ansible_aws_endpoint_url, ansible_aws_profile), so the connection needs nothing more
+plugin: cloudexec.core.aws_ecs
+regions: [eu-west-1]
+endpoint_url: https://vpce-0a1b2c3d4e5f-ecs.eu-west-1.vpce.amazonaws.com
+profile: ops
+
+---
 # cached.aws_ecs.yml: answers cached for ten minutes in JSON files
 plugin: cloudexec.core.aws_ecs
 profile: ops
@@ -169,6 +186,7 @@ from ansible_collections.cloudexec.core.plugins.plugin_utils.inventory import (
     cache_key,
     cached_query,
     choose_hostname,
+    connection_settings,
     make_unsafe,
     safe_group_name,
     to_ansible_error,
@@ -310,7 +328,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             tasks = cached_query(self, key, cache, lambda: self._query(auth, regions))
         except CloudExecError as error:
             raise to_ansible_error(error, self.NAME) from None
-        self._populate(tasks)
+        self._populate(tasks, auth)
 
     def _regions(self, auth: aws.AwsAuth) -> list[str]:
         regions = [r for r in self.get_option('regions') or [] if r]
@@ -372,8 +390,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 raise
         return list(dict.fromkeys(arns))
 
-    def _populate(self, tasks: list[dict[str, t.Any]]) -> None:
+    def _populate(self, tasks: list[dict[str, t.Any]], auth: aws.AwsAuth) -> None:
         mode = self.get_option('container_mode')
+        # The endpoint and profile the hosts were found with reach them too; keys never go into host variables.
+        settings = connection_settings({'ansible_aws_endpoint_url': auth.endpoint_url, 'ansible_aws_profile': auth.profile})
         exec_only = self.get_option('exec_enabled_only')
         wanted_tags = self.get_option('tags') or {}
         preferences = [p for p in self.get_option('hostnames') or [] if p]
@@ -396,6 +416,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     'ansible_aws_ecs_task': make_unsafe(fields['task_arn']),
                     'ansible_aws_ecs_container': make_unsafe(fields['container_name']),
                     'ansible_aws_region': make_unsafe(fields['region']),
+                    **settings,
                     'aws_ecs': make_unsafe(fields),
                 }
                 groups = ['aws_ecs', safe_group_name('cluster', fields['cluster_name'])]

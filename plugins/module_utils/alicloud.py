@@ -75,10 +75,16 @@ ALICLOUD_AUTH_ARGSPEC = auth_options.ALICLOUD_AUTH_ARGSPEC
 # Public endpoint patterns per product; the ECI SDK maps every region to one global host, so we
 # always set the regional endpoint ourselves.
 _DEFAULT_ENDPOINTS = {'ecs': 'ecs.{region}.aliyuncs.com', 'eci': 'eci.{region}.aliyuncs.com'}
+# The endpoint options, one per product; a plugin documents only its own.
+PRODUCT_ENDPOINT_OPTIONS = frozenset(f'{product}_endpoint' for product in _DEFAULT_ENDPOINTS)
+# Seconds to wait for a TCP (and TLS) connection to an endpoint; read_timeout bounds the wait for the answer.
+CONNECT_TIMEOUT = 10
 
 CREDENTIALS_REMEDY = ('Give credentials: alicloud_access_key and alicloud_secret_key (ALICLOUD_ACCESS_KEY and ALICLOUD_SECRET_KEY, '
                       'plus alicloud_security_token for STS), a CLI profile (profile, ALICLOUD_PROFILE), or an instance RAM '
-                      'role (ecs_role_name); in AWX, attach the Alibaba Cloud credential to the job template or inventory source')
+                      'role (ecs_role_name); the connection plugins also read ansible_alicloud_access_key and '
+                      'ansible_alicloud_secret_key or ansible_alicloud_profile (an inventory passes its profile to its hosts, '
+                      'never its keys); in AWX, attach the Alibaba Cloud credential to the job template or inventory source')
 
 ALICLOUD_REMEDIES = {
     'InvalidAccessKeyId.NotFound': 'The AccessKey ID is not known: check alicloud_access_key (or ALICLOUD_ACCESS_KEY) '
@@ -126,8 +132,19 @@ class AlicloudAuth:
 
     @classmethod
     def from_options(cls, get: t.Callable[[str], t.Any]) -> 'AlicloudAuth':
-        """Build from module params (params.get) or plugin options (a get_option wrapper)."""
-        values = {name: get(name) for name in ALICLOUD_AUTH_ARGSPEC}
+        """Build from module params (params.get) or plugin options (a get_option wrapper).
+
+        A plugin documents only the endpoint of the API it calls: the other one is unset (get raises KeyError).
+        """
+        def value(name: str) -> t.Any:
+            try:
+                return get(name)
+            except KeyError:
+                if name in PRODUCT_ENDPOINT_OPTIONS:
+                    return None
+                raise
+
+        values = {name: value(name) for name in ALICLOUD_AUTH_ARGSPEC}
         auth = cls(**{k: v for k, v in values.items() if v is not None})
         auth.validate()
         return auth
@@ -196,7 +213,7 @@ def open_api_config(auth: AlicloudAuth, product: str) -> 'OpenApiConfig':
     host, protocol = endpoint_config(auth, product)
     return OpenApiConfig(credential=credential_client(auth), region_id=auth.alicloud_region, endpoint=host,
                          protocol=protocol, user_agent=USER_AGENT, read_timeout=auth.read_timeout * 1000,
-                         connect_timeout=10000)
+                         connect_timeout=CONNECT_TIMEOUT * 1000)
 
 
 def ecs_client(auth: AlicloudAuth) -> t.Any:
@@ -225,12 +242,115 @@ def runtime_options(auth: AlicloudAuth, read_timeout: int | None = None) -> 'Run
     """Per-call options: TLS verification and timeouts. The SDK's own retries stay off; the poller retries."""
     require_tea()
     seconds = read_timeout or auth.read_timeout
-    return RuntimeOptions(ignore_ssl=not auth.validate_certs, read_timeout=seconds * 1000, connect_timeout=10000,
+    return RuntimeOptions(ignore_ssl=not auth.validate_certs, read_timeout=seconds * 1000, connect_timeout=CONNECT_TIMEOUT * 1000,
                           autoretry=False)
 
 
-def alicloud_error(exc: BaseException, action: str | None = None) -> CloudExecError:
-    """Map a Tea SDK exception to CloudExecError, with the remedy for its code."""
+# --------------------------------------------------------------------------- network errors
+# The SDK turns every requests/urllib3 failure into a RetryError holding only the text of the original
+# exception (which names the URL, query string included), so the cause is read back from that text.
+
+# (text to look for, code, retries allowed before the error is reported); the first match wins.
+_NETWORK_KINDS: tuple[tuple[tuple[str, ...], str, int | None], ...] = (
+    (('Read timed out',), 'Connection.ReadTimeout', 0),
+    (('Connection refused',), 'Connection.Refused', 2),
+    (('NameResolutionError', 'Failed to resolve', 'Name or service not known', 'nodename nor servname',
+      'name resolution', 'getaddrinfo failed'), 'Connection.NameResolution', 2),
+    (('ConnectTimeoutError', 'connect timeout='), 'Connection.Timeout', 1),
+    (('SSLError', 'SSL:', 'CERTIFICATE_VERIFY_FAILED'), 'Connection.TLS', 0),
+)
+# A reset or dropped connection: transient, worth a few retries (the poller's back-off spaces them).
+_OTHER_NETWORK_RETRIES = 3
+
+
+def _inner_text(inner: BaseException | None) -> str:
+    if inner is None:
+        return ''
+    message = getattr(inner, 'message', None)
+    return str(message if isinstance(message, str) else inner)
+
+
+def _request_url(request: t.Any) -> str | None:
+    """scheme://host[:port] of the failed request: never its path, query string or user info."""
+    headers = getattr(request, 'headers', None) or {}
+    host = str(headers.get('host') or '').rsplit('@', 1)[-1].strip().rstrip('/')
+    if not host:
+        return None
+    return f'{getattr(request, "protocol", None) or "https"}://{host}'.lower()
+
+
+def _url_from_text(text: str) -> str | None:
+    match = re.search(r"(HTTPS?)ConnectionPool\(host='([^']+)', port=(\d+)\)", text)
+    return f'{match.group(1).lower()}://{match.group(2)}:{match.group(3)}' if match else None
+
+
+def _without_urls(text: str) -> str:
+    """text without anything that may be a URL, a query string or a path (they may carry signed parameters)."""
+    text = re.sub(r'\b\w+://\S+', '<url>', text)
+    text = re.sub(r'url: \S+', 'url: <url>', text)
+    text = re.sub(r'\?[^\s\'"]*', '', text)
+    return ' '.join(text.split())
+
+
+def network_cause(text: str) -> str:
+    """The cause of a network failure in a few words ("Connection refused", "Read timed out"), without any URL."""
+    if 'Read timed out' in text:
+        return 'Read timed out'
+    if 'CERTIFICATE_VERIFY_FAILED' in text:
+        return 'TLS certificate verify failed'
+    match = re.search(r'\[Errno -?\d+\] ([^\'"()\[\]]+)', text)
+    if match:
+        return _without_urls(match.group(1)).rstrip('. ')
+    if 'ConnectTimeoutError' in text or 'connect timeout=' in text:
+        return 'Connection timed out'
+    match = re.search(r"(\w+)\('([^']{1,200})'\)", text)
+    if match:
+        return _without_urls(f'{match.group(1)}: {match.group(2)}')
+    return _without_urls(text)[:200] or 'network error'
+
+
+def network_error(prefix: str, url: str | None, text: str, *, read_timeout: int | None = None,
+                  endpoint_option: str | None = None) -> CloudExecError:
+    """A CloudExecError for a failed HTTP exchange with an Alibaba Cloud endpoint: the URL (host and port only),
+    the cause, and how often it is worth retrying (a read timeout: never, it already cost read_timeout seconds)."""
+    url = url or _url_from_text(text) or 'the endpoint'
+    cause = network_cause(text)
+    option = endpoint_option or 'ecs_endpoint or eci_endpoint'
+    variables = ' or '.join(f'ALICLOUD_{name.split("_")[0].upper()}_ENDPOINT' for name in option.split(' or '))
+    check = f'check {option} ({variables}) and alicloud_region'
+    code, retries = next(((kind, limit) for needles, kind, limit in _NETWORK_KINDS if any(n in text for n in needles)),
+                         ('Connection.Error', _OTHER_NETWORK_RETRIES))
+    if code == 'Connection.ReadTimeout':
+        waited = f' within the read timeout of {read_timeout} seconds' if read_timeout else ' within the read timeout'
+        message = f'no answer from {url}{waited} ({cause})'
+        remedy = (f'If the service is slow to answer, raise read_timeout (ALICLOUD_READ_TIMEOUT; ansible_alicloud_read_timeout '
+                  f'for the connection plugins); else {check}: the endpoint accepts connections but does not answer')
+    elif code == 'Connection.Refused':
+        message = f'cannot connect to {url}: {cause}'
+        remedy = f'Nothing accepts connections at {url}: {check}, and that the controller can reach it'
+    elif code == 'Connection.NameResolution':
+        message = f'cannot resolve the host of {url}: {cause}'
+        remedy = f'The default endpoints are ecs.<region>.aliyuncs.com and eci.<region>.aliyuncs.com: {check}, and the DNS of the controller'
+    elif code == 'Connection.Timeout':
+        message = f'cannot connect to {url}: no answer to the connection within {CONNECT_TIMEOUT} seconds ({cause})'
+        remedy = f'A firewall or a missing route may drop the traffic: {check}, and that the controller can reach it'
+    elif code == 'Connection.TLS':
+        message = f'the TLS handshake with {url} failed ({cause})'
+        remedy = ('Check the endpoint\'s certificate and the CA bundle of the controller; turn off validate_certs only '
+                  'for a trusted test endpoint')
+    else:
+        message = f'the connection to {url} failed ({cause})'
+        remedy = f'Check the network between the controller and {url}; {check}'
+    return CloudExecError(prefix + message, code=code, provider='alicloud', remedy=remedy, retryable=bool(retries),
+                          retry_limit=retries or None)
+
+
+def alicloud_error(exc: BaseException, action: str | None = None, *, read_timeout: int | None = None,
+                   endpoint_option: str | None = None) -> CloudExecError:
+    """Map a Tea SDK exception to CloudExecError, with the remedy for its code.
+
+    read_timeout (seconds) and endpoint_option (ecs_endpoint, eci_endpoint) only shape the text of network errors.
+    """
     prefix = f'{action} failed: ' if action else ''
     if HAS_TEA and isinstance(exc, UnretryableException):
         inner = getattr(exc, 'inner_exception', None)
@@ -240,9 +360,8 @@ def alicloud_error(exc: BaseException, action: str | None = None) -> CloudExecEr
             detail = str(getattr(inner, 'message', '') or inner)
             return CloudExecError(prefix + f'no Alibaba Cloud credentials could be obtained ({detail[:300]})', code='CredentialError',
                                   provider='alicloud', retryable=False, remedy=CREDENTIALS_REMEDY)
-        return CloudExecError(prefix + f'could not reach the endpoint ({type(inner).__name__ if inner else "network error"})',
-                              code='Connection.Error', provider='alicloud',
-                              remedy='Check network access, the endpoint options and alicloud_region', retryable=True)
+        return network_error(prefix, _request_url(getattr(exc, 'last_request', None)), _inner_text(inner),
+                             read_timeout=read_timeout, endpoint_option=endpoint_option)
     if HAS_TEA and isinstance(exc, TeaException):
         data = exc.data if isinstance(exc.data, dict) else {}
         status = getattr(exc, 'status_code', None) or getattr(exc, 'statusCode', None) or data.get('statusCode')
@@ -263,9 +382,17 @@ def call(client: t.Any, method: str, request: t.Any, auth: AlicloudAuth, read_ti
     try:
         response = getattr(client, f'{method}_with_options')(request, runtime_options(auth, read_timeout))
     except TeaException as exc:
-        raise alicloud_error(exc, action=_action_name(method)) from None
+        raise alicloud_error(exc, action=action_name(method), read_timeout=read_timeout or auth.read_timeout,
+                             endpoint_option=_endpoint_option(client)) from None
     return response.body
 
 
-def _action_name(method: str) -> str:
+def _endpoint_option(client: t.Any) -> str | None:
+    """The option that sets this client's endpoint, from its SDK package (None for anything else)."""
+    package = type(client).__module__.split('.', 1)[0]
+    return {'alibabacloud_ecs20140526': 'ecs_endpoint', 'alibabacloud_eci20180808': 'eci_endpoint'}.get(package)
+
+
+def action_name(method: str) -> str:
+    """The API action of an SDK method name: describe_instances -> DescribeInstances."""
     return ''.join(part.capitalize() for part in method.split('_'))

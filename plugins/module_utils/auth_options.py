@@ -38,6 +38,7 @@ ALICLOUD_AUTH_ENV: dict[str, list[str]] = {
     'shared_credentials_file': ['ALICLOUD_SHARED_CREDENTIALS_FILE'],
     'ecs_endpoint': ['ALICLOUD_ECS_ENDPOINT'],
     'eci_endpoint': ['ALICLOUD_ECI_ENDPOINT'],
+    'read_timeout': ['ALICLOUD_READ_TIMEOUT'],
 }
 
 ALICLOUD_AUTH_ARGSPEC: dict[str, dict[str, t.Any]] = {

@@ -182,7 +182,10 @@ def aws_error(exc: BaseException, action: str | None = None) -> CloudExecError:
                               request_id=meta.get('RequestId'))
     if HAS_BOTO3 and isinstance(exc, botocore.exceptions.NoCredentialsError):
         return CloudExecError(prefix + 'no AWS credentials were found', code='NoCredentials', provider='aws',
-                              remedy='Set access_key and secret_key, a profile, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY',
+                              remedy='Set access_key and secret_key, a profile, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; the '
+                                     'aws_ecs connection also reads ansible_aws_profile or ansible_aws_access_key_id and '
+                                     'ansible_aws_secret_access_key (the aws_ecs inventory passes its profile to its hosts, '
+                                     'never its keys)',
                               retryable=False)
     if HAS_BOTO3 and isinstance(exc, botocore.exceptions.ProfileNotFound):
         return CloudExecError(prefix + str(exc), code='ProfileNotFound', provider='aws',

@@ -48,9 +48,13 @@ CLIENT_TOKEN_MAX = 64
 COMMAND_TYPES = ('RunShellScript', 'RunBatScript', 'RunPowerShellScript')
 REPEAT_MODES = ('Once', 'Period', 'NextRebootOnly', 'EveryReboot')
 FAIL_ON = ('any', 'all', 'none')
+# DescribeInvocations InvokeStatus filter values (Finished: every instance is done, whatever its result).
+INVOKE_STATUS_FILTERS = ('Running', 'Finished', 'Success', 'Failed', 'PartialFailed', 'Stopped', 'Stopping', 'Pending', 'Scheduled')
 
 # Per-instance InvocationStatus values that will not change any more.
 FINAL_STATUSES = frozenset(('Success', 'Failed', 'Error', 'Timeout', 'Cancelled', 'Terminated', 'Invalid', 'Aborted'))
+# Per-instance statuses in which the script has not ended by itself, or never started: the service's ExitCode (0) means nothing.
+NO_EXIT_CODE_STATUSES = frozenset(('Pending', 'Scheduled', 'Running', 'Stopping', 'Cancelled', 'Invalid', 'Aborted'))
 # Overall InvocationStatus values of a finished invocation.
 FINAL_INVOCATION_STATUSES = frozenset(('Success', 'Failed', 'PartialFailed', 'Stopped'))
 
@@ -74,7 +78,8 @@ CLOUD_ASSISTANT_REMEDIES = {
     'IdempotentParameterMismatch': 'This client_token was already used for a different request: use a new client_token '
                                    'for a changed script or target list',
     'InvalidCommandId.NotFound': 'No such command in this region: check command_id (ali_ecs_invocation_info shows existing ones)',
-    'InvalidInvokeId.NotFound': 'No such invocation in this region: check the invoke id',
+    'InvalidInvokeId.NotFound': 'No such invocation in this region: check the invoke id (the invoke_id an ali_ecs_command '
+                                'task returned) and alicloud_region',
     'InvalidRepeatMode': 'Use repeat_mode Once, Period, NextRebootOnly or EveryReboot',
     'MissingParam.Frequency': 'A Period repeat_mode needs a frequency, for example rate(5m) or a cron expression',
     'InvalidParam.Frequency': 'Use rate(<n><s|m|h|d>), at(<time>) or a six-field cron expression for frequency',
@@ -127,7 +132,7 @@ def with_remedy(error: CloudExecError) -> CloudExecError:
 def api_call(client: t.Any, auth: alicloud.AlicloudAuth, method: str, request: t.Any, counter: ApiCounter | None = None) -> t.Any:
     """One ECS call (no retry): the response body, or CloudExecError with a remedy."""
     if counter is not None:
-        counter.add(''.join(part.capitalize() for part in method.split('_')))
+        counter.add(alicloud.action_name(method))
     try:
         return alicloud.call(client, method, request, auth)
     except CloudExecError as exc:
@@ -137,7 +142,7 @@ def api_call(client: t.Any, auth: alicloud.AlicloudAuth, method: str, request: t
 def retried_call(client: t.Any, auth: alicloud.AlicloudAuth, method: str, request: t.Any, counter: ApiCounter | None = None,
                  poller_factory: t.Callable[..., Poller] = Poller) -> t.Any:
     """One ECS call, retried on throttling and transient errors for up to CALL_RETRY_SECONDS."""
-    poller = poller_factory(CALL_RETRY_SECONDS, backoff=POLL_BACKOFF, what=f'the {method} call')
+    poller = poller_factory(CALL_RETRY_SECONDS, backoff=POLL_BACKOFF, what=f'the {alicloud.action_name(method)} API call')
     return poller.call(lambda: api_call(client, auth, method, request, counter))
 
 
@@ -341,25 +346,47 @@ def check_targets(client: t.Any, auth: alicloud.AlicloudAuth, instance_ids: list
     return [targets[i] for i in instance_ids]
 
 
-def target_problems(targets: list[Target], command_type: str | None = None) -> dict[str, str]:
-    """instance id -> why it cannot run this command; empty when all can."""
-    problems = {}
+def target_failures(targets: list[Target], command_type: str | None = None) -> dict[str, exec_checks.Check]:
+    """instance id -> the first failed check of each instance that cannot run this command; empty when all can."""
+    failures = {}
     for target in targets:
         bad = next((check for check in target.checks(command_type) if check.failed), None)
         if bad is not None:
-            problems[target.instance_id] = bad.detail
-    return problems
+            failures[target.instance_id] = bad
+    return failures
 
 
-def targets_error(problems: dict[str, str], total: int) -> CloudExecError:
-    """One error naming every instance that cannot run the command (nothing has run)."""
-    listed = '; '.join(f'{instance_id}: {why}' for instance_id, why in list(problems.items())[:20])
-    more = f'; and {len(problems) - 20} more' if len(problems) > 20 else ''
+def target_problems(targets: list[Target], command_type: str | None = None) -> dict[str, str]:
+    """instance id -> why it cannot run this command; empty when all can."""
+    return {instance_id: check.detail for instance_id, check in target_failures(targets, command_type).items()}
+
+
+def _wrong_os_remedy(instance_ids: list[str], command_type: str | None) -> str:
+    shown = ', '.join(instance_ids[:20]) + (f' and {len(instance_ids) - 20} more' if len(instance_ids) > 20 else '')
+    if command_type == 'RunShellScript':
+        return (f'{shown} run Windows, where RunShellScript does not run: give them a PowerShell script with type '
+                'RunPowerShellScript (or a Bat script with type RunBatScript) in a task of their own; the ali_ecs inventory '
+                'puts them in the group os_windows')
+    return (f'{shown} run Linux, where {command_type or "this script type"} does not run: give them a shell script with type '
+            'RunShellScript in a task of their own; the ali_ecs inventory puts them in the group os_linux')
+
+
+def targets_error(problems: t.Mapping[str, exec_checks.Check | str], total: int, command_type: str | None = None) -> CloudExecError:
+    """One error naming every instance that cannot run the command (nothing has run), with the remedy for each kind."""
+    details = {i: p.detail if isinstance(p, exec_checks.Check) else p for i, p in problems.items()}
+    listed = '; '.join(f'{instance_id}: {why}' for instance_id, why in list(details.items())[:20])
+    more = f'; and {len(details) - 20} more' if len(details) > 20 else ''
+    wrong_os = [i for i, p in problems.items() if isinstance(p, exec_checks.Check) and p.code == 'CommandNotApplicable']
+    remedies = []
+    if len(wrong_os) < len(problems):
+        remedies.append('Start the instances, bring their Cloud Assistant agent online (DescribeCloudAssistantStatus '
+                        f'must say true), or leave them out of instance_ids; {exec_checks.ALI_EXEC_CHECK} (service ecs) '
+                        'lists every check with its remedy')
+    if wrong_os:
+        remedies.append(_wrong_os_remedy(wrong_os, command_type))
     return CloudExecError(f'{len(problems)} of {total} target instances cannot run Cloud Assistant commands, so nothing was run '
                           f'({listed}{more})', code='TargetsUnavailable', provider='cloudexec', retryable=False,
-                          remedy='Start the instances, bring their Cloud Assistant agent online (DescribeCloudAssistantStatus '
-                                 f'must say true), or leave them out of instance_ids; {exec_checks.ALI_EXEC_CHECK} (service ecs) '
-                                 'lists every check with its remedy')
+                          remedy='. '.join(remedies))
 
 
 # --------------------------------------------------------------------------- starting
@@ -411,6 +438,17 @@ def decode_output(output: str | None, encoded: bool = True) -> str:
     return raw.decode('utf-8', errors='replace')
 
 
+def exit_code_of(status: str, exit_code: t.Any, error_code: str | None) -> int | None:
+    """The script's own exit code, or None where the service's ExitCode is only a placeholder (0)."""
+    if exit_code is None or exit_code == '' or status in NO_EXIT_CODE_STATUSES:
+        return None
+    code = int(exit_code)
+    if status == 'Success' or error_code == 'ExitCodeNonzero':
+        return code
+    # Failed, Error, Timeout, Terminated for another reason (agent down, stopped, killed): a 0 did not come from the script.
+    return code or None
+
+
 @dataclass
 class InstanceResult:
     """One instance's result of an invocation, decoded."""
@@ -435,8 +473,9 @@ class InstanceResult:
     @classmethod
     def from_sdk(cls, item: t.Any, encoded: bool = True) -> 'InstanceResult':
         """From a DescribeInvocationResults InvocationResult."""
-        return cls(instance_id=item.instance_id, invoke_id=item.invoke_id, status=item.invocation_status or 'Unknown',
-                   command_id=item.command_id or None, exit_code=item.exit_code, output=decode_output(item.output, encoded),
+        status = item.invocation_status or 'Unknown'
+        return cls(instance_id=item.instance_id, invoke_id=item.invoke_id, status=status, command_id=item.command_id or None,
+                   exit_code=exit_code_of(status, item.exit_code, item.error_code or None), output=decode_output(item.output, encoded),
                    dropped=int(item.dropped or 0), error_code=item.error_code or None, error_info=item.error_info or None,
                    start_time=item.start_time or None, finish_time=item.finished_time or None, stop_time=item.stop_time or None,
                    repeats=int(item.repeats or 0), username=item.username or None, container_id=item.container_id or None,
@@ -508,6 +547,24 @@ def describe_invocations(client: t.Any, auth: alicloud.AlicloudAuth, filters: di
         token = body.next_token
         if not token or (limit is not None and len(found) >= limit):
             return found[:limit] if limit is not None else found
+
+
+def lookup_invocations(client: t.Any, auth: alicloud.AlicloudAuth, filters: dict[str, t.Any], counter: ApiCounter | None = None,
+                       poller_factory: t.Callable[..., Poller] = Poller, limit: int | None = None) -> list[t.Any]:
+    """describe_invocations, where an invoke_id that does not exist in the region is an error (InvalidInvokeId.NotFound).
+
+    The service answers an empty list for an unknown InvokeId. With other filters too, an empty answer may only mean
+    that the invocation does not match them: one more call, by invoke id alone, tells the two apart.
+    """
+    found = describe_invocations(client, auth, filters, counter, poller_factory, limit=limit)
+    invoke_id = filters.get('invoke_id')
+    if found or not invoke_id:
+        return found
+    others = any(value is not None for key, value in filters.items() if key != 'invoke_id')
+    if others and describe_invocations(client, auth, {'invoke_id': invoke_id}, counter, poller_factory, limit=1):
+        return found
+    raise CloudExecError(f'the invocation {invoke_id} was not found in region {auth.alicloud_region}', code='InvalidInvokeId.NotFound',
+                         provider='cloudexec', retryable=False, remedy=CLOUD_ASSISTANT_REMEDIES['InvalidInvokeId.NotFound'])
 
 
 class InvocationWatcher:

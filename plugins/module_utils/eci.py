@@ -280,12 +280,12 @@ class EciExecStream:
     def _lost(self, exc: BaseException | None) -> EciStreamError:
         rcvd = getattr(exc, 'rcvd', None)
         detail = ' (no close frame)' if rcvd is None else f' (close code {getattr(rcvd, "code", "?")})'
-        when = ('after the command was sent: the command may have run; check its effects before running it again'
-                if self.input_sent else 'before anything was sent')
+        # Said once, in the remedy: the message says what happened, the remedy what it means for the user.
+        when = 'after the command was sent' if self.input_sent else 'before anything was sent'
         return EciStreamError(f'the ECI exec stream to {self.host} was lost {when}{detail}', code='StreamDropped',
                               input_sent=self.input_sent,
                               remedy='The command may have run: check its effects before running it again' if self.input_sent
-                              else 'Retry')
+                              else 'Nothing ran: retry')
 
     def _check_open(self) -> None:
         if self._ws is None:
@@ -553,10 +553,13 @@ def exec_container_command(client: t.Any, auth: alicloud.AlicloudAuth, target: E
         except CloudExecError as error:
             if sync and error.code not in THROTTLING_CODES:
                 error.retryable = False
-            if sync and error.code == 'Connection.Error':
+            if sync and error.code == 'Connection.ReadTimeout':
                 error.message = (f'ExecContainerCommand (Sync) gave no answer within {read_timeout} seconds; '
                                  'the command may still be running in the container')
                 error.remedy = 'Raise timeout, or use mode=stream for long commands; check the command\'s effects before repeating it'
+            elif sync and error.code == 'Connection.Error':
+                # Lost after the request went out: the command may have started.
+                error.remedy = 'The command may have run: check its effects before repeating it'
             raise
 
     body = _throttle_poller(f'ExecContainerCommand on {target.group_id}/{target.container_name}', retry_timeout).call(attempt)

@@ -46,6 +46,7 @@ class CloudExecError(Exception):
         status: int | None = None,
         request_id: str | None = None,
         retryable: bool | None = None,
+        retry_limit: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -57,6 +58,9 @@ class CloudExecError(Exception):
         if retryable is None:
             retryable = is_retryable_code(code, status)
         self.retryable = retryable
+        # At most this many retries in a row for this kind of error, whatever the caller's own limit
+        # (a refused connection is retried twice, not for a minute); None: the caller's limit.
+        self.retry_limit = retry_limit
 
     @property
     def throttling(self) -> bool:

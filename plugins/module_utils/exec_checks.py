@@ -349,8 +349,12 @@ def script_type_fits(os_type: str | None, command_type: str) -> Check:
     windows = os_type.lower() == 'windows'
     if windows == (command_type != 'RunShellScript'):
         return passed('os_type', f'{command_type} runs on a {os_type.lower()} instance')
-    return failed('os_type', f'{command_type} does not run on a {os_type.lower()} instance',
-                  'Use RunShellScript for Linux and RunBatScript or RunPowerShellScript for Windows', 'CommandNotApplicable')
+    if windows:
+        remedy = ('This is a Windows instance: run a PowerShell or Bat script on it (script type RunPowerShellScript or '
+                  'RunBatScript), apart from the Linux instances')
+    else:
+        remedy = f'This is a {os_type.lower()} instance: run a shell script on it (script type RunShellScript), apart from the Windows instances'
+    return failed('os_type', f'{command_type} does not run on a {os_type.lower()} instance', remedy, 'CommandNotApplicable')
 
 
 def session_manager(supported: bool | None) -> Check:

@@ -85,7 +85,8 @@ class Poller:
     - `timeout` seconds from the first call of wait()/call() is the deadline; the last sleep is cut
       short to end on it, and DeadlineExceeded carries the last value seen.
     - Retryable CloudExecErrors (throttling, 5xx) back off and try again, at most `max_retries`
-      times in a row; any other error goes straight to the caller.
+      times in a row (or the error's own, smaller `retry_limit`); any other error goes straight to
+      the caller.
     - clock, sleep and rand are injectable so tests run on a fake clock.
     """
 
@@ -131,7 +132,8 @@ class Poller:
                     raise
                 errors_in_row += 1
                 self.retried_errors += 1
-                if errors_in_row > self.max_retries:
+                limit = self.max_retries if exc.retry_limit is None else min(self.max_retries, exc.retry_limit)
+                if errors_in_row > limit:
                     raise
                 error = exc
             else:
@@ -149,10 +151,12 @@ class Poller:
                 self.on_progress(PollEvent(attempt=attempt, elapsed=now - start, value=last, next_delay=delay, error=error))
             if delay is None:
                 message = f'Gave up waiting for {self.what} after {self.timeout:g} seconds'
+                remedy = 'Raise the timeout if the work needs longer, or check why it does not finish'
                 if error is not None:
-                    message += f' (last error: {error.code})'
-                raise DeadlineExceeded(message, last=last,
-                                       remedy='Raise the timeout if the work needs longer, or check why it does not finish') from error
+                    # The last error is the real reason: name it whole, with its own remedy.
+                    message += f'; last error: {error.code}: {error.message}'
+                    remedy = error.remedy or remedy
+                raise DeadlineExceeded(message, last=last, remedy=remedy) from error
             self._sleep(delay)
             attempt += 1
 

@@ -117,7 +117,7 @@ options:
     default: Once
   frequency:
     description:
-      - The schedule of a V(Period) run, for example V(rate(5m)), V(at(2026-01-01T10:00:00Z)) or a cron expression
+      - The schedule of a V(Period) run, for example V(rate(5m\)), V(at(2026-01-01T10:00:00Z\)) or a cron expression
         such as V(0 */20 * * * *).
     type: str
   wait:
@@ -253,9 +253,14 @@ results:
       description:
         - The instance's C(InvocationStatus), for example V(Success), V(Failed) (non-zero exit), V(Timeout),
           V(Aborted) (not delivered), V(Invalid), V(Terminated) or V(Cancelled) (stopped).
+        - When O(wait_timeout) passed, the state the instance was in then, for example V(Running) or V(Stopping).
       type: str
     exit_code:
-      description: The script's exit code.
+      description:
+        - The script's exit code.
+        - V(null) when the script has not ended by itself (V(Running), V(Stopping), V(Pending)), never started (V(Cancelled),
+          V(Invalid), V(Aborted)), or was ended for another reason without a code of its own (for example stopped, or the
+          agent was not running). The service reports 0 in those cases.
       type: int
     output:
       description: The output (stdout and stderr together), decoded as UTF-8; only the last 24 KB when RV(results[].dropped) is not 0.
@@ -393,9 +398,10 @@ def main() -> None:
         if not targets:
             raise ValidationError('tags', f'no Running instance in {auth.alicloud_region} carries the tags {params["tags"]}')
         checked = ca.check_targets(client, auth, targets, counter)
-        problems = ca.target_problems(checked, None if spec.command_id else spec.command_type)
+        command_type = None if spec.command_id else spec.command_type
+        problems = ca.target_failures(checked, command_type)
         if problems:
-            raise ca.targets_error(problems, len(targets))
+            raise ca.targets_error(problems, len(targets), command_type)
         if module.check_mode:
             result.update(changed=True, api_calls=_api_calls(counter),
                           targets=[{'instance_id': c.instance_id, 'status': c.status, 'os_type': c.os_type, 'agent_online': c.agent_online}

@@ -20,6 +20,8 @@ options:
   invoke_id:
     description:
       - Only this invocation.
+      - An invocation that does not exist in the region fails the task (C(InvalidInvokeId.NotFound)); one that exists but
+        does not match the other filters gives an empty RV(invocations) list.
     type: str
   command_id:
     description:
@@ -31,9 +33,10 @@ options:
     type: str
   status:
     description:
-      - Only invocations in this overall state, for example V(Running), V(Success), V(Failed), V(PartialFailed),
-        V(Stopped), V(Scheduled), V(Pending) (C(InvokeStatus)). V(Finished) matches V(Success) and V(PartialFailed).
+      - Only invocations in this overall state (the C(InvokeStatus) filter of C(DescribeInvocations)).
+      - V(Finished) matches invocations whose instances are all done, whatever their result.
     type: str
+    choices: [Running, Finished, Success, Failed, PartialFailed, Stopped, Stopping, Pending, Scheduled]
   include_output:
     description:
       - Read each instance's result (status, exit code, decoded output). With V(false) only the invocations' own fields
@@ -180,7 +183,7 @@ def main() -> None:
             invoke_id={'type': 'str'},
             command_id={'type': 'str'},
             instance_id={'type': 'str'},
-            status={'type': 'str'},
+            status={'type': 'str', 'choices': list(ca.INVOKE_STATUS_FILTERS)},
             include_output={'type': 'bool', 'default': True},
             max_invocations={'type': 'int'},
         ),
@@ -196,7 +199,7 @@ def main() -> None:
         client = alicloud.ecs_client(auth)
         filters = {'invoke_id': params['invoke_id'], 'command_id': params['command_id'], 'instance_id': params['instance_id'],
                    'invoke_status': params['status']}
-        items = ca.describe_invocations(client, auth, filters, counter, limit=params['max_invocations'])
+        items = ca.lookup_invocations(client, auth, filters, counter, limit=params['max_invocations'])
         for item in items:
             entry = _invocation(item)
             if params['include_output']:

@@ -56,6 +56,22 @@ def auth_from_options(plugin: t.Any, factory: t.Callable[[t.Callable[[str], t.An
         raise to_ansible_error(error, plugin.NAME) from None
 
 
+# Host variables that hold secrets: an inventory never sets them (ansible-inventory --list would show them).
+SECRET_HOST_VARS = frozenset((
+    'ansible_aws_access_key_id', 'ansible_aws_secret_access_key', 'ansible_aws_session_token',
+    'ansible_alicloud_access_key', 'ansible_alicloud_secret_key', 'ansible_alicloud_security_token',
+))
+
+
+def connection_settings(settings: Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """Host variables that carry the non-secret settings the inventory used (region, endpoint, profile) to the
+    connection plugin, for those that are set; compose may still override them per host."""
+    secret = SECRET_HOST_VARS.intersection(settings)
+    if secret:
+        raise AnsibleError(f'refusing to put {", ".join(sorted(secret))} into host variables')
+    return {name: make_unsafe(value) for name, value in settings.items() if value not in (None, '')}
+
+
 def safe_group_name(*parts: str) -> str:
     """A group name from parts joined by `_`, with characters invalid in a variable name replaced by `_`."""
     return to_safe_group_name('_'.join(str(p) for p in parts if p), force=True, silent=True)

@@ -374,3 +374,20 @@ def stop_brokers(control_dir: Path) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return pids
+
+
+def refused_endpoint() -> str:
+    """http://127.0.0.1:PORT where nothing listens: a port the kernel just gave out, closed again."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    return f'http://127.0.0.1:{port}'
+
+
+@contextlib.contextmanager
+def silent_endpoint():
+    """http://127.0.0.1:PORT that accepts connections (the kernel's backlog does) and never answers a byte."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        sock.listen(64)
+        yield f'http://127.0.0.1:{sock.getsockname()[1]}'

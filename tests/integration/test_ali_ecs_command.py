@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from cloudexec_emulator.testing import start_emulator
 
-from helpers import ansible_adhoc, ansible_playbook
+from helpers import ansible_adhoc, ansible_playbook, refused_endpoint, silent_endpoint
 
 WEB = 'i-bp1demo000000000001'
 DB = 'i-bp1demo000000000002'
 OFFLINE = 'i-bp1demo000000000003'
 STOPPED = 'i-bp1demo000000000004'
+WINDOWS = 'i-bp1demo000000000005'
 MODULE = 'cloudexec.core.ali_ecs_command'
 INFO = 'cloudexec.core.ali_ecs_invocation_info'
 
@@ -49,8 +50,8 @@ def calls(emu) -> dict:
     return emu.admin('GET', 'calls')['calls'].get('ali-ecs', {})
 
 
-def run_module(emu, args: dict, *extra: str, module: str = MODULE):
-    run = ansible_adhoc(emu, module, args, *extra)
+def run_module(emu, args: dict, *extra: str, module: str = MODULE, **kwargs):
+    run = ansible_adhoc(emu, module, args, *extra, **kwargs)
     assert run.results, run.output
     return run, run.results[0]['result']
 
@@ -142,6 +143,7 @@ def test_deadline_stops_the_invocation(emu):
                                     f'{WEB}; invocation(s) {invoke_id} stopped with StopInvocation')
     assert calls(emu)['StopInvocation'] == 1
     assert result['results'][0]['status'] in ('Stopping', 'Terminated')
+    assert result['results'][0]['exit_code'] is None      # not 0: the script had not ended
     run, info = run_module(emu, {'invoke_id': invoke_id}, module=INFO)
     deadline = time.monotonic() + 10
     while info['invocations'][0]['invocation_status'] != 'Stopped':
@@ -203,3 +205,48 @@ def test_bad_input_is_refused_before_any_call(emu):
     run, result = run_module(emu, {'instance_ids': [WEB], 'content': 'true', 'timeout': 0})
     assert run.rc != 0 and 'timeout' in result['msg']
     assert calls(emu) == {}
+
+
+def test_refused_endpoint_fails_in_seconds_with_url_and_cause(emu):
+    endpoint = refused_endpoint()
+    run, result = run_module(emu, {'instance_ids': [WEB], 'content': 'true'}, extra_env={'ALICLOUD_ECS_ENDPOINT': endpoint})
+    assert run.rc != 0
+    assert run.task_seconds(run.results[0]['task']) < 5, run.output
+    assert result['error']['code'] == 'Connection.Refused'
+    assert f'cannot connect to {endpoint}: Connection refused' in result['msg'], result['msg']
+    assert 'ALICLOUD_ECS_ENDPOINT' in result['error']['remedy']
+
+
+def test_silent_endpoint_fails_as_a_read_timeout_within_read_timeout(emu):
+    with silent_endpoint() as endpoint:
+        run, result = run_module(emu, {'instance_ids': [WEB], 'content': 'true', 'read_timeout': 3},
+                                 extra_env={'ALICLOUD_ECS_ENDPOINT': endpoint})
+    assert run.rc != 0
+    assert 3 <= run.task_seconds(run.results[0]['task']) < 8, run.output
+    assert result['error']['code'] == 'Connection.ReadTimeout'
+    assert f'no answer from {endpoint} within the read timeout of 3 seconds (Read timed out)' in result['msg'], result['msg']
+    assert 'raise read_timeout' in result['error']['remedy']
+
+
+def test_windows_instance_gets_the_windows_remedy(emu):
+    run, result = run_module(emu, {'instance_ids': [WEB, WINDOWS], 'content': 'uname -a'})
+    assert run.rc != 0 and result['error']['code'] == 'TargetsUnavailable'
+    assert f'{WINDOWS}: RunShellScript does not run on a windows instance' in result['msg']
+    assert result['error']['remedy'].startswith(f'{WINDOWS} run Windows, where RunShellScript does not run: give them a '
+                                                'PowerShell script with type RunPowerShellScript'), result['error']['remedy']
+    assert 'Start the instances' not in result['error']['remedy'] and 'RunCommand' not in calls(emu)
+
+
+def test_invocation_info_validates_status_and_says_not_found(emu):
+    run, result = run_module(emu, {'status': 'Bogus'}, module=INFO)
+    assert run.rc != 0 and 'status' in result['msg'] and 'Bogus' in result['msg'] and 'PartialFailed' in result['msg']
+    assert calls(emu) == {}
+    run, result = run_module(emu, {'invoke_id': 't-doesnotexist0000'}, module=INFO)
+    assert run.rc != 0 and result['error']['code'] == 'InvalidInvokeId.NotFound'
+    assert 'the invocation t-doesnotexist0000 was not found in region cn-hangzhou' in result['msg'] and result['error']['remedy']
+    run, done = run_module(emu, {'instance_ids': [WEB], 'content': 'true'})
+    assert run.rc == 0, run.output
+    run, result = run_module(emu, {'invoke_id': done['invoke_id'], 'status': 'Running'}, module=INFO)
+    assert run.rc == 0 and result['invocations'] == []     # it exists, and is not Running
+    run, result = run_module(emu, {'invoke_id': done['invoke_id'], 'status': 'Finished'}, module=INFO)
+    assert run.rc == 0 and [i['invoke_id'] for i in result['invocations']] == [done['invoke_id']]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
-from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, aws  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, aws, eci  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller  # noqa: E402  pylint: disable=wrong-import-position
 from alibabacloud_ecs20140526 import models as ecs_models  # noqa: E402  pylint: disable=wrong-import-position
 from alibabacloud_eci20180808 import models as eci_models  # noqa: E402  pylint: disable=wrong-import-position
+from helpers import refused_endpoint, silent_endpoint  # noqa: E402  pylint: disable=wrong-import-position
 
 
 @pytest.fixture
@@ -121,8 +124,30 @@ def test_alicloud_throttling_is_retried_by_the_poller(user_env):
     assert user_env.admin('GET', 'calls')['calls']['ali-ecs']['DescribeInstances'] == 3
 
 
-def test_unreachable_endpoint_is_a_retryable_connection_error(user_env):
-    auth = alicloud_auth_from_env(ecs_endpoint='http://127.0.0.1:9', read_timeout=2)
+def test_refused_endpoint_fails_within_seconds_naming_url_and_cause(user_env):
+    """A refused port: two quick retries (not a minute of them), then the URL and the SDK's real cause."""
+    endpoint = refused_endpoint()
+    auth = alicloud_auth_from_env(ecs_endpoint=endpoint)
+    started = time.monotonic()
     with pytest.raises(CloudExecError) as info:
-        alicloud.call(alicloud.ecs_client(auth), 'describe_instances', ecs_models.DescribeInstancesRequest(region_id='cn-hangzhou'), auth)
-    assert info.value.code == 'Connection.Error' and info.value.retryable
+        ca.retried_call(alicloud.ecs_client(auth), auth, 'describe_instances', ecs_models.DescribeInstancesRequest(region_id='cn-hangzhou'))
+    elapsed = time.monotonic() - started
+    assert elapsed < 5, elapsed
+    assert info.value.code == 'Connection.Refused'
+    text = str(info.value)
+    assert f'DescribeInstances failed: cannot connect to {endpoint}: Connection refused' in text, text
+    assert 'ecs_endpoint' in info.value.remedy and '?' not in text and 'RegionId' not in text
+
+
+def test_silent_endpoint_is_a_read_timeout_naming_the_option(user_env):
+    """An endpoint that accepts and never answers: one read timeout of read_timeout seconds, not retried, said as such."""
+    with silent_endpoint() as endpoint:
+        auth = alicloud_auth_from_env(eci_endpoint=endpoint, read_timeout=2)
+        started = time.monotonic()
+        with pytest.raises(CloudExecError) as info:
+            eci.describe_groups(alicloud.eci_client(auth), auth, group_id='eci-nothing')
+        elapsed = time.monotonic() - started
+    assert 2 <= elapsed < 5, elapsed
+    assert info.value.code == 'Connection.ReadTimeout' and not info.value.retryable
+    assert f'no answer from {endpoint} within the read timeout of 2 seconds (Read timed out)' in str(info.value)
+    assert 'read_timeout' in info.value.remedy and 'eci_endpoint' in info.value.remedy

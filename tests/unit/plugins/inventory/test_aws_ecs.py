@@ -12,6 +12,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.inventory import BaseInventoryPlugin
 
 from ansible_collections.cloudexec.core.plugins.inventory import aws_ecs
+from ansible_collections.cloudexec.core.plugins.module_utils.aws import AwsAuth
 from ansible_collections.cloudexec.core.plugins.plugin_utils import inventory as inv
 
 CLUSTER = 'arn:aws:ecs:us-east-1:123456789012:cluster/demo'
@@ -158,7 +159,7 @@ def test_populate_marks_api_values_and_wires_the_connection(monkeypatch):
     monkeypatch.setattr(inv, 'wrap_var', Marked)
     plugin = make_plugin(monkeypatch)
     plugin._populate([aws_ecs.task_record(described(containers=[container('app'), container('side', agent='STOPPED')]),
-                                          'us-east-1')])
+                                          'us-east-1')], AwsAuth())
     host = plugin.inventory.get_host('demo_1f0e_app')
     assert host is not None and plugin.inventory.get_host('demo_1f0e_side') is None
     hostvars = host.get_vars()
@@ -170,6 +171,20 @@ def test_populate_marks_api_values_and_wires_the_connection(monkeypatch):
     assert isinstance(hostvars['aws_ecs']['task_arn'], Marked)
     groups = {g.name for g in host.get_groups()}
     assert {'aws_ecs', 'cluster_demo', 'service_web', 'launch_type_fargate'} <= groups
+
+
+@pytest.mark.parametrize('auth, expected', [
+    (AwsAuth(profile='ops', endpoint_url='https://vpce-1.ecs.eu-west-1.vpce.amazonaws.com'),
+     {'ansible_aws_profile': 'ops', 'ansible_aws_endpoint_url': 'https://vpce-1.ecs.eu-west-1.vpce.amazonaws.com'}),
+    (AwsAuth(access_key='AKIAINVENTORYONLY', secret_key='inventory-secret', session_token='inventory-token'), {}),
+])
+def test_populate_passes_endpoint_and_profile_never_keys(monkeypatch, auth, expected):
+    plugin = make_plugin(monkeypatch)
+    plugin._populate([aws_ecs.task_record(described(containers=[container('app')]), 'us-east-1')], auth)
+    hostvars = plugin.inventory.get_host('demo_1f0e_app').get_vars()
+    assert {k: v for k, v in hostvars.items() if k in ('ansible_aws_profile', 'ansible_aws_endpoint_url')} == expected
+    assert not [k for k in hostvars if 'key' in k or 'token' in k or 'secret' in k]
+    assert 'inventory-secret' not in repr(hostvars) and 'AKIAINVENTORYONLY' not in repr(hostvars)
 
 
 def test_verify_file(tmp_path):

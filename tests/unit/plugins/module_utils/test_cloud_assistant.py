@@ -15,7 +15,7 @@ from Tea.exceptions import TeaException  # noqa: E402  pylint: disable=wrong-imp
 
 from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.cloudexec.core.plugins.module_utils.alicloud import AlicloudAuth  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import ValidationError  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, ValidationError  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import Poller  # noqa: E402  pylint: disable=wrong-import-position
 
 AUTH = AlicloudAuth(alicloud_access_key='LTAI', alicloud_secret_key='secret', alicloud_region='cn-hangzhou')
@@ -177,6 +177,16 @@ def test_start_retries_a_throttled_run_command_with_the_same_token():
     assert clock.sleeps == [0.5, 0.75]
 
 
+def test_giving_up_on_a_throttled_call_names_the_api_action_not_a_function():
+    client = FakeEcs({}, throttle={'RunCommand': 1000})
+    clock = FakeClock()
+    with pytest.raises(DeadlineExceeded) as info:
+        ca.start(client, AUTH, ca.RunSpec(content='true'), ids(1), poller_factory=lambda timeout, **kw: clock.poller(timeout, max_retries=1000, **kw))
+    text = str(info.value)
+    assert text.startswith('DeadlineExceeded: Gave up waiting for the RunCommand API call after 60 seconds; last error: Throttling.User: ')
+    assert 'run_command' not in text and 'retry later or lower forks' in text
+
+
 def test_decode_output():
     assert ca.decode_output(base64.b64encode('ü\n'.encode()).decode()) == 'ü\n'
     assert ca.decode_output(base64.b64encode(b'\xff\n').decode()) == '\ufffd\n'
@@ -251,6 +261,70 @@ def test_targets():
     assert 'i-1' in ca.target_problems(targets, 'RunBatScript')
     error = ca.targets_error(problems, 5)
     assert error.code == 'TargetsUnavailable' and 'nothing was run' in str(error) and not error.retryable
+
+
+def test_a_windows_target_gets_the_windows_remedy():
+    targets = [ca.Target('i-1', 'Running', 'linux', True), ca.Target('i-5', 'Running', 'windows', True)]
+    error = ca.targets_error(ca.target_failures(targets, 'RunShellScript'), 2, 'RunShellScript')
+    assert error.remedy == ('i-5 run Windows, where RunShellScript does not run: give them a PowerShell script with type '
+                            'RunPowerShellScript (or a Bat script with type RunBatScript) in a task of their own; the ali_ecs '
+                            'inventory puts them in the group os_windows')
+    error = ca.targets_error(ca.target_failures(targets, 'RunPowerShellScript'), 2, 'RunPowerShellScript')
+    assert error.remedy.startswith('i-1 run Linux, where RunPowerShellScript does not run: give them a shell script with type '
+                                   'RunShellScript')
+    # Other problems keep their remedy next to it.
+    mixed = targets + [ca.Target('i-4', 'Stopped', 'linux')]
+    error = ca.targets_error(ca.target_failures(mixed, 'RunShellScript'), 3, 'RunShellScript')
+    assert 'Start the instances' in error.remedy and 'i-5 run Windows' in error.remedy
+
+
+@pytest.mark.parametrize('status, exit_code, error_code, expected', [
+    ('Success', 0, None, 0),
+    ('Failed', 3, 'ExitCodeNonzero', 3),
+    ('Running', 0, None, None),              # wait_timeout passed: the service says 0, the script has not ended
+    ('Stopping', 0, None, None),
+    ('Pending', 0, None, None),
+    ('Cancelled', 0, None, None),
+    ('Invalid', 0, 'CommandNotApplicable', None),
+    ('Terminated', 0, None, None),           # stopped: no code of its own
+    ('Failed', 0, 'ClientNotRunning', None),
+    ('Timeout', 137, 'ExecutionTimeout', 137),
+    ('Success', None, None, None),
+])
+def test_exit_code_only_when_the_script_gave_one(status, exit_code, error_code, expected):
+    assert ca.exit_code_of(status, exit_code, error_code) == expected
+    item = m.DescribeInvocationResultsResponseBodyInvocationInvocationResultsInvocationResult(
+        instance_id='i-1', invoke_id='t-1', invocation_status=status, exit_code=exit_code, error_code=error_code)
+    assert ca.InstanceResult.from_sdk(item).to_dict()['exit_code'] == expected
+
+
+class InvocationsByFilter:
+    """DescribeInvocations over a fixed list: t-1 is Success; any other id is unknown (an empty answer, as the service gives)."""
+
+    def __init__(self) -> None:
+        self.requests = []
+
+    def describe_invocations_with_options(self, request, runtime):
+        self.requests.append(request)
+        known = request.invoke_id in (None, 't-1') and request.invoke_status in (None, 'Success', 'Finished')
+        items = [{'InvokeId': 't-1', 'InvocationStatus': 'Success'}] if known else []
+        return Response(m.DescribeInvocationsResponseBody().from_map({'Invocations': {'Invocation': items}}))
+
+
+def test_unknown_invoke_id_is_not_found_and_a_filtered_out_one_is_empty():
+    client = InvocationsByFilter()
+    clock = FakeClock()
+    assert [i.invoke_id for i in ca.lookup_invocations(client, AUTH, {'invoke_id': 't-1'}, poller_factory=clock.poller)] == ['t-1']
+    with pytest.raises(CloudExecError) as info:
+        ca.lookup_invocations(client, AUTH, {'invoke_id': 't-nope', 'invoke_status': None}, poller_factory=clock.poller)
+    assert info.value.code == 'InvalidInvokeId.NotFound' and not info.value.retryable
+    assert str(info.value).startswith('InvalidInvokeId.NotFound: the invocation t-nope was not found in region cn-hangzhou.')
+    assert 'invoke_id' in info.value.remedy and 'alicloud_region' in info.value.remedy
+    assert len(client.requests) == 2                      # no second call without other filters
+    assert ca.lookup_invocations(client, AUTH, {'invoke_id': 't-1', 'invoke_status': 'Running'}, poller_factory=clock.poller) == []
+    with pytest.raises(CloudExecError):
+        ca.lookup_invocations(client, AUTH, {'invoke_id': 't-nope', 'invoke_status': 'Running'}, poller_factory=clock.poller)
+    assert ca.lookup_invocations(client, AUTH, {'invoke_status': 'Running'}, poller_factory=clock.poller) == []
 
 
 def test_remedies_for_cloud_assistant_codes():

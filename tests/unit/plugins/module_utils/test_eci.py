@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from ansible_collections.cloudexec.core.plugins.module_utils import eci, remote_shell
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import ValidationError
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, ValidationError
 
 URI = 'wss://eci-cn-shanghai.aliyun.com/exec/?s=kTHPxSECRETTOKENVALUE0123'
 
@@ -179,7 +179,8 @@ def test_dropped_stream_after_input_says_the_command_may_have_run():
         with pytest.raises(eci.EciStreamError) as info:
             stream.read(1.0)
     assert info.value.code == 'StreamDropped' and info.value.input_sent
-    assert 'may have run' in str(info.value)
+    assert str(info.value).count('may have run') == 1, str(info.value)
+    assert str(info.value).startswith('StreamDropped: the ECI exec stream to eci-cn-shanghai.aliyun.com was lost after the command was sent')
     assert 'SECRET' not in str(info.value) and 'eci-cn-shanghai.aliyun.com' in str(info.value)
 
 
@@ -189,6 +190,7 @@ def test_dropped_stream_before_input_is_safe_to_retry():
         with pytest.raises(eci.EciStreamError) as info:
             stream.read(1.0)
     assert not info.value.input_sent and 'before anything was sent' in str(info.value)
+    assert 'may have run' not in str(info.value) and info.value.remedy == 'Nothing ran: retry'
 
 
 def test_connect_failure_never_shows_the_uri():
@@ -206,6 +208,54 @@ def test_connect_failure_never_shows_the_uri():
 
 
 def test_stream_refuses_a_uri_that_is_not_a_websocket():
-    with pytest.raises(eci.CloudExecError) as info:
+    with pytest.raises(CloudExecError) as info:
         eci.EciExecStream('https://example.com/?s=SECRET', connect=lambda uri, **kw: None)
     assert 'SECRET' not in str(info.value)
+
+
+# ---- ExecContainerCommand network failures -------------------------------------------------
+
+def _failing_client(text: str, counter: list):
+    """An ECI client whose ExecContainerCommand fails the way the SDK fails on the network."""
+    retry_error = pytest.importorskip('darabonba.exceptions').RetryError
+    unretryable = pytest.importorskip('Tea.exceptions').UnretryableException
+
+    class Client:
+        def exec_container_command_with_options(self, request, runtime):
+            counter.append(request)
+            request_seen = type('Request', (), {'protocol': 'https', 'headers': {'host': 'eci.cn-shanghai.aliyuncs.com'}})()
+            raise unretryable(request_seen, retry_error(text))
+
+    Client.__module__ = 'alibabacloud_eci20180808.client'
+    return Client()
+
+
+def _exec(client, sync: bool):
+    pytest.importorskip('alibabacloud_eci20180808')
+    from ansible_collections.cloudexec.core.plugins.module_utils import alicloud  # pylint: disable=import-outside-toplevel
+    auth = alicloud.AlicloudAuth(alicloud_access_key='LTAI', alicloud_secret_key='s', alicloud_region='cn-shanghai')
+    target = eci.EciTarget(group_id='eci-1', group_name='g', region='cn-shanghai', container_name='app')
+    return eci.exec_container_command(client, auth, target, ['true'], sync=sync, read_timeout=70, retry_timeout=30)
+
+
+def test_sync_read_timeout_says_the_command_may_still_run_and_is_not_repeated():
+    calls: list = []
+    client = _failing_client("HTTPSConnectionPool(host='eci.cn-shanghai.aliyuncs.com', port=443): Read timed out. (read timeout=70.0)",
+                             calls)
+    with pytest.raises(CloudExecError) as info:
+        _exec(client, sync=True)
+    assert len(calls) == 1 and info.value.code == 'Connection.ReadTimeout'
+    assert info.value.message == ('ExecContainerCommand (Sync) gave no answer within 70 seconds; '
+                                  'the command may still be running in the container')
+
+
+def test_refused_exec_call_names_the_eci_endpoint():
+    calls: list = []
+    client = _failing_client("HTTPSConnectionPool(host='eci.cn-shanghai.aliyuncs.com', port=443): Max retries exceeded with url: "
+                             "/?Action=ExecContainerCommand (Caused by NewConnectionError('x: Failed to establish a new connection: "
+                             "[Errno 111] Connection refused'))", calls)
+    with pytest.raises(CloudExecError) as info:
+        _exec(client, sync=True)
+    assert len(calls) == 1 and info.value.code == 'Connection.Refused'
+    assert 'cannot connect to https://eci.cn-shanghai.aliyuncs.com: Connection refused' in info.value.message
+    assert 'eci_endpoint' in info.value.remedy and 'Action' not in str(info.value)

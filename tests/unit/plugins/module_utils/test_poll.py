@@ -159,6 +159,37 @@ def test_call_retries_a_throttled_call_until_deadline():
     assert sum(clock.sleeps) == pytest.approx(5.0)
 
 
+def test_an_errors_own_retry_limit_caps_the_pollers():
+    """A refused connection says "retry me twice": it is not retried for the caller's whole budget."""
+    clock = FakeClock()
+    count = 0
+
+    def probe():
+        nonlocal count
+        count += 1
+        raise CloudExecError('cannot connect', code='Connection.Refused', provider='alicloud', retryable=True, retry_limit=2)
+
+    with pytest.raises(CloudExecError) as info:
+        make_poller(clock, timeout=60, max_retries=10, backoff=Backoff(initial=0.5, factor=1.5, cap=5.0)).wait(probe)
+    assert info.value.code == 'Connection.Refused'
+    assert count == 3 and clock.sleeps == [0.5, 0.75]
+
+
+def test_giving_up_names_the_last_error_and_its_remedy():
+    clock = FakeClock()
+
+    def reset():
+        raise CloudExecError('the connection to https://ecs.example:443 failed (Connection reset by peer)', code='Connection.Error',
+                             provider='alicloud', retryable=True, remedy='Check the network')
+
+    with pytest.raises(DeadlineExceeded) as info:
+        retrying(reset, timeout=5, clock=clock, sleep=clock.sleep, rand=lambda: 0.0, max_retries=100, what='the RunCommand API call')
+    text = str(info.value)
+    assert text.startswith('DeadlineExceeded: Gave up waiting for the RunCommand API call after 5 seconds; last error: '
+                           'Connection.Error: the connection to https://ecs.example:443 failed (Connection reset by peer)')
+    assert info.value.remedy == 'Check the network'
+
+
 @pytest.mark.parametrize('kwargs', [{'initial': 0}, {'factor': 0.5}, {'cap': 0.1, 'initial': 1}, {'jitter': 1.0}])
 def test_invalid_backoff_is_refused(kwargs):
     with pytest.raises(ValueError):
