@@ -94,8 +94,10 @@ class BrokeredConnection(ConnectionBase):
             if getattr(exc, 'may_have_run', False):
                 # The target is reachable (the next task opens a new session): fail the task, not the host,
                 # and say that the command may have run rather than run it twice.
-                raise AnsibleError(f'{self.session_label} session failed while the command ran: {exc} The command may have run: check '
-                                   'its effects before running it again (the next task opens a new session).') from None
+                said = 'may have run' in str(exc)   # most of our errors say it already, with their own remedy
+                raise AnsibleError(f'{self.session_label} session failed while the command ran: {exc}'
+                                   + ('' if said else ' The command may have run: check its effects before running it again')
+                                   + ' (the next task opens a new session).') from None
             raise AnsibleConnectionFailure(f'{self.session_label} session failed: {exc}') from None
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
