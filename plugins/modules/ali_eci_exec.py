@@ -65,15 +65,15 @@ options:
       - V(sync) uses C(ExecContainerCommand) with C(Sync=true), one HTTP call that returns when the command ends.
         The command, O(chdir), O(creates) and O(removes) must fit the API's argv limits (20 items of 256 characters,
         counted here as UTF-8 bytes; 8 items are taken by the wrapper, so at most 12 arguments, or a command string of
-        at most 256 bytes); the task fails before any call when they do not. Output comes back as text (the answer is a JSON string), so bytes
-        that are not UTF-8 are not kept exactly; no O(stdin).
+        at most 256 bytes); the task fails before any call when they do not. Output comes back as text (the answer
+        is a JSON string), so bytes that are not UTF-8 are not kept exactly; no O(stdin).
       - V(stream) asks C(ExecContainerCommand) for a websocket running C(/bin/sh) and sends the command over its stdin,
         so there are no argv limits, bytes come back exactly and O(stdin) works. It costs a websocket connection.
-      - V(auto) picks V(sync) only when it gives the same answer as the stream: O(stdin) not set, every argument
+      - V(auto) picks V(sync) only when it gives the same answer as the stream, that is with O(stdin) not set, every argument
         within the limits (sizes counted as UTF-8 bytes, the strictest reading of the API's "characters", so a call
         is never refused for a length) and O(timeout) of 60 seconds or more (Sync sees a deadline only through its
         HTTP read timeout, which has a margin; the stream keeps a short deadline to the second). V(stream) otherwise.
-        Whether the output is text cannot be known before the command runs: when a V(sync) answer lost bytes that
+        Whether the output is text cannot be known before the command runs; when a V(sync) answer lost bytes that
         were not UTF-8, the task warns; use V(stream) for binary output.
     type: str
     choices: [auto, sync, stream]
