@@ -722,7 +722,10 @@ def run_sync(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, comm
     try:
         answer = exec_container_command(client, auth, target, argv, sync=True, stdin=False, read_timeout=read_timeout)
     except CloudExecError as exc:
-        if exc.code != 'Connection.Error' or clock() - started < read_timeout - 1:
+        # A read timeout (some SDK errors name it, others are a bare connection error: the elapsed time tells).
+        read_timed_out = exc.code == 'Connection.ReadTimeout' or (
+            exc.code == 'Connection.Error' and clock() - started >= read_timeout - 1)
+        if not read_timed_out:
             raise
         # Our read timeout passed; the service does not end the command for that: the container must.
         clause, worrying = end_command(client, auth, target, nonce, log=log, clock=clock)

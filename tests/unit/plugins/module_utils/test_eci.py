@@ -218,46 +218,6 @@ def test_stream_read_times_out_empty_and_ignores_unknown_channels():
     assert any('channel 7' in line for line in lines)
 
 
-def test_dropped_stream_after_input_says_the_command_may_have_run():
-    stream, sock, calls = make([b'\x01partial'], end='drop')
-    with stream:
-        stream.send(b'script')
-        assert stream.read(1.0) == [('stdout', b'partial')]
-        with pytest.raises(eci.EciStreamError) as info:
-            stream.read(1.0)
-    assert info.value.code == 'StreamDropped' and info.value.input_sent
-    assert 'may have run' in str(info.value)
-    assert 'SECRET' not in str(info.value) and 'eci-cn-shanghai.aliyun.com' in str(info.value)
-
-
-def test_dropped_stream_before_input_is_safe_to_retry():
-    stream, sock, calls = make([], end='drop')
-    with stream:
-        with pytest.raises(eci.EciStreamError) as info:
-            stream.read(1.0)
-    assert not info.value.input_sent and 'before anything was sent' in str(info.value)
-
-
-def test_connect_failure_never_shows_the_uri():
-    lines = []
-
-    def refuse(uri, **kwargs):
-        raise OSError(f'cannot reach {uri}')
-
-    stream = eci.EciExecStream(URI, connect=refuse, log=lines.append)
-    with pytest.raises(eci.EciStreamError) as info:
-        stream.open()
-    text = str(info.value) + repr(stream) + ' '.join(lines)
-    assert 'StreamConnectFailed' in text and 'kTHPx' not in text and '/exec/' not in text
-    assert info.value.__cause__ is None and info.value.__suppress_context__
-
-
-def test_stream_refuses_a_uri_that_is_not_a_websocket():
-    with pytest.raises(eci.CloudExecError) as info:
-        eci.EciExecStream('https://example.com/?s=SECRET', connect=lambda uri, **kw: None)
-    assert 'SECRET' not in str(info.value)
-
-
 def test_ready_message_is_dropped_and_channel_4_is_a_status():
     # A kubelet's first message is an empty stdout write; a peer numbering 4 as "exit" writes its status there.
     stream, sock, calls = make([b'\x01', b'\x01out', b'\x02', b'\x04' + V1_NONZERO], end='ok')
@@ -394,3 +354,44 @@ def test_find_by_nonce_ends_the_shell_that_carries_it_and_nothing_else():
 def test_find_by_nonce_takes_only_hex():
     with pytest.raises(ValueError):
         eci.find_by_nonce_script("x'; rm -rf /")
+
+
+def test_dropped_stream_after_input_says_the_command_may_have_run():
+    stream, sock, calls = make([b'\x01partial'], end='drop')
+    with stream:
+        stream.send(b'script')
+        assert stream.read(1.0) == [('stdout', b'partial')]
+        with pytest.raises(eci.EciStreamError) as info:
+            stream.read(1.0)
+    assert info.value.code == 'StreamDropped' and info.value.input_sent
+    assert 'may have run' in str(info.value)
+    assert 'SECRET' not in str(info.value) and 'eci-cn-shanghai.aliyun.com' in str(info.value)
+
+
+def test_dropped_stream_before_input_is_safe_to_retry():
+    stream, sock, calls = make([], end='drop')
+    with stream:
+        with pytest.raises(eci.EciStreamError) as info:
+            stream.read(1.0)
+    assert not info.value.input_sent and 'before anything was sent' in str(info.value)
+
+
+def test_connect_failure_never_shows_the_uri():
+    lines = []
+
+    def refuse(uri, **kwargs):
+        raise OSError(f'cannot reach {uri}')
+
+    stream = eci.EciExecStream(URI, connect=refuse, log=lines.append)
+    with pytest.raises(eci.EciStreamError) as info:
+        stream.open()
+    text = str(info.value) + repr(stream) + ' '.join(lines)
+    assert 'StreamConnectFailed' in text and 'kTHPx' not in text and '/exec/' not in text
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_stream_refuses_a_uri_that_is_not_a_websocket():
+    with pytest.raises(eci.CloudExecError) as info:
+        eci.EciExecStream('https://example.com/?s=SECRET', connect=lambda uri, **kw: None)
+    assert 'SECRET' not in str(info.value)
+
