@@ -394,4 +394,3 @@ def test_stream_refuses_a_uri_that_is_not_a_websocket():
     with pytest.raises(eci.CloudExecError) as info:
         eci.EciExecStream('https://example.com/?s=SECRET', connect=lambda uri, **kw: None)
     assert 'SECRET' not in str(info.value)
-
