@@ -7,16 +7,24 @@
 ExecContainerCommand has two ways to run something:
 
 - Sync: the HTTP answer carries ``SyncResponse``, stdout and stderr merged, no exit code, and the call
-  blocks until the command ends. The Command argv is limited to 20 items of 256 characters. We run a
-  compact sh wrapper (it fits one item) that frames stdout, stderr and the exit code with the same
-  markers remote_shell uses, so Sync still gives rc and stderr apart (as text: the answer is a JSON string).
-- Stream: the answer carries a ``WebSocketUri``. We ask for ``["/bin/sh"]`` with Stdin and no TTY and send
-  the remote_shell script over stdin, so the argv limits never apply to the real command and bytes are exact.
+  blocks until the command ends (no server-side limit is documented: the SDK's 10 s is only its default
+  read timeout). The Command argv is limited to 20 items of 256 characters. We run a compact sh wrapper
+  (it fits one item) that frames stdout, stderr and the exit code with the same markers remote_shell uses,
+  so Sync still gives rc and stderr apart (as text: the answer is a JSON string).
+- Stream: the answer carries a ``WebSocketUri`` (``wss://eci-<region>.aliyun.com/exec/?s=<token>``, a host of
+  its own). We ask for ``["/bin/sh", "-s", <nonce>]`` with Stdin and no TTY and send the remote_shell script
+  over stdin, so the argv limits never apply to the real command and bytes are exact.
 
-The websocket uses the Kubernetes ``channel.k8s.io`` framing (the convention of the one public client of
-this endpoint): each binary message starts with a channel byte, 0 stdin, 1 stdout, 2 stderr, 3 a JSON
-``metav1.Status`` when the command ended, 4 resize. Whether ECI sends the status message is not confirmed,
-so the exit code always comes from our own marker; the status is only used to explain a failure.
+The websocket's protocol is not documented. It behaves like a kubelet's exec stream (Kubernetes
+``pkg/cri/streaming/remotecommand``): each binary message starts with a channel byte, 0 stdin, 1 stdout,
+2 stderr, 3 error/status, 4 resize. We request no subprotocol (a kubelet refuses a handshake whose
+subprotocols it does not know), and then a kubelet first sends an empty "ready" message on stdout, sends
+nothing on channel 3 when the command succeeds and the status message as plain text when it fails; only a
+``v4.channel.k8s.io`` peer sends JSON ``metav1.Status``, success included. One public client numbers 3 resize
+and 4 exit. So this client reads channel 3 and 4 alike as a status in either form, never as output, and takes
+the exit code from its own marker; the status only explains a failure (its text reaches the user). Closing
+the socket does not end the command (the runtime leaves it running with its stdin at end of file): a command
+that overruns its deadline is ended from a second exec, which finds it by the nonce in its argv.
 
 The WebSocketUri carries its token in the query: the whole URI is a secret, never logged or returned.
 """
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import typing as t
 import urllib.parse
@@ -69,7 +78,9 @@ CHANNEL_CLOSE = 255
 STDOUT = 'stdout'
 STDERR = 'stderr'
 STATUS = 'status'
-_STREAMS = {CHANNEL_STDOUT: STDOUT, CHANNEL_STDERR: STDERR, CHANNEL_STATUS: STATUS}
+# What the service's messages carry, by channel. A Kubernetes server never writes on 4 (resize, client to
+# server); a peer that numbers 3 resize and 4 exit writes its exit status there: both are read as a status.
+_STREAMS = {CHANNEL_STDOUT: STDOUT, CHANNEL_STDERR: STDERR, CHANNEL_STATUS: STATUS, CHANNEL_RESIZE: STATUS}
 
 # Stdin goes out in pieces of this size, so one big script does not become one huge message.
 SEND_CHUNK = 32 * 1024
@@ -78,8 +89,16 @@ PING_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
 # After the end marker, how long to wait for the status message and the close (politeness, not needed).
 END_GRACE = 2.0
-# Extra seconds the Sync HTTP read timeout gets over the command timeout (network, scheduling).
+# Extra seconds the Sync HTTP read timeout gets over the command timeout (network, scheduling): a quarter of
+# the timeout, within these bounds.
 SYNC_READ_MARGIN = 15
+SYNC_READ_MARGIN_MIN = 2
+# mode=auto uses Sync only with a timeout of at least this: Sync notices a deadline only through its read
+# timeout, margin included, so a short deadline is kept loosely; the stream keeps it to the second.
+SYNC_AUTO_MIN_TIMEOUT = 60
+# Ending an overrun command from a second exec: how long that may take, and the kill script's SIGTERM grace.
+KILL_TIMEOUT = 20.0
+KILL_GRACE = 2.0
 
 # websockets logs request lines (the URI, with its token) at DEBUG: its connections get this logger,
 # which never enables DEBUG whatever the root logger says.
@@ -126,7 +145,7 @@ def resize_payload(width: int, height: int) -> bytes:
 
 @dataclass(frozen=True)
 class ExecStatus:
-    """A channel-3 metav1.Status: success, or failure with an exit code (NonZeroExitCode) or a message."""
+    """A status message: success, or failure with an exit code (NonZeroExitCode) and the service's text."""
 
     success: bool
     exit_code: int | None
@@ -134,14 +153,26 @@ class ExecStatus:
     reason: str = ''
 
 
+# The start of a kubelet's non-zero-exit message (KUBELET exec.go), whose plain-text form ends with the code.
+_NONZERO_PREFIX = 'command terminated with non-zero exit code'
+_TRAILING_CODE = re.compile(r'(\d{1,3})\s*$')
+
+
 def parse_status(payload: bytes) -> ExecStatus:
-    """Read a channel-3 status; an unreadable one is a failure without exit code."""
+    """Read a status message: a metav1.Status JSON (v4 peers) or the plain text of a failure (no subprotocol).
+
+    Plain text is only ever sent for a failure (a kubelet sends nothing when the command succeeds).
+    """
+    text = payload.decode('utf-8', errors='replace').strip()
     try:
-        status = json.loads(payload.decode('utf-8'))
-    except (UnicodeDecodeError, ValueError):
-        return ExecStatus(False, None, 'unreadable exec status')
+        status = json.loads(text)
+    except ValueError:
+        status = None
     if not isinstance(status, dict):
-        return ExecStatus(False, None, 'unreadable exec status')
+        if not text:
+            return ExecStatus(False, None, 'empty exec status')
+        code = _TRAILING_CODE.search(text) if text.startswith(_NONZERO_PREFIX) else None
+        return ExecStatus(False, int(code.group(1)) if code else None, text[:500], 'NonZeroExitCode' if code else '')
     if status.get('status') == 'Success':
         return ExecStatus(True, 0)
     reason = str(status.get('reason') or '')
@@ -155,7 +186,7 @@ def parse_status(payload: bytes) -> ExecStatus:
                     exit_code = int(cause.get('message'))
                 except (TypeError, ValueError):
                     pass
-    return ExecStatus(False, exit_code, message[:500], reason)
+    return ExecStatus(False, exit_code, (message or text)[:500], reason)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +343,8 @@ class EciExecStream:
         self._send_frame(encode_frame(CHANNEL_RESIZE, resize_payload(width, height)))
 
     def close_stdin(self) -> None:
-        """Signal the end of stdin the v5.channel.k8s.io way; a server without v5 may ignore it."""
+        """Signal the end of stdin the v5.channel.k8s.io way. A kubelet (v4 at most) ignores it: there, stdin
+        ends only with the socket, so our commands never wait for it (the scripts end with `exit`)."""
         self._send_frame(encode_frame(CHANNEL_CLOSE, bytes((CHANNEL_STDIN,))))
 
     def read(self, timeout: float) -> list[tuple[str, bytes]]:
@@ -360,6 +392,8 @@ class EciExecStream:
             if stream is None:
                 self._log(f'ignored a message on channel {channel}')
                 continue
+            if not payload:
+                continue  # the "ready" message a kubelet sends first (an empty stdout write), or any empty write
             if stream == STATUS:
                 self.status = parse_status(payload)
             else:
@@ -379,7 +413,7 @@ class EciExecStream:
                 pass  # a broken socket may fail to close in many ways; it is gone either way
 
     def close(self) -> None:
-        """Close the websocket (idempotent); the service ends the command with it."""
+        """Close the websocket (idempotent). The command is not ended by it: its stdin reaches end of file."""
         self._drop()
 
     def __enter__(self) -> EciExecStream:
@@ -486,18 +520,32 @@ def resolve_target(client: t.Any, auth: alicloud.AlicloudAuth, *, group_id: str 
 _STREAM_REMEDY = 'Use mode=stream (or auto), where the command travels over stdin and has no such limit'
 
 
+def item_size(text: str) -> int:
+    """An argv item's size by the strictest reading of the API's "256 characters": its UTF-8 bytes.
+
+    The API reference does not say how it counts; bytes are never fewer than characters or UTF-16 units,
+    so an item that fits here fits whatever the service counts.
+    """
+    return len(text.encode('utf-8', 'surrogateescape'))
+
+
+def _size_text(text: str) -> str:
+    size = item_size(text)
+    return f'{size} characters' if size == len(text) else f'{size} bytes in UTF-8 ({len(text)} characters)'
+
+
 def check_sync_limits(command: str | t.Sequence[str], *, chdir: str | None = None, creates: str | None = None,
                       removes: str | None = None) -> None:
     """Refuse, before any call, what Sync mode cannot carry (ExecContainerCommand: 20 items of 256 characters).
 
     The wrapper that reports the exit code takes SYNC_PREFIX_ITEMS of the 20 items; chdir, creates,
-    removes and a command string each take one item, so each is limited to 256 characters.
+    removes and a command string each take one item, so each is limited to 256 (counted as UTF-8 bytes).
     """
     room = MAX_COMMAND_ITEMS - SYNC_PREFIX_ITEMS
     limit = MAX_COMMAND_ITEM_LENGTH
     if isinstance(command, str):
-        if len(command) > limit:
-            raise ValidationError('command', f'the command has {len(command)} characters; Sync mode carries it as one '
+        if item_size(command) > limit:
+            raise ValidationError('command', f'the command has {_size_text(command)}; Sync mode carries it as one '
                                              f'ExecContainerCommand item, which holds at most {limit}', remedy=_STREAM_REMEDY)
     else:
         if len(command) > room:
@@ -505,12 +553,12 @@ def check_sync_limits(command: str | t.Sequence[str], *, chdir: str | None = Non
                                              f'(ExecContainerCommand takes at most {MAX_COMMAND_ITEMS} items and the wrapper '
                                              f'that reports the exit code uses {SYNC_PREFIX_ITEMS})', remedy=_STREAM_REMEDY)
         for pos, arg in enumerate(command):
-            if len(str(arg)) > limit:
-                raise ValidationError('command', f'argument {pos} has {len(str(arg))} characters, more than the {limit} '
+            if item_size(str(arg)) > limit:
+                raise ValidationError('command', f'argument {pos} has {_size_text(str(arg))}, more than the {limit} '
                                                  'that ExecContainerCommand allows per item', remedy=_STREAM_REMEDY)
     for name, value in (('chdir', chdir), ('creates', creates), ('removes', removes)):
-        if value and len(value) > limit:
-            raise ValidationError(name, f'{len(value)} characters is more than the {limit} that one ExecContainerCommand '
+        if value and item_size(value) > limit:
+            raise ValidationError(name, f'{_size_text(value)} is more than the {limit} that one ExecContainerCommand '
                                         'item holds in Sync mode', remedy=_STREAM_REMEDY)
 
 
@@ -521,6 +569,11 @@ def sync_argv(command: str | t.Sequence[str], nonce: str, *, chdir: str | None =
     return ['/bin/sh', '-c', SYNC_SCRIPT, 'sh', nonce, chdir or '', creates or '', removes or ''] + user
 
 
+def stream_argv(nonce: str) -> list[str]:
+    """The Command of a stream call: a shell reading the script from stdin; the nonce in its argv names its processes."""
+    return ['/bin/sh', '-s', nonce]
+
+
 def sync_fits(command: str | t.Sequence[str], *, chdir: str | None = None, creates: str | None = None, removes: str | None = None) -> bool:
     """Whether the command can go through Sync mode at all (its argv within the API limits)."""
     try:
@@ -528,6 +581,11 @@ def sync_fits(command: str | t.Sequence[str], *, chdir: str | None = None, creat
     except ValidationError:
         return False
     return True
+
+
+def sync_read_timeout(timeout: float) -> int:
+    """The HTTP read timeout of a Sync call: the command's timeout plus a margin for the network."""
+    return int(timeout + min(SYNC_READ_MARGIN, max(SYNC_READ_MARGIN_MIN, timeout // 4)))
 
 
 def _exec_request(target: EciTarget, argv: t.Sequence[str], *, sync: bool, tty: bool = False, stdin: bool = True) -> t.Any:
@@ -568,10 +626,11 @@ def exec_container_command(client: t.Any, auth: alicloud.AlicloudAuth, target: E
 
 @dataclass
 class ExecRun:
-    """What one exec gave: the framed result and how it travelled."""
+    """What one exec gave: the framed result, how it travelled, and what the user should know about it."""
 
     result: remote_shell.CommandResult
     mode: str
+    warnings: list[str] = field(default_factory=list)
 
 
 def _raw(text: str | None) -> str | None:
@@ -579,31 +638,127 @@ def _raw(text: str | None) -> str | None:
     return None if text is None else text.encode('utf-8').decode('latin-1')
 
 
+# ---------------------------------------------------------------------------------------------
+# Ending a command that overran its deadline
+# ---------------------------------------------------------------------------------------------
+def find_by_nonce_script(nonce: str) -> str:
+    """sh lines that set __ce_r and __ce_rt to the pid and start time of the outermost process whose argv holds nonce.
+
+    Our Sync wrapper and stream shell carry their nonce in their argv (and their subshells inherit it), so
+    /proc/PID/cmdline finds them even when none of their output arrived. grep's own argv holds the pattern
+    `<nonce minus its last character>[<last character>]`, which does not match itself. Without /proc or grep
+    nothing can be looked at: the script then exits printing no outcome, which the caller reports as "may
+    still be running", never as "gone".
+    """
+    if not re.fullmatch(r'[0-9a-f]{8,64}', nonce):
+        raise ValueError('a nonce is hex digits')
+    pattern = f'{nonce[:-1]}[{nonce[-1]}]'
+    return '\n'.join([
+        remote_shell.STAT_READER,
+        '{ [ -r /proc/$$/cmdline ] && command -v grep; } >/dev/null 2>&1 || exit 0',
+        '__ce_m=',
+        f"for __ce_f in $(grep -l -- '{pattern}' /proc/[0-9]*/cmdline 2>/dev/null); do "
+        '__ce_f=${__ce_f#/proc/}; __ce_m="$__ce_m ${__ce_f%/cmdline}"; done',
+        '__ce_r=; __ce_rt=',
+        'for __ce_p in $__ce_m; do',
+        '  __ce_st "$__ce_p" || continue',
+        '  case " $__ce_m " in *" $__ce_pp "*) continue;; esac',  # a subshell of another match: not the outermost
+        '  __ce_r=$__ce_p; __ce_rt=$__ce_t; break',
+        'done',
+    ]) + '\n'
+
+
+def end_command(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, nonce: str, *,
+                log: t.Callable[[str], None] | None = None, clock: t.Callable[[], float] = time.monotonic,
+                connect: t.Callable[..., t.Any] | None = None, timeout: float = KILL_TIMEOUT) -> tuple[str, bool]:
+    """End, from a second exec stream, the processes of the exec whose argv holds nonce; (what happened, worrying).
+
+    Closing an exec stream (or giving up on a Sync answer) leaves the command running, as a kubelet and
+    containerd do: the container must end it. The script travels on stdin, so it has no argv limit.
+    worrying means the command may still run.
+    """
+    kill_nonce = remote_shell.new_nonce()
+    script = find_by_nonce_script(nonce) + remote_shell.kill_tree_script('"$__ce_r"', '"$__ce_rt"', grace=KILL_GRACE, nonce=kill_nonce)
+    deadline = clock() + timeout
+    output = bytearray()
+    try:
+        answer = exec_container_command(client, auth, target, ['/bin/sh'], sync=False, stdin=True, tty=False,
+                                        retry_timeout=timeout / 2)
+        uri = answer.get('WebSocketUri')
+        if not uri:
+            raise CloudExecError('ExecContainerCommand returned no WebSocketUri', code='NoWebSocketUri', provider=PROVIDER)
+        with EciExecStream(uri, connect_timeout=max(1.0, min(30.0, deadline - clock())), log=log, connect=connect) as stream:
+            stream.send(script.encode('ascii') + b'exit\n')
+            while remote_shell.parse_kill_outcome(bytes(output), kill_nonce) is None and clock() < deadline:
+                try:
+                    events = stream.read(min(1.0, max(0.0, deadline - clock())))
+                except (EciStreamClosed, EciStreamError):
+                    break
+                output.extend(b''.join(data for name, data in events if name == STDOUT))
+    except CloudExecError as exc:
+        return f'it may still be running: no exec could be opened to end it ({exc.code}: {exc.message})', True
+    return remote_shell.describe_kill_outcome(remote_shell.parse_kill_outcome(bytes(output), kill_nonce))
+
+
+def _overran(where: str, timeout: float, what: str, clause: str, worrying: bool) -> DeadlineExceeded:
+    remedy = 'Raise timeout, or run long jobs in the background (nohup) and poll for them'
+    if worrying:
+        remedy = 'Check the container for the command\'s processes and effects before running it again; ' + remedy[0].lower() + remedy[1:]
+    return DeadlineExceeded(f'The command in {where} did not finish within {timeout:g} seconds ({what}); {clause}', remedy=remedy)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a command
+# ---------------------------------------------------------------------------------------------
 def run_sync(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, command: str | t.Sequence[str], *,
-             chdir: str | None = None, creates: str | None = None, removes: str | None = None, timeout: int = 600) -> ExecRun:
+             chdir: str | None = None, creates: str | None = None, removes: str | None = None, timeout: int = 600,
+             log: t.Callable[[str], None] | None = None, clock: t.Callable[[], float] = time.monotonic) -> ExecRun:
     """Run through Sync: exit code and stderr come from our wrapper; output is text (SyncResponse is a string)."""
     check_sync_limits(command, chdir=chdir, creates=creates, removes=removes)
     nonce = remote_shell.new_nonce()
     argv = sync_argv(command, nonce, chdir=chdir, creates=creates, removes=removes)
+    where = f'{target.group_id}/{target.container_name}'
     # The call blocks until the command ends: the read timeout is the command timeout plus a margin
     # (the SDK's default of 10 s would cut off any longer command).
-    answer = exec_container_command(client, auth, target, argv, sync=True, stdin=False, read_timeout=timeout + SYNC_READ_MARGIN)
+    read_timeout = sync_read_timeout(timeout)
+    started = clock()
+    try:
+        answer = exec_container_command(client, auth, target, argv, sync=True, stdin=False, read_timeout=read_timeout)
+    except CloudExecError as exc:
+        # A read timeout (some SDK errors name it, others are a bare connection error: the elapsed time tells).
+        read_timed_out = exc.code == 'Connection.ReadTimeout' or (
+            exc.code == 'Connection.Error' and clock() - started >= read_timeout - 1)
+        if not read_timed_out:
+            raise
+        # Our read timeout passed; the service does not end the command for that: the container must.
+        clause, worrying = end_command(client, auth, target, nonce, log=log, clock=clock)
+        raise _overran(where, timeout, f'ExecContainerCommand in Sync mode gave no answer within {read_timeout} seconds',
+                       clause, worrying) from None
     output = str(answer.get('SyncResponse') or '')
     parser = remote_shell.OutputParser(nonce)
     result = parser.feed(output.encode('utf-8', errors='surrogateescape'))
     if result is None:
         shown = ' '.join(output.split())[:300]
-        raise CloudExecError(f'The Sync answer from {target.group_id}/{target.container_name} has no exit status'
-                             + (f': {shown}' if shown else ''), code='NoExitStatus', provider=PROVIDER, retryable=False,
+        raise CloudExecError(f'The Sync answer from {where} has no exit status' + (f': {shown}' if shown else ''),
+                             code='NoExitStatus', provider=PROVIDER, retryable=False,
                              remedy='Check that /bin/sh exists in the container; use mode=stream for more detail')
-    return ExecRun(result=result, mode=MODE_SYNC)
+    warnings = []
+    if '\ufffd' in output:
+        warnings.append('The output held bytes that are not UTF-8 text: Sync mode carries text only, so they were replaced '
+                        '(U+FFFD). Use mode=stream for exact bytes.')
+    return ExecRun(result=result, mode=MODE_SYNC, warnings=warnings)
 
 
 def run_stream(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, command: str | t.Sequence[str], *,
                chdir: str | None = None, creates: str | None = None, removes: str | None = None, stdin: bytes | None = None,
                timeout: float = 600, log: t.Callable[[str], None] | None = None, clock: t.Callable[[], float] = time.monotonic,
                connect: t.Callable[..., t.Any] | None = None) -> ExecRun:
-    """Run over the exec websocket: /bin/sh reads the remote_shell script from stdin; bytes and rc are exact."""
+    """Run over the exec websocket: /bin/sh reads the remote_shell script from stdin; bytes and rc are exact.
+
+    Only our markers say when and how the command ended: the status channel may carry JSON, plain text or
+    nothing at all, and only explains a stream that ended early. At the deadline the command is ended from
+    a second exec (closing the stream would leave it running).
+    """
     deadline = clock() + timeout
     nonce = remote_shell.new_nonce()
     if isinstance(command, str):
@@ -611,7 +766,7 @@ def run_stream(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, co
     else:
         wrapped = [t.cast(str, _raw(str(arg))) for arg in command]
     script = remote_shell.wrap(wrapped, nonce, chdir=_raw(chdir), creates=_raw(creates), removes=_raw(removes), stdin=stdin)
-    answer = exec_container_command(client, auth, target, ['/bin/sh'], sync=False, stdin=True, tty=False,
+    answer = exec_container_command(client, auth, target, stream_argv(nonce), sync=False, stdin=True, tty=False,
                                     retry_timeout=min(timeout, 60))
     uri = answer.get('WebSocketUri')
     if not uri:
@@ -620,49 +775,62 @@ def run_stream(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, co
     parser = remote_shell.OutputParser(nonce)
     shell_errors = bytearray()
     where = f'{target.group_id}/{target.container_name}'
+    overran = False
     with EciExecStream(uri, connect_timeout=max(1.0, min(30.0, deadline - clock())), log=log, connect=connect) as stream:
         # `exit` ends the shell after the wrapper; the wrapper is a subshell, so nothing it does can skip it.
         stream.send(script.encode('latin-1') + b'exit\n')
         while parser.result is None:
             remaining = deadline - clock()
             if remaining <= 0:
-                raise DeadlineExceeded(f'The command in {where} did not finish within {timeout:g} seconds '
-                                       f'({"it had started" if parser.started else "it may not have started"}); '
-                                       'the exec stream was closed, which ends it',
-                                       remedy='Raise timeout, or run long jobs in the background (nohup) and poll for them')
+                overran = True
+                break
             try:
                 events = stream.read(min(remaining, 1.0))
             except EciStreamClosed as exc:
-                status = exc.status
-                detail = f': {status.message}' if status is not None and status.message else ''
-                shown = ' '.join(shell_errors.decode('utf-8', errors='replace').split())[:300]
-                raise CloudExecError(f'The exec stream to {where} ended before the command reported its exit code{detail}'
-                                     + (f' (shell said: {shown})' if shown else ''), code='StreamClosedEarly',
-                                     provider=PROVIDER, retryable=False,
-                                     remedy=('The command ran at least in part: check its effects before running it again'
-                                             if parser.started else 'Check that /bin/sh exists in the container')) from None
+                raise _ended_early(where, exc.status, shell_errors, parser.started) from None
             for name, data in events:
                 if name == STDOUT:
                     parser.feed(data)
                 elif name == STDERR:
                     # The command's stderr travels in the framed stdout; this is the shell's own (wrapper failures).
                     shell_errors.extend(data[:4096])
-        # Let the service finish (status and close) briefly; the result is already complete.
-        grace = min(END_GRACE, max(0.0, deadline - clock()))
-        end = clock() + grace
-        try:
-            while clock() < end:
-                stream.read(end - clock())
-        except (EciStreamClosed, EciStreamError):
-            pass
+        if not overran:
+            # Let the service finish (status and close) briefly; the result is already complete.
+            grace = min(END_GRACE, max(0.0, deadline - clock()))
+            end = clock() + grace
+            try:
+                while clock() < end:
+                    stream.read(end - clock())
+            except (EciStreamClosed, EciStreamError):
+                pass
+    if overran:
+        clause, worrying = end_command(client, auth, target, nonce, log=log, clock=clock, connect=connect)
+        raise _overran(where, timeout, 'it had started' if parser.started else 'it may not have started', clause, worrying)
     return ExecRun(result=t.cast(remote_shell.CommandResult, parser.result), mode=MODE_STREAM)
 
 
+def _ended_early(where: str, status: ExecStatus | None, shell_errors: bytearray, started: bool) -> CloudExecError:
+    """The stream closed before our end marker: the service's own words (status, shell stderr) go to the user."""
+    detail = f': {status.message}' if status is not None and status.message else ''
+    shown = ' '.join(shell_errors.decode('utf-8', errors='replace').split())[:300]
+    return CloudExecError(f'The exec stream to {where} ended before the command reported its exit code{detail}'
+                          + (f' (shell said: {shown})' if shown else ''), code='StreamClosedEarly', provider=PROVIDER,
+                          retryable=False,
+                          remedy=('The command ran at least in part: check its effects before running it again'
+                                  if started else 'Check that /bin/sh exists in the container'))
+
+
 def choose_mode(mode: str, command: str | t.Sequence[str], *, stdin: bytes | None = None, chdir: str | None = None,
-                creates: str | None = None, removes: str | None = None) -> str:
-    """auto: Sync when it can give the same answer (no stdin, argv within the limits), the stream otherwise."""
+                creates: str | None = None, removes: str | None = None, timeout: float = 600) -> str:
+    """auto: Sync only when it surely gives the same answer, the stream otherwise.
+
+    Sync needs: no stdin; the argv within the API limits, sizes counted as UTF-8 bytes (the strictest reading,
+    so the service never refuses what was chosen here); and a timeout of SYNC_AUTO_MIN_TIMEOUT or more, since
+    Sync sees the deadline only through its read timeout and its margin. Whether the output is text cannot be
+    known before it runs: a Sync answer that lost bytes says so in a warning.
+    """
     if mode != MODE_AUTO:
         return mode
-    if stdin is None and sync_fits(command, chdir=chdir, creates=creates, removes=removes):
+    if stdin is None and timeout >= SYNC_AUTO_MIN_TIMEOUT and sync_fits(command, chdir=chdir, creates=creates, removes=removes):
         return MODE_SYNC
     return MODE_STREAM

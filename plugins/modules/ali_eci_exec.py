@@ -64,22 +64,29 @@ options:
       - How the command travels.
       - V(sync) uses C(ExecContainerCommand) with C(Sync=true), one HTTP call that returns when the command ends.
         The command, O(chdir), O(creates) and O(removes) must fit the API's argv limits (20 items of 256 characters,
-        8 of them taken by the wrapper, so at most 12 arguments, or a command string of at most 256 characters); the
-        task fails before any call when they do not. Output comes back as text (the answer is a JSON string), so bytes
-        that are not UTF-8 are not kept exactly; no O(stdin).
+        counted here as UTF-8 bytes; 8 items are taken by the wrapper, so at most 12 arguments, or a command string of
+        at most 256 bytes); the task fails before any call when they do not. Output comes back as text (the answer
+        is a JSON string), so bytes that are not UTF-8 are not kept exactly; no O(stdin).
       - V(stream) asks C(ExecContainerCommand) for a websocket running C(/bin/sh) and sends the command over its stdin,
         so there are no argv limits, bytes come back exactly and O(stdin) works. It costs a websocket connection.
-      - V(auto) picks V(sync) when the command fits its limits and O(stdin) is not set, V(stream) otherwise.
-        Both give the same stdout, stderr and exit code for text output.
+      - V(auto) picks V(sync) only when it gives the same answer as the stream, that is with O(stdin) not set, every argument
+        within the limits (sizes counted as UTF-8 bytes, the strictest reading of the API's "characters", so a call
+        is never refused for a length) and O(timeout) of 60 seconds or more (Sync sees a deadline only through its
+        HTTP read timeout, which has a margin; the stream keeps a short deadline to the second). V(stream) otherwise.
+        Whether the output is text cannot be known before the command runs; when a V(sync) answer lost bytes that
+        were not UTF-8, the task warns; use V(stream) for binary output.
     type: str
     choices: [auto, sync, stream]
     default: auto
   timeout:
     description:
       - Seconds to wait for the command to finish.
-      - In O(mode=stream) the websocket is closed at the deadline, which ends the command, and the task fails saying so.
-      - In O(mode=sync) the HTTP call is given this long (plus a margin) to answer; when it does not, the task fails
-        saying the command may still be running.
+      - Closing an exec stream or giving up on a C(Sync) answer does not end a command on ECI (its stdin reaches end of
+        file and it runs on). So when the deadline passes, the task opens a second exec stream that ends the command's
+        processes in the container (SIGTERM, then SIGKILL), finding them by the random marker in their arguments,
+        and fails saying what it found and did, or that the command may still be running when it could not tell.
+      - In O(mode=stream) the deadline is kept to the second. In O(mode=sync) the HTTP call is given this long plus a
+        margin (a quarter of it, 2 to 15 seconds) to answer.
     type: int
     default: 600
 extends_documentation_fragment:
@@ -94,8 +101,10 @@ attributes:
     support: none
 notes:
   - The C(WebSocketUri) returned by C(ExecContainerCommand) carries a token; it is never logged or returned.
-  - The exec websocket uses the Kubernetes C(channel.k8s.io) framing (a first byte naming the stream). The exit code
-    always comes from this module's own wrapper, not from the stream's status message.
+  - The exec websocket uses the Kubernetes channel framing (a first byte naming the stream) without a subprotocol, as a
+    kubelet serves it. Its status message may be JSON, plain text or absent, on channel 3 or 4; the exit code always
+    comes from this module's own wrapper, and a status message only explains a stream that ended early (its text, such as
+    C(OCI runtime exec failed ...), is in the error).
   - The RAM identity needs C(eci:DescribeContainerGroups) and C(eci:ExecContainerCommand).
 seealso:
   - name: ExecContainerCommand
@@ -251,11 +260,11 @@ def main() -> None:
             result['changed'] = True
             module.exit_json(msg='Check mode: the container can exec; the command would run', **result)
         mode = eci.choose_mode(params['mode'], command, stdin=stdin, chdir=params['chdir'], creates=params['creates'],
-                               removes=params['removes'])
+                               removes=params['removes'], timeout=params['timeout'])
         start = datetime.datetime.now()
         if mode == eci.MODE_SYNC:
             run = eci.run_sync(client, auth, target, command, chdir=params['chdir'], creates=params['creates'],
-                               removes=params['removes'], timeout=params['timeout'])
+                               removes=params['removes'], timeout=params['timeout'], log=module.debug)
         else:
             run = eci.run_stream(client, auth, target, command, chdir=params['chdir'], creates=params['creates'],
                                  removes=params['removes'], stdin=stdin, timeout=params['timeout'], log=module.debug)
@@ -264,6 +273,8 @@ def main() -> None:
         module.fail_error(exc, **result)
 
     result['mode'] = run.mode
+    for warning in run.warnings:
+        module.warn(warning)
     module.exit_command(run.result, result, start, end)
 
 

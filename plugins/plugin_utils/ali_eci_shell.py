@@ -8,7 +8,9 @@ ExecContainerCommand's Command is limited to 20 items of 256 characters, so only
 travels in it; every real command goes over the websocket as stdin of the long-lived shell. The
 session runs without a TTY (stdin and output are pipes), so bytes pass untouched and stdout and
 stderr arrive on channels 1 and 2; both feed the framing parser (the wrapped commands report their
-own stderr inside the framed stdout).
+own stderr inside the framed stdout). The stream's "ready" message and its status message (JSON,
+plain text, on channel 3 or 4, or none at all: see module_utils/eci.py) never reach that parser: a
+status only means the shell is gone, and its text explains why.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ class EciByteChannel:
     def _closed(self, status: eci.ExecStatus | None, sent: bool = True) -> SessionClosed:
         detail = ''
         if status is not None:
-            detail = f' with exit code {status.exit_code}' if status.exit_code is not None else f' ({status.message or "success"})'
+            # The service's own words when it gave any (a start failure: "OCI runtime exec failed ...").
+            detail = f' ({status.message})' if status.message else (
+                f' with exit code {status.exit_code}' if status.exit_code else ' (success)')
         exc = SessionClosed(f'the shell of the ECI exec session in {self.where} ended{detail}', code='SessionClosed',
                             provider='alicloud', remedy='Retry: a new session will be opened', retryable=False)
         if not sent:
@@ -67,15 +71,17 @@ class EciByteChannel:
         return exc
 
     def close(self) -> None:
-        """Close the websocket; the service ends the shell with it."""
+        """Close the websocket. The shell then reads end of file and exits; a command it still runs goes on
+        (as with a kubelet): ending that is the broker's job (remote_shell.kill_tree_script)."""
         self.stream.close()
 
 
 def session_argv(nonce: str, shell: str) -> list[str]:
     """The Command of the ExecContainerCommand call: a short bootstrap that starts `sh -s` on the stream's stdin."""
     bootstrap = bootstrap_command(nonce, shell)
-    if len(bootstrap) > eci.MAX_COMMAND_ITEM_LENGTH:
-        raise ValidationError('shell', f'the session bootstrap for shell {shell!r} has {len(bootstrap)} characters, more than '
+    # Sized in UTF-8 bytes: the strictest reading of the API's "256 characters" (see eci.item_size).
+    if eci.item_size(bootstrap) > eci.MAX_COMMAND_ITEM_LENGTH:
+        raise ValidationError('shell', f'the session bootstrap for shell {shell!r} has {eci.item_size(bootstrap)} bytes, more than '
                                        f'the {eci.MAX_COMMAND_ITEM_LENGTH} that one ExecContainerCommand item holds',
                               remedy='Use a shorter path for the shell')
     return [shell, '-c', bootstrap]
@@ -104,6 +110,11 @@ def open_shell(options: dict[str, t.Any], log: t.Callable[[str], None]) -> Persi
     persistent = PersistentShell(channel, nonce, where=where)
     try:
         persistent.wait_ready(connect_timeout)
+    except SessionClosed as exc:
+        channel.close()
+        # Before READY, an ended stream is a shell that did not start (the service's words, if any, are in the message).
+        exc.remedy = f'Check that {shell} (the shell option) exists in the container and runs'
+        raise
     except Exception:
         channel.close()
         raise

@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
+from cloudexec_emulator.testing import start_emulator
 from helpers import AnsibleRun, ansible_adhoc, ansible_playbook
 
 MODULE = 'cloudexec.core.ali_eci_exec'
@@ -15,6 +17,10 @@ WEB = 'eci-bp1demo00000000001'
 API = 'eci-bp1demo00000000002'
 JOB = 'eci-bp1demo00000000003'
 MODES = ['sync', 'stream']
+WORLDS = Path(__file__).resolve().parents[1] / 'emulator' / 'cloudexec_emulator' / 'worlds'
+# One group per behaviour of the exec websocket (worlds/eci_exec_variants.yml, see the emulator's eci_exec.py).
+VARIANT_GROUPS = {'kubelet': 'eci-variantkubelet0001', 'v4_status': 'eci-variantv4status001',
+                  'no_status': 'eci-variantnostatus001', 'swapped_channels': 'eci-variantswapped0001'}
 
 
 def run(emu, args: dict, *extra: str, **kwargs) -> AnsibleRun:
@@ -35,6 +41,15 @@ def exec_calls(emu) -> int:
     return emu.calls('ali-eci', 'ExecContainerCommand')
 
 
+def running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (an orphan may wait a moment to be reaped)."""
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except OSError:
+        return False
+    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
+
+
 @pytest.mark.parametrize('mode', MODES)
 def test_stdout_stderr_rc_in_both_modes(emu, mode):
     done = run(emu, {'container_group_id': WEB, 'command': 'echo hello; echo warn >&2; pwd', 'mode': mode})
@@ -52,19 +67,41 @@ def test_stdout_stderr_rc_in_both_modes(emu, mode):
     assert ws.get('sessions_opened', 0) == (1 if mode == 'stream' else 0)
 
 
-def test_auto_picks_sync_when_it_fits_and_stream_otherwise(emu):
-    short = run(emu, {'container_group_id': WEB, 'command': 'echo short'})
-    assert short.rc == 0 and result(short)['mode'] == 'sync', short.output
-    long_command = 'echo ' + 'x' * 300
-    long = run(emu, {'container_group_id': WEB, 'command': long_command})
-    assert long.rc == 0, long.output
-    assert result(long)['mode'] == 'stream' and result(long)['stdout'] == 'x' * 300 + '\n'
-    many = run(emu, {'container_group_id': WEB, 'command': ['printf', '%s,'] + [str(i) for i in range(19)]})
-    assert many.rc == 0 and result(many)['mode'] == 'stream', many.output
-    assert result(many)['stdout'] == ''.join(f'{i},' for i in range(19))
-    fed = run(emu, {'container_group_id': WEB, 'command': 'cat', 'stdin': 'line one\nline two'})
-    assert fed.rc == 0 and result(fed)['mode'] == 'stream', fed.output
-    assert result(fed)['stdout'] == 'line one\nline two'
+def write_play(tmp_path: Path, tasks: list, name: str = 'play.yml') -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump([{'name': 'ali_eci_exec test play', 'hosts': 'localhost', 'gather_facts': False,
+                                     'tasks': tasks}], allow_unicode=True))
+    return path
+
+
+def exec_task(name: str, **args) -> dict:
+    return {'name': name, MODULE: args, 'ignore_errors': True}
+
+
+def test_auto_picks_sync_only_when_it_surely_fits(emu, tmp_path):
+    tasks = [
+        exec_task('short', container_group_id=WEB, command='echo short'),
+        exec_task('long', container_group_id=WEB, command='echo ' + 'x' * 300),
+        # 155 characters but 305 bytes: the service may count bytes, so Sync is not risked (the emulator does).
+        exec_task('utf-8', container_group_id=WEB, command='echo ' + '\u00e9' * 150),
+        exec_task('many', container_group_id=WEB, command=['printf', '%s,'] + [str(i) for i in range(19)]),
+        exec_task('fed', container_group_id=WEB, command='cat', stdin='line one\nline two'),
+        # A short deadline is kept to the second by the stream only.
+        exec_task('short deadline', container_group_id=WEB, command='echo quick', timeout=30),
+        # Sync carries text only: lost bytes are reported, not hidden.
+        exec_task('not text', container_group_id=WEB, command="printf 'a\\377b'", mode='sync'),
+    ]
+    done = ansible_playbook(emu, write_play(tmp_path, tasks))
+    assert done.rc == 0 and done.stats['localhost']['failures'] == 0, done.output
+    expected = {'short': ('sync', 'short\n'), 'long': ('stream', 'x' * 300 + '\n'), 'utf-8': ('stream', '\u00e9' * 150 + '\n'),
+                'many': ('stream', ''.join(f'{i},' for i in range(19))), 'fed': ('stream', 'line one\nline two'),
+                'short deadline': ('stream', 'quick\n'), 'not text': ('sync', 'a\ufffdb')}
+    for task, (mode, stdout) in expected.items():
+        res = done.result(task)
+        assert (res['mode'], res['rc'], res['stdout'], res['stderr']) == (mode, 0, stdout, ''), (task, res)
+    assert 'not UTF-8 text' in ' '.join(done.result('not text')['warnings'])
+    assert not done.result('short').get('warnings')
+    assert emu.admin('GET', 'calls')['errors'] == {}
 
 
 def test_stream_output_is_exact(emu):
@@ -165,14 +202,26 @@ def test_group_id_and_name_are_mutually_exclusive(emu):
     assert neither.rc != 0 and 'one of the following is required' in result(neither)['msg']
 
 
-def test_stream_timeout_ends_the_command(emu):
+def test_deadline_ends_the_command_in_the_container(emu, tmp_path):
+    # Closing the stream, or giving up on a Sync answer, leaves the command running (as a kubelet and containerd do,
+    # and so does the emulator): the module must end it from a second exec, and say so.
+    tasks = [exec_task(f'slow {mode}', container_group_id=WEB, mode=mode, timeout=2,
+                       command=f'sleep 60 & echo $! > slow-{mode}.pid; wait; touch slow-{mode}.late') for mode in MODES]
     started = time.monotonic()
-    done = run(emu, {'container_group_id': WEB, 'command': 'sleep 30; touch late', 'mode': 'stream', 'timeout': 2})
-    assert done.rc != 0 and time.monotonic() - started < 25, done.output
-    res = result(done)
-    assert res['msg'].startswith('DeadlineExceeded') and 'within 2 seconds' in res['msg']
-    time.sleep(0.5)
-    assert not (sandbox(emu, WEB, 'web') / 'late').exists()
+    done = ansible_playbook(emu, write_play(tmp_path, tasks))
+    assert time.monotonic() - started < 90, done.output
+    home = sandbox(emu, WEB, 'web')
+    for mode in MODES:
+        res = done.record(f'slow {mode}')
+        assert res['status'] == 'failed', res
+        msg = res['result']['msg']
+        assert msg.startswith('DeadlineExceeded') and 'did not finish within 2 seconds' in msg, msg
+        assert 'it was ended: ' in msg and 'process(es) stopped' in msg, msg
+        pid = int((home / f'slow-{mode}.pid').read_text())
+        assert not running(pid), f'{mode}: sleep {pid} still runs'
+        assert not (home / f'slow-{mode}.late').exists()
+    # Each mode: the command's exec, then one stream exec that ended it.
+    assert exec_calls(emu) == 4
 
 
 def test_dropped_stream_says_the_command_may_have_run(emu):
@@ -216,3 +265,28 @@ def test_no_secret_in_verbose_output(emu):
     assert not re.search(r'[?&](token|s)=', text)
     res = result(done)
     assert not {'WebSocketUri', 'websocket_uri', 'uri', 'url', 'HttpUrl', 'token'} & set(res)
+
+
+@pytest.fixture(scope='module')
+def variants(tmp_path_factory):
+    """An emulator of this module's own on worlds/eci_exec_variants.yml."""
+    with start_emulator(world=WORLDS / 'eci_exec_variants.yml', state_dir=tmp_path_factory.mktemp('variants')) as info:
+        yield info
+
+
+def test_stream_results_are_exact_whatever_the_status_channel_says(variants, tmp_path):
+    # A ready message, a status as plain text, as JSON (success included), on channel 4, or none: none of it is output.
+    # A success differs only where a status is sent for it (v4_status): one success there, one failure everywhere.
+    tasks = [exec_task(f'fails on {variant}', container_group_id=group, mode='stream',
+                       command="printf 'out\\n'; printf 'err' >&2; exit 3") for variant, group in VARIANT_GROUPS.items()]
+    tasks.append(exec_task('succeeds on v4_status', container_group_id=VARIANT_GROUPS['v4_status'], mode='stream',
+                           command="printf ok"))
+    done = ansible_playbook(variants, write_play(tmp_path, tasks))
+    assert done.rc == 0, done.output
+    for variant in VARIANT_GROUPS:
+        failed = done.record(f'fails on {variant}')
+        assert failed['status'] == 'failed', failed
+        res = failed['result']
+        assert (res['rc'], res['stdout'], res['stderr'], res['msg']) == (3, 'out\n', 'err', 'non-zero return code'), (variant, res)
+    res = done.result('succeeds on v4_status')
+    assert (res['rc'], res['stdout'], res['stderr'], res['mode']) == (0, 'ok', '', 'stream'), res

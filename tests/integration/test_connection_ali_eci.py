@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cloudexec_emulator.testing import start_emulator
 from helpers import AnsibleRun, ansible_adhoc, ansible_playbook
 
 
@@ -334,3 +335,48 @@ def test_no_secret_in_vvvv_output(emu, tmp_path, control_dir):
         if path.is_file():
             assert secret.encode() not in path.read_bytes()
     assert json.dumps(secret)[1:-1] not in text
+
+
+# ---------------------------------------------------------------------------------------------- stream variants
+
+WORLDS = Path(__file__).resolve().parents[1] / 'emulator' / 'cloudexec_emulator' / 'worlds'
+# One group per behaviour of the exec websocket (worlds/eci_exec_variants.yml, see the emulator's eci_exec.py).
+VARIANT_GROUPS = {'kubelet': 'eci-variantkubelet0001', 'v4_status': 'eci-variantv4status001',
+                  'no_status': 'eci-variantnostatus001', 'swapped_channels': 'eci-variantswapped0001'}
+
+
+@pytest.fixture(scope='module')
+def variants(tmp_path_factory):
+    """An emulator of this module's own on worlds/eci_exec_variants.yml."""
+    with start_emulator(world=WORLDS / 'eci_exec_variants.yml', state_dir=tmp_path_factory.mktemp('variants')) as info:
+        yield info
+
+
+def test_exact_results_and_service_errors_whatever_the_stream_variant(variants, tmp_path, control_dir):
+    hosts = {variant: {'ansible_host': group} for variant, group in VARIANT_GROUPS.items()}
+    # A shell that cannot start: the runtime's own words must reach the user (as plain text, JSON, or on channel 4).
+    hosts.update({f'noshell-{variant}': {'ansible_host': group, 'ansible_ali_eci_shell': '/no/such/sh'}
+                  for variant, group in VARIANT_GROUPS.items()})
+    playbook = write_play(tmp_path, [
+        {'name': 'fails', 'ansible.builtin.raw': "printf 'out\\n'; printf 'err' >&2; exit 3", 'ignore_errors': True},
+        {'name': 'module', 'ansible.builtin.command': 'echo hi'},
+        {'name': 'shell', 'ansible.builtin.shell': "printf 'o'; printf 'e' >&2"},
+        _reset_task(),
+    ])
+    started = time.monotonic()
+    done = play(variants, control_dir, playbook, write_inventory(tmp_path, hosts))
+    assert time.monotonic() - started < 120, done.output
+    for variant in VARIANT_GROUPS:
+        failed = done.record('fails', variant)
+        assert failed['status'] == 'failed', failed
+        assert (failed['result']['rc'], failed['result']['stdout'], failed['result']['stderr']) == (3, 'out\n', 'err'), failed
+        assert done.result('module', variant)['stdout'] == 'hi'
+        shell = done.result('shell', variant)
+        assert (shell['rc'], shell['stdout'], shell['stderr']) == (0, 'o', 'e'), shell
+        record = done.record('fails', f'noshell-{variant}')
+        assert record['status'] == 'unreachable', record
+        msg = record['result']['msg']
+        assert 'Check that /no/such/sh (the shell option) exists in the container' in msg, msg
+        if variant != 'no_status':   # there the stream just closes: nothing to quote
+            assert 'OCI runtime exec failed' in msg and 'stat /no/such/sh: no such file or directory' in msg, msg
+    assert wait_no_sockets(control_dir) == []

@@ -186,6 +186,8 @@ class ContainerGroup:
     instance_type: str = ''
     restart_policy: str = 'Always'
     created_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
+    # How this group's exec websocket behaves (one of ECI_STREAM_VARIANTS); None: alicloud.exec.stream.
+    exec_stream: str | None = None
 
     def container(self, name: str) -> EciContainer | None:
         return next((c for c in self.containers if c.name == name), None)
@@ -226,13 +228,20 @@ class EcsInstance:
     sandbox: Path | None = None
 
 
+# How the ECI exec websocket may behave (eci_exec.py says what each does and why).
+ECI_STREAM_VARIANTS = ('kubelet', 'v4_status', 'no_status', 'swapped_channels')
+
+
 @dataclass
 class EciExecSettings:
     """How the emulated ECI ExecContainerCommand behaves."""
     # A WebSocketUri works once, and only this long after ExecContainerCommand answered.
     token_ttl_seconds: float = 60.0
-    # A Sync call kills its command after this long (the real call blocks until the command ends).
-    sync_timeout_seconds: float = 600.0
+    # A Sync call kills its command after this long. None (the default): never, as no server-side limit is
+    # documented; the call then blocks until the command ends, even after its client gave up.
+    sync_timeout_seconds: float | None = None
+    # The exec websocket's behaviour for groups that do not set their own exec_stream.
+    stream: str = 'kubelet'
 
 
 @dataclass
@@ -495,10 +504,10 @@ def _load_task(raw: dict[str, Any], where: str, cluster: EcsCluster, region: str
 # --------------------------------------------------------------------------- Alibaba section
 
 _ALI_KEYS = {'region', 'credentials', 'container_groups', 'instances', 'exec'}
-_ECI_EXEC_KEYS = {'token_ttl_seconds', 'sync_timeout_seconds'}
+_ECI_EXEC_KEYS = {'token_ttl_seconds', 'sync_timeout_seconds', 'stream'}
 _ALI_CRED_KEYS = {'access_key_id', 'access_key_secret', 'security_token', 'expired'}
 _GROUP_KEYS = {'id', 'name', 'region', 'zone', 'status', 'tags', 'containers', 'vpc_id', 'vswitch_id', 'security_group_id',
-               'intranet_ip', 'cpu', 'memory', 'instance_type', 'restart_policy', '_index'}
+               'intranet_ip', 'cpu', 'memory', 'instance_type', 'restart_policy', 'exec_stream', '_index'}
 _ECI_CONTAINER_KEYS = {'name', 'image', 'state', 'ready', 'restart_count', 'commands', 'args', 'cpu', 'memory'}
 _INSTANCE_KEYS = {'id', 'name', 'region', 'zone', 'status', 'os_type', 'os_name', 'instance_type', 'cpu', 'memory', 'vpc_id',
                   'vswitch_id', 'private_ip', 'hostname', 'image_id', 'security_group_id', 'tags', 'cloud_assistant', '_index'}
@@ -533,6 +542,9 @@ def _load_eci_exec(raw: Any) -> EciExecSettings:
     raw = _check_keys(raw, _ECI_EXEC_KEYS, 'alicloud.exec')
     settings = EciExecSettings()
     for key, value in raw.items():
+        if key == 'stream':
+            settings.stream = _choice(str(value), ECI_STREAM_VARIANTS, 'alicloud.exec.stream')
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise WorldError(f'alicloud.exec.{key}: expected a positive number, got {value!r}')
         setattr(settings, key, float(value))
@@ -552,6 +564,7 @@ def _load_group(raw: dict[str, Any], where: str, region: str, pos: int, now: dat
         intranet_ip=str(raw.get('intranet_ip') or _ip_for('172.16.0.0/16', pos)),
         cpu=float(raw.get('cpu', 1.0)), memory=float(raw.get('memory', 2.0)), instance_type=str(raw.get('instance_type', '')),
         restart_policy=str(raw.get('restart_policy', 'Always')), created_at=now - datetime.timedelta(hours=1),
+        exec_stream=_choice(str(raw['exec_stream']), ECI_STREAM_VARIANTS, f'{where}.exec_stream') if raw.get('exec_stream') else None,
     )
     # A group's containers follow its phase unless the world says otherwise.
     default_state = {'Running': 'Running', 'Succeeded': 'Terminated', 'Failed': 'Terminated'}.get(status, 'Waiting')

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -38,10 +39,33 @@ def test_status_success_and_failures():
     assert eci.parse_status(failure) == eci.ExecStatus(False, 3, 'command terminated with non-zero exit code', 'NonZeroExitCode')
     other = eci.parse_status(b'{"status":"Failure","message":"exec: \\"nope\\": not found","reason":"InternalError"}')
     assert other.exit_code is None and not other.success and 'not found' in other.message
-    assert eci.parse_status(b'\xff') == eci.ExecStatus(False, None, 'unreadable exec status')
-    assert eci.parse_status(b'[1]').exit_code is None
+    assert eci.parse_status(b'[1]') == eci.ExecStatus(False, None, '[1]')
+    assert eci.parse_status(b'') == eci.ExecStatus(False, None, 'empty exec status')
     bad_code = b'{"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"x"}]}}'
     assert eci.parse_status(bad_code).exit_code is None
+
+
+# What a kubelet writes on channel 3 with no subprotocol (v1WriteStatusFunc: the Status message as plain text) and
+# with v4.channel.k8s.io (the JSON), for a non-zero exit under containerd and for a program that cannot start.
+V1_NONZERO = b'command terminated with non-zero exit code: error executing command [/bin/sh -s 0123], exit code 2'
+V4_NONZERO = (b'{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: error executing command '
+              b'[/bin/sh -s 0123], exit code 2","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"2"}]}}')
+START_ERROR = ('Internal error occurred: error executing command in container: failed to exec in container: failed to start exec '
+               '"ab12": OCI runtime exec failed: exec failed: unable to start container process: exec: "/bin/nosh": stat /bin/nosh: '
+               'no such file or directory: unknown')
+V4_START = json.dumps({'metadata': {}, 'status': 'Failure', 'message': START_ERROR, 'reason': 'InternalError',
+                       'details': {'causes': [{'message': START_ERROR[len('Internal error occurred: '):]}]}, 'code': 500},
+                      separators=(',', ':')).encode()
+
+
+def test_status_in_plain_text_and_json_gives_the_same_answer():
+    text = V1_NONZERO.decode()
+    assert eci.parse_status(V1_NONZERO) == eci.ExecStatus(False, 2, text, 'NonZeroExitCode')
+    assert eci.parse_status(V4_NONZERO) == eci.ExecStatus(False, 2, text, 'NonZeroExitCode')
+    assert eci.parse_status(START_ERROR.encode()) == eci.ExecStatus(False, None, START_ERROR, '')
+    assert eci.parse_status(V4_START) == eci.ExecStatus(False, None, START_ERROR, 'InternalError')
+    # Invalid UTF-8 is still the service's text, not a reason to drop it.
+    assert eci.parse_status(b'oops \xff') == eci.ExecStatus(False, None, 'oops \ufffd')
 
 
 # ---- Sync mode -----------------------------------------------------------------------------
@@ -90,15 +114,38 @@ def test_sync_limits_name_the_parameter_and_the_limit():
         assert info.value.parameter == name
 
 
+def test_sync_limits_count_utf8_bytes():
+    # 129 characters, 258 bytes: the API says "characters" without saying how; the strict count is used.
+    eci.check_sync_limits('\u00e9' * 128)
+    with pytest.raises(ValidationError) as info:
+        eci.check_sync_limits('\u00e9' * 129)
+    assert 'the command has 258 bytes in UTF-8 (129 characters)' in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        eci.check_sync_limits(['echo', '\u2603' * 86])
+    assert 'argument 1 has 258 bytes in UTF-8 (86 characters)' in str(info.value)
+    assert eci.item_size('\U0001f600') == 4
+
+
 def test_auto_mode_prefers_sync_only_when_it_can_answer_the_same():
     assert eci.choose_mode('auto', 'echo hi') == 'sync'
     assert eci.choose_mode('auto', ['a'] * 12) == 'sync'
     assert eci.choose_mode('auto', ['a'] * 13) == 'stream'
     assert eci.choose_mode('auto', 'x' * 257) == 'stream'
+    assert eci.choose_mode('auto', 'echo ' + '\u00e9' * 126) == 'stream'   # 131 characters, 257 bytes
     assert eci.choose_mode('auto', 'cat', stdin=b'') == 'stream'
     assert eci.choose_mode('auto', 'true', chdir='/' * 300) == 'stream'
+    assert eci.choose_mode('auto', 'true', creates='\u00e9' * 129) == 'stream'
+    # A short deadline is kept to the second by the stream only.
+    assert eci.choose_mode('auto', 'echo hi', timeout=eci.SYNC_AUTO_MIN_TIMEOUT - 1) == 'stream'
+    assert eci.choose_mode('auto', 'echo hi', timeout=eci.SYNC_AUTO_MIN_TIMEOUT) == 'sync'
     assert eci.choose_mode('sync', ['a'] * 30) == 'sync'  # the explicit mode is checked (and refused) by the caller
     assert eci.choose_mode('stream', 'echo') == 'stream'
+
+
+def test_sync_read_timeout_has_a_bounded_margin():
+    assert eci.sync_read_timeout(2) == 4
+    assert eci.sync_read_timeout(20) == 25
+    assert eci.sync_read_timeout(600) == 615
 
 
 # ---- the websocket transport, over a scripted connection --------------------------------------
@@ -169,6 +216,144 @@ def test_stream_read_times_out_empty_and_ignores_unknown_channels():
     with stream:
         assert stream.read(0.0) == []
     assert any('channel 7' in line for line in lines)
+
+
+def test_ready_message_is_dropped_and_channel_4_is_a_status():
+    # A kubelet's first message is an empty stdout write; a peer numbering 4 as "exit" writes its status there.
+    stream, sock, calls = make([b'\x01', b'\x01out', b'\x02', b'\x04' + V1_NONZERO], end='ok')
+    with stream:
+        assert stream.read(1.0) == [('stdout', b'out'), ('status', V1_NONZERO)]
+        with pytest.raises(eci.EciStreamClosed) as info:
+            stream.read(1.0)
+    assert info.value.status == eci.ExecStatus(False, 2, V1_NONZERO.decode(), 'NonZeroExitCode')
+    assert stream.bytes_in == 3
+
+
+# ---- run_stream over scripted services: the behaviours the evidence allows ------------------------
+
+NONCE = 'feedc0de12345678'
+
+
+def framed(stdout: bytes, stderr: bytes, rc: int) -> bytes:
+    """What the remote_shell wrapper prints for a command that ran."""
+    return (b'\n' + remote_shell.marker(NONCE, 'OUT') + b'\n' + stdout + b'\n' + remote_shell.marker(NONCE, 'ERR') + b'\n'
+            + stderr + b'\n' + remote_shell.marker(NONCE, f'END:ran:{rc}') + b'\n')
+
+
+TARGET = eci.EciTarget(group_id='eci-x', group_name='x', region='cn-hangzhou', container_name='web')
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """run_stream/end_command against scripted sockets: each ExecContainerCommand gets the next one."""
+    sockets, argvs = [], []
+
+    def exec_call(client, auth, target, argv, **kwargs):
+        argvs.append(list(argv))
+        return {'WebSocketUri': URI}
+
+    def connect(uri, **kwargs):
+        return sockets.pop(0)
+
+    monkeypatch.setattr(eci, 'exec_container_command', exec_call)
+    monkeypatch.setattr(eci.remote_shell, 'new_nonce', lambda: NONCE)
+    return sockets, argvs, connect
+
+
+OUTPUT = framed(b'hi \xff\n', b'warn\n', 2)
+VARIANTS = {
+    'kubelet': [b'\x01', b'\x01' + OUTPUT[:30], b'\x01' + OUTPUT[30:], b'\x03' + V1_NONZERO],
+    'v4_status': [b'\x01', b'\x01' + OUTPUT, b'\x03' + V4_NONZERO],
+    'no_status': [b'\x01', b'\x01' + OUTPUT],
+    'swapped_channels': [b'\x01', b'\x01' + OUTPUT, b'\x04' + V1_NONZERO],
+    'shell_stderr_and_no_ready': [b'\x02sh: warning\n', b'\x01' + OUTPUT],
+}
+
+
+@pytest.mark.parametrize('frames', VARIANTS.values(), ids=VARIANTS.keys())
+def test_run_stream_is_exact_whatever_the_status_channel_says(scripted, frames):
+    sockets, argvs, connect = scripted
+    sockets.append(FakeSocket(frames, end='ok'))
+    run = eci.run_stream(None, None, TARGET, 'echo hi', timeout=5, connect=connect)
+    assert (run.result.rc, run.result.stdout, run.result.stderr, run.mode) == (2, b'hi \xff\n', b'warn\n', 'stream')
+    assert argvs == [['/bin/sh', '-s', NONCE]]
+
+
+STARTS = {
+    'kubelet': ([b'\x01', b'\x03' + START_ERROR.encode()], 'OCI runtime exec failed'),
+    'v4_status': ([b'\x01', b'\x03' + V4_START], 'OCI runtime exec failed'),
+    'swapped_channels': ([b'\x01', b'\x04' + START_ERROR.encode()], 'OCI runtime exec failed'),
+    'no_status': ([b'\x01'], 'ended before the command reported its exit code.'),
+}
+
+
+@pytest.mark.parametrize('frames, words', STARTS.values(), ids=STARTS.keys())
+def test_run_stream_passes_on_the_service_error_text(scripted, frames, words):
+    sockets, argvs, connect = scripted
+    sockets.append(FakeSocket(frames, end='ok'))
+    with pytest.raises(eci.CloudExecError) as info:
+        eci.run_stream(None, None, TARGET, 'echo hi', timeout=5, connect=connect)
+    assert info.value.code == 'StreamClosedEarly' and words in str(info.value), str(info.value)
+    assert 'Check that /bin/sh exists' in str(info.value)
+
+
+def test_run_stream_deadline_ends_the_command_from_a_second_exec(scripted):
+    sockets, argvs, connect = scripted
+    first = FakeSocket([b'\x01', b'\x01\n' + remote_shell.marker(NONCE, 'OUT') + b'\npartial'])   # then silence
+    second = FakeSocket([b'\x01', b'\x01\n@@CE' + NONCE.encode() + b':KILL:ended:3@@\n'], end='ok')
+    sockets += [first, second]
+    with pytest.raises(eci.DeadlineExceeded) as info:
+        eci.run_stream(None, None, TARGET, 'sleep 100', timeout=0.3, connect=connect)
+    text = str(info.value)
+    assert 'did not finish within 0.3 seconds (it had started); it was ended: 3 process(es) stopped' in text, text
+    assert argvs == [['/bin/sh', '-s', NONCE], ['/bin/sh']]
+    assert first.closed and second.closed
+    kill = b''.join(frame[1:] for frame in second.sent).decode()
+    assert kill.endswith('exit\n') and f"'{NONCE[:-1]}[{NONCE[-1]}]'" in kill
+
+
+def test_end_command_never_says_ended_when_it_could_not_look(scripted):
+    sockets, argvs, connect = scripted
+    sockets.append(FakeSocket([b'\x01'], end='ok'))   # the script printed nothing (no /proc, no grep)
+    clause, worrying = eci.end_command(None, None, TARGET, NONCE, connect=connect)
+    assert worrying and 'may still be running' in clause
+
+    def refuse(uri, **kwargs):
+        raise OSError('unreachable')
+
+    clause, worrying = eci.end_command(None, None, TARGET, NONCE, connect=refuse)
+    assert worrying and 'no exec could be opened' in clause and 'StreamConnectFailed' in clause
+
+
+# ---- the nonce finder, run by the local sh on real processes ----------------------------------
+
+def test_find_by_nonce_ends_the_shell_that_carries_it_and_nothing_else():
+    nonce = '0badc0de87654321'
+    target = subprocess.Popen(['sh', '-s', nonce], stdin=subprocess.PIPE)
+    bystander = subprocess.Popen(['sh', '-c', 'sleep 300', 'sh', nonce[:-1]])   # almost the nonce
+    try:
+        target.stdin.write(b'( sleep 300 & wait )\n')
+        target.stdin.flush()
+        time.sleep(0.3)
+        script = eci.find_by_nonce_script(nonce) + remote_shell.kill_tree_script('"$__ce_r"', '"$__ce_rt"', grace=0.5, nonce='11')
+        output = subprocess.run(['sh', '-c', script], capture_output=True, check=True, timeout=30).stdout
+        kind, count = remote_shell.parse_kill_outcome(output, '11')
+        assert kind == remote_shell.KILL_ENDED and count >= 3, output   # the shell, its subshell, sleep
+        assert target.wait(5) is not None
+        assert bystander.poll() is None
+        # Once gone, nothing carries the nonce.
+        output = subprocess.run(['sh', '-c', script], capture_output=True, check=True, timeout=30).stdout
+        assert remote_shell.parse_kill_outcome(output, '11') == (remote_shell.KILL_GONE, 0)
+    finally:
+        for process in (target, bystander):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_find_by_nonce_takes_only_hex():
+    with pytest.raises(ValueError):
+        eci.find_by_nonce_script("x'; rm -rf /")
 
 
 def test_dropped_stream_after_input_says_the_command_may_have_run():
