@@ -170,6 +170,33 @@ def kms_data_key_provider(auth: AwsAuth) -> t.Callable[[str, dict[str, str]], tu
     return generate
 
 
+def ssm_session_resumer(auth: AwsAuth) -> t.Callable[[str], tuple[str | None, str]]:
+    """SSM ResumeSession for a dropped ECS Exec data channel: (stream URL, token) of a new connection to the session.
+
+    The SSM client uses the same credentials and region; its endpoint is boto3's own for SSM (AWS_ENDPOINT_URL_SSM,
+    the config file, or the regional default), not endpoint_url, which is ECS's. Made on first use: most sessions
+    never lose their connection. Errors keep AWS's code: throttling, 5xx and network errors are retryable; anything
+    else (DoesNotExistException, AccessDeniedException, BadRequest...) means this session cannot be resumed.
+    """
+    clients: list[t.Any] = []
+
+    def resume(session_id: str) -> tuple[str | None, str]:
+        if not clients:
+            clients.append(aws_client(auth, 'ssm', use_endpoint_url=False))
+        try:
+            response = clients[0].resume_session(SessionId=session_id)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            raise aws_error(exc, 'ResumeSession') from None
+        token = response.get('TokenValue')
+        if not token:
+            # AWS's client reads a ResumeSession answer without a token as "the session timed out" (sessionhandler.go).
+            raise CloudExecError('ResumeSession returned no token: the session has timed out', code='SessionTimedOut',
+                                 provider='aws', retryable=False)
+        return response.get('StreamUrl') or None, token
+
+    return resume
+
+
 def aws_error(exc: BaseException, action: str | None = None) -> CloudExecError:
     """Map a botocore exception to CloudExecError, with the remedy for its code."""
     prefix = f'{action} failed: ' if action else ''

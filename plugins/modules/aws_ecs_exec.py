@@ -215,7 +215,7 @@ def main() -> None:
         start = datetime.datetime.now()
         run = aws_ecs.run_script(client, target, params['command'], shell=params['shell'], chdir=params['chdir'],
                                  creates=params['creates'], removes=params['removes'], timeout=params['timeout'],
-                                 generate_data_key=aws.kms_data_key_provider(auth))
+                                 generate_data_key=aws.kms_data_key_provider(auth), resume_session=aws.ssm_session_resumer(auth))
         end = datetime.datetime.now()
     except CloudExecError as exc:
         module.fail_error(exc, **result)

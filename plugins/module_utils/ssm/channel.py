@@ -386,20 +386,24 @@ class DataChannelState:
             due.append(item.message)
         return due
 
-    def resend_all(self, now: float) -> list[AgentMessage]:
-        """Return every unacknowledged message for sending again at once (after a reconnect)."""
-        if self.paused:
-            return []
-        for item in self._outgoing:
-            if item.last_sent is None:
-                item.first_sent = now
-            else:
-                item.retransmitted = True
-                item.attempts += 1
+    def reconnected(self, now: float) -> list[AgentMessage]:
+        """The transport came back on a new connection (ResumeSession): return the messages to send again now.
+
+        Nothing is reset, as in AWS's client (streaming.go Reconnect keeps its buffers and numbers): the
+        expected incoming sequence number stays, so the peer's replayed messages below it are duplicates
+        (acknowledged again, never delivered twice), and new input goes on numbering where it stopped.
+        Every message that was in flight goes out again with its original sequence number and bytes, so the
+        agent drops the copies of input it already applied; held messages wait for the window as before.
+        A pause belonged to the old connection: the service tells the new one again if the peer is still away.
+        """
+        self.paused = False
+        again: list[AgentMessage] = []
+        for item in self._flight.values():
+            item.retransmitted = True   # no RTT sample from a message sent on two connections (Karn)
+            item.attempts += 1
             item.last_sent = now
-            self._flight[item.message.sequence_number] = item
-        self._held.clear()
-        return self.unacked_messages()
+            again.append(item.message)
+        return again
 
     def next_deadline(self) -> float | None:
         """Return when due_resends() next has work (-inf: now), or None if nothing waits."""
