@@ -199,9 +199,10 @@ def not_connected_error(client: t.Any, target: EcsTarget, error: CloudExecError,
         return error
     ours = session_brokers.holders(f'aws_ecs:{where}')
     said = error.message.split(': ', 1)[1] if error.message.startswith('ExecuteCommand failed: ') else error.message
-    message = (f'ExecuteCommand on {where} was refused for {waited:g} seconds ("{said.rstrip(".")}") although the container's ECS Exec agent is RUNNING: its sessions may all be '
-               f'in use (an agent takes 2 at a time unless ECS sets otherwise; an idle session of a connection stays open '
-               f'until its idle_timeout, and one whose client vanished for up to {ECS_EXEC_IDLE_MINUTES} minutes)')
+    message = (f'ExecuteCommand on {where} was refused for {waited:g} seconds ("{said.rstrip(".")}") although the '
+               "container's ECS Exec agent is RUNNING: its sessions may all be in use (an agent takes 2 at a time unless ECS "
+               'sets otherwise; an idle session of a connection stays open until its idle_timeout, and one whose client '
+               f'vanished for up to {ECS_EXEC_IDLE_MINUTES} minutes)')
     if ours:
         message += ('. Session brokers of this controller hold sessions to it: '
                     + ', '.join(session_brokers.describe(stats) for stats in ours))

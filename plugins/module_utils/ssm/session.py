@@ -679,8 +679,9 @@ class DataChannelSession:
         self._frames_on_connection = 0
         self.stats.resumes += 1
         again = self._channel.reconnected(self._clock())
-        self._log('session resumed on a new connection to %s (%d ResumeSession call(s) so far); sending %d unacknowledged '
-                  'message(s) again' % (self.host, self.stats.resume_attempts, len(again)))
+        acks = sum(1 for message in again if message.message_type == ACKNOWLEDGE)
+        self._log('session resumed on a new connection to %s (%d ResumeSession call(s) so far); sending %d acknowledgement(s) '
+                  'and %d unacknowledged message(s) again' % (self.host, self.stats.resume_attempts, acks, len(again) - acks))
         for message in again:
             self._transmit(message)
 

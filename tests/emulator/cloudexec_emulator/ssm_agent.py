@@ -632,15 +632,20 @@ class AgentSession:
             if item is None:
                 break
             pending += item[1]
+            # The writePump reads at most one message's worth at a time, each time only while the channel is active:
+            # a pause (or a lost client) leaves the rest unread rather than turned into messages nobody gets.
             while len(pending) > STREAM_PAYLOAD_SIZE:
                 cut = _utf8_cut(pending[:STREAM_PAYLOAD_SIZE]) or STREAM_PAYLOAD_SIZE
+                await self._wait_flowing()
                 self._send_stream(wire.OUTPUT, pending[:cut])
                 pending = pending[cut:]
             cut = _utf8_cut(pending)
+            await self._wait_flowing()
             self._send_stream(wire.OUTPUT, pending[:cut])
             pending = pending[cut:]
             if self.done.is_set():
                 return
+        await self._wait_flowing()
         self._send_stream(wire.OUTPUT, pending)
         await process.wait()
         await self._close_channel('')

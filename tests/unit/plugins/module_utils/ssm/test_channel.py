@@ -363,9 +363,11 @@ def test_reconnect_keeps_both_sequence_spaces_and_resends_in_flight_input_byte_f
     state.receive(AgentMessage(message_type=PAUSE_PUBLICATION, created_date=CREATED_MS), now=0.04)
     srtt, rto = state.timer.srtt, state.timer.rto
 
-    # The connection is lost (our ack of output 2 and the agent's acks of input 1 and 2 with it), then comes back.
+    # The connection is lost (our acks of the outputs and the agent's acks of input 1 and 2 with it), then comes back.
     again = state.reconnected(now=5.0)
-    assert [m.encode() for m in again] == [sent[1], sent[2]]
+    # First our acknowledgements of that connection again (exact frames), then the input that was in flight, byte for byte.
+    assert _acked_sequences(again[:3]) == [0, 1, 2] and again[2].encode().hex() == ACK_FRAME_HEX
+    assert [m.encode() for m in again[3:]] == [sent[1], sent[2]]
     assert not state.paused and state.expected_sequence_number == 3 and state.next_sequence_number == 4
     assert state.timer.rto == rto   # a reconnect is not a timeout: no back-off
     # The agent replays output 2: acknowledged again, byte for byte as AWS's client would, and not delivered twice.
@@ -373,6 +375,8 @@ def test_reconnect_keeps_both_sequence_spaces_and_resends_in_flight_input_byte_f
     assert events == [] and [m.encode().hex() for m in to_send] == [ACK_FRAME_HEX]
     events, to_send = state.receive(_output(3, b'out-3'), now=5.1)
     assert [e.payload for e in events] == [b'out-3'] and _acked_sequences(to_send) == [3]
+    # A second loss sends again what this connection acknowledged: the re-sent acks included, each once.
+    assert _acked_sequences([m for m in state.reconnected(now=5.15) if m.message_type == ACKNOWLEDGE]) == [0, 1, 2, 3]
     # Acks of the messages sent on both connections clear them without an RTT sample (Karn); the held one follows.
     state.receive(_ack(1), now=5.1)
     assert [m.sequence_number for m in state.due_resends(5.1)] == [3]
