@@ -187,7 +187,10 @@ async def execute_command(ctx: CallContext) -> dict:
         raise ApiError('TargetNotConnectedException', INTERNAL_ERROR_MESSAGE, 400)
     reg = registry(ctx.state)
     if reg.live(task, container) >= reg.settings.session_limit:
-        # The agent has no free session worker; ECS reports it like any agent that cannot take the session.
+        # The agent has no free session worker (SessionWorkersLimit: the ECS agent writes sessionLimit, default 2, into
+        # its config; amazon-ecs-agent agent/engine/execcmd/manager_init_task.go). The SSM agent then just stops taking
+        # sessions (amazon-ssm-agent mgsinteractor.go processSessionRelatedMessages); what ECS answers is not
+        # documented. Field reports of busy agents show this error (aws/containers-roadmap#2518), kept over a hang.
         raise ApiError('TargetNotConnectedException', INTERNAL_ERROR_MESSAGE, 400)
     session = reg.issue(cluster, task, container, command)
     return {
