@@ -188,7 +188,7 @@ def test_session_limit_names_our_idle_brokers_and_what_to_do(emu, tmp_path, cont
 def test_session_limit_without_brokers_of_ours_says_others_may_hold_them(emu, tmp_path, control_dir):
     """Sessions held by another controller: no broker of ours is named, the message says who else may hold them."""
     sessions = [emu_client(emu).execute_command(cluster='sessions', task=LIMITED_TASK, command='sleep 30', interactive=True)
-                for _ in range(2)]
+                for _count in range(2)]
     assert all(s['session']['sessionId'] for s in sessions)
     run = ansible_playbook(emu, playbook(tmp_path, 'localhost', [{'name': 'third', 'cloudexec.core.aws_ecs_exec': {
         'cluster': 'sessions', 'task': LIMITED_TASK, 'command': 'echo third', 'timeout': 2}}]), extra_env=run_env(control_dir))

@@ -343,8 +343,6 @@ def test_send_window_holds_messages_until_acks_open_it():
     assert [m.payload for m in state2.due_resends(0.01)] == [b'b']
 
 
-
-
 def test_reconnect_keeps_both_sequence_spaces_and_resends_in_flight_input_byte_for_byte():
     """Across a ResumeSession reconnect: in-flight input goes out again with its original numbers and bytes, held
     input keeps waiting for the window, the peer's replayed output is acknowledged again and never delivered twice,

@@ -350,9 +350,9 @@ class FakeResume:
     def __call__(self, session_id: str) -> tuple[str | None, str]:
         self.calls.append(session_id)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, BaseException):
+        if isinstance(answer, CloudExecError):
             raise answer
-        return self.url, answer
+        return self.url, str(answer)
 
 
 def test_lost_connection_is_resumed_and_nothing_is_delivered_or_applied_twice(fake_agent_factory):
