@@ -115,8 +115,8 @@ def _resumer(monkeypatch, answer):
     fake = _FakeSSM(answer)
     made = []
 
-    def client(auth, service, session=None, *, use_endpoint_url=True):
-        made.append((service, use_endpoint_url))
+    def client(auth, service, session=None, *, use_endpoint_url=True, max_attempts=None, timeouts=None):
+        made.append((service, use_endpoint_url, max_attempts, timeouts))
         return fake
 
     monkeypatch.setattr(aws, 'aws_client', client)
@@ -133,7 +133,7 @@ def test_ssm_resumer_answers_url_and_token_from_the_ssm_endpoint(monkeypatch):
     assert resume('s-1') == ('wss://h/v1/data-channel/s-1', 'tok')
     assert resume('s-1') == ('wss://h/v1/data-channel/s-1', 'tok')
     # One client, for SSM, on boto3's own SSM endpoint (endpoint_url is ECS's).
-    assert made == [('ssm', False)] and fake.calls == [{'SessionId': 's-1'}] * 2
+    assert made == [('ssm', False, 2, (10.0, 20.0))] and fake.calls == [{'SessionId': 's-1'}] * 2
 
 
 @pytest.mark.parametrize('code, status, retryable', [
