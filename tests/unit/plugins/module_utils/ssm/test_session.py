@@ -342,17 +342,18 @@ RESUMED_QUERY = 'role=publish_subscribe&cell-number=ResumedQuerySecret%2BXyz%3D'
 class FakeResume:
     """SSM ResumeSession as the session sees it: a list of answers (a token, or an error to raise)."""
 
-    def __init__(self, agent: t.Any, *answers: t.Any) -> None:
+    def __init__(self, agent: t.Any, *answers: str | CloudExecError) -> None:
         self.url = agent.url.replace(agent.QUERY, RESUMED_QUERY)
-        self.answers = list(answers) or [RESUMED_TOKEN]
+        # (token, error) per call; the last one answers every later call.
+        self.answers = [(a, None) if isinstance(a, str) else ('', a) for a in answers] or [(RESUMED_TOKEN, None)]
         self.calls: list[str] = []
 
     def __call__(self, session_id: str) -> tuple[str | None, str]:
         self.calls.append(session_id)
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, CloudExecError):
-            raise answer
-        return self.url, str(answer)
+        token, error = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if error is not None:
+            raise error
+        return self.url, token
 
 
 def test_lost_connection_is_resumed_and_nothing_is_delivered_or_applied_twice(fake_agent_factory):
