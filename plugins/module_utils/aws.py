@@ -131,17 +131,23 @@ def aws_session(auth: AwsAuth) -> 'boto3.session.Session':
         raise aws_error(exc) from None
 
 
-def aws_client(auth: AwsAuth, service: str, session: t.Any = None, *, use_endpoint_url: bool = True) -> t.Any:
+def aws_client(auth: AwsAuth, service: str, session: t.Any = None, *, use_endpoint_url: bool = True,
+               max_attempts: int | None = None, timeouts: tuple[float, float] | None = None) -> t.Any:
     """A botocore client for service, with our retry mode and user agent.
 
     endpoint_url is ECS's; other services (KMS) take boto3's own per-service settings (AWS_ENDPOINT_URL_KMS...).
+    max_attempts (else auth's) and timeouts (connect, read; else botocore's 60 s each) bound a caller that retries itself.
     """
     session = session or aws_session(auth)
     if not session.region_name:
         raise ValidationError('region', 'no region is set', remedy='Set region, or AWS_REGION in the environment')
+    extra: dict[str, t.Any] = {}
+    if timeouts is not None:
+        extra.update(connect_timeout=timeouts[0], read_timeout=timeouts[1])
     config = botocore.config.Config(
-        retries={'mode': auth.retry_mode, 'total_max_attempts': auth.max_attempts},
+        retries={'mode': auth.retry_mode, 'total_max_attempts': max_attempts or auth.max_attempts},
         user_agent_extra=USER_AGENT,
+        **extra,
     )
     verify: bool | str = (auth.aws_ca_bundle or True) if auth.validate_certs else False
     try:
@@ -168,6 +174,38 @@ def kms_data_key_provider(auth: AwsAuth) -> t.Callable[[str, dict[str, str]], tu
         return response['Plaintext'], response['CiphertextBlob']
 
     return generate
+
+
+# ResumeSession calls: (connect, read) timeouts in seconds.
+RESUME_CALL_TIMEOUTS = (10.0, 20.0)
+
+
+def ssm_session_resumer(auth: AwsAuth) -> t.Callable[[str], tuple[str | None, str]]:
+    """SSM ResumeSession for a dropped ECS Exec data channel: (stream URL, token) of a new connection to the session.
+
+    The SSM client uses the same credentials and region; its endpoint is boto3's own for SSM (AWS_ENDPOINT_URL_SSM,
+    the config file, or the regional default), not endpoint_url, which is ECS's. Made on first use: most sessions
+    never lose their connection. Errors keep AWS's code: throttling, 5xx and network errors are retryable; anything
+    else (DoesNotExistException, AccessDeniedException, BadRequest...) means this session cannot be resumed.
+    """
+    clients: list[t.Any] = []
+
+    def resume(session_id: str) -> tuple[str | None, str]:
+        if not clients:
+            # The session's own loop retries (with AWS's plugin's back-off): each call stays short.
+            clients.append(aws_client(auth, 'ssm', use_endpoint_url=False, max_attempts=2, timeouts=RESUME_CALL_TIMEOUTS))
+        try:
+            response = clients[0].resume_session(SessionId=session_id)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            raise aws_error(exc, 'ResumeSession') from None
+        token = response.get('TokenValue')
+        if not token:
+            # AWS's client reads a ResumeSession answer without a token as "the session timed out" (sessionhandler.go).
+            raise CloudExecError('ResumeSession returned no token: the session has timed out', code='SessionTimedOut',
+                                 provider='aws', retryable=False)
+        return response.get('StreamUrl') or None, token
+
+    return resume
 
 
 def aws_error(exc: BaseException, action: str | None = None) -> CloudExecError:

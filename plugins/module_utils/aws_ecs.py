@@ -15,7 +15,7 @@ import time
 import typing as t
 from dataclasses import dataclass, field
 
-from ansible_collections.cloudexec.core.plugins.module_utils import aws, exec_checks, remote_shell
+from ansible_collections.cloudexec.core.plugins.module_utils import aws, exec_checks, remote_shell, session_brokers
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, ValidationError
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller
 from ansible_collections.cloudexec.core.plugins.module_utils.ssm.session import (
@@ -26,6 +26,13 @@ from ansible_collections.cloudexec.core.plugins.module_utils.ssm.session import 
 )
 
 EXEC_AGENT = exec_checks.EXEC_AGENT
+# TargetNotConnectedException from ExecuteCommand is tried again, with back-off, for this long at most (or the
+# caller's shorter timeout): an agent that reports RUNNING a little before its channel is up, or one whose few
+# session workers are all busy (SessionWorkersLimit, 2 per container unless ECS says otherwise) until one ends.
+NOT_CONNECTED_WAIT = 60.0
+# ECS Exec's idle session timeout: 20 minutes, not configurable. A session whose client went away without ending it
+# keeps its worker until then (the agent is not told; see docs/aws_ecs.md).
+ECS_EXEC_IDLE_MINUTES = 20
 # The ECS API accepts a task by ARN or by its id (32 hex digits, or older uuid-like ids).
 _TASK_ARN_PREFIX = 'arn:'
 
@@ -130,25 +137,84 @@ def shell_command(script: str, shell: str = '/bin/sh') -> str:
 
 
 def execute_command(client: t.Any, target: EcsTarget, command: str, timeout: float = 30.0) -> EcsSession:
-    """Call ExecuteCommand; a TargetNotConnectedException right after start-up is retried briefly."""
+    """Call ExecuteCommand; TargetNotConnectedException is tried again with back-off for a bounded time.
+
+    When it persists although the container's agent is RUNNING, the error says that its sessions may all be
+    in use, names this controller's brokers that hold one, and what to do.
+    """
     def start() -> dict[str, t.Any]:
         try:
             return aws.call(client, 'execute_command', cluster=target.cluster_arn, task=target.task_arn,
                             container=target.container_name, command=command, interactive=True)
         except CloudExecError as error:
             if error.code == 'TargetNotConnectedException':
-                # The agent can report RUNNING a few seconds before its channel is up.
+                # The agent can report RUNNING a few seconds before its channel is up, and a busy one frees a
+                # session worker when one of its sessions ends.
                 error.retryable = True
             raise
 
-    answer = Poller(timeout, backoff=Backoff(initial=1.0, factor=1.5, cap=4.0), max_retries=5,
-                    what=f'ExecuteCommand on {target.task_id}/{target.container_name}').call(start)
+    wait = min(timeout, NOT_CONNECTED_WAIT)
+    try:
+        answer = Poller(wait, backoff=Backoff(initial=1.0, factor=1.5, cap=4.0), max_retries=1000,
+                        what=f'ExecuteCommand on {target.task_id}/{target.container_name}').call(start)
+    except CloudExecError as error:
+        cause = error if error.code == 'TargetNotConnectedException' else error.__cause__
+        if isinstance(cause, CloudExecError) and cause.code == 'TargetNotConnectedException':
+            raise not_connected_error(client, target, cause, wait) from None
+        raise
     session = answer.get('session') or {}
     if not session.get('streamUrl') or not session.get('tokenValue'):
         raise CloudExecError('ExecuteCommand returned no session', code='NoSession', provider='aws',
                              remedy='Retry; if it persists, check the ECS service health', retryable=True)
     return EcsSession(session_id=session.get('sessionId', ''), stream_url=session['streamUrl'], token=session['tokenValue'],
                       target=target)
+
+
+def _agent_status(client: t.Any, target: EcsTarget) -> str | None:
+    """The container's ExecuteCommandAgent status as DescribeTasks reports it now (None: unknown)."""
+    try:
+        task = describe_task(client, target.cluster_arn, target.task_arn)
+    except CloudExecError:
+        return None
+    container = next((c for c in task.get('containers') or [] if c.get('name') == target.container_name), {})
+    agent = next((a for a in container.get('managedAgents') or [] if a.get('name') == EXEC_AGENT), {})
+    return agent.get('lastStatus')
+
+
+def not_connected_error(client: t.Any, target: EcsTarget, error: CloudExecError, waited: float) -> CloudExecError:
+    """TargetNotConnectedException that outlasted the retries, told for what it most likely is.
+
+    ECS answers it when the agent cannot take the session. With the agent RUNNING, that is an agent whose
+    session workers are all busy: ECS Exec gives a container 2 unless ECS sets otherwise (amazon-ecs-agent
+    manager_init_task.go defaultSessionLimit), and an idle session of a connection plugin keeps its worker for
+    the plugin's idle_timeout. (What AWS answers at the limit is not documented; the agent itself just stops
+    taking sessions, see docs/aws_ecs.md.)
+    """
+    where = f'{target.task_id}/{target.container_name}'
+    status = _agent_status(client, target)
+    if status != 'RUNNING':
+        error.message = f'ExecuteCommand on {where} kept failing for {waited:g} seconds: {error.message}'
+        if status:
+            error.remedy = f'The ECS Exec agent in the container is {status} now. ' + (error.remedy or '')
+        return error
+    ours = session_brokers.holders(f'aws_ecs:{where}')
+    said = error.message.split(': ', 1)[1] if error.message.startswith('ExecuteCommand failed: ') else error.message
+    message = (f'ExecuteCommand on {where} was refused for {waited:g} seconds ("{said.rstrip(".")}") although the '
+               "container's ECS Exec agent is RUNNING: its sessions may all be in use (an agent takes 2 at a time unless ECS "
+               'sets otherwise; an idle session of a connection stays open until its idle_timeout, and one whose client '
+               f'vanished for up to {ECS_EXEC_IDLE_MINUTES} minutes)')
+    if ours:
+        message += ('. Session brokers of this controller hold sessions to it: '
+                    + ', '.join(session_brokers.describe(stats) for stats in ours))
+        remedy = ('End them with meta: reset_connection in the play that opened them, or let them go sooner with a shorter '
+                  'idle_timeout (ansible_aws_ecs_idle_timeout); or retry later. Other controllers (AWX jobs, colleagues, '
+                  'another control directory) may hold the rest')
+    else:
+        message += f'. No session broker of this controller (control directory {session_brokers.control_dir()}) holds one'
+        remedy = ('Retry later: other controllers (AWX jobs, colleagues, plays with another control directory) may hold the '
+                  'sessions; their connections give them back on meta: reset_connection or after their idle_timeout')
+    return CloudExecError(message, code='TargetNotConnectedException', provider='aws', remedy=remedy, status=error.status,
+                          request_id=error.request_id, retryable=False)
 
 
 @dataclass
@@ -163,12 +229,14 @@ class ScriptRun:
 def run_script(client: t.Any, target: EcsTarget, command: str | t.Sequence[str], *, shell: str = '/bin/sh',
                chdir: str | None = None, creates: str | None = None, removes: str | None = None, timeout: float = 600,
                log: t.Callable[[str], None] | None = None, clock: t.Callable[[], float] = time.monotonic,
-               generate_data_key: t.Callable[[str, dict[str, str]], tuple[bytes, bytes]] | None = None) -> ScriptRun:
+               generate_data_key: t.Callable[[str, dict[str, str]], tuple[bytes, bytes]] | None = None,
+               resume_session: t.Callable[[str], tuple[str | None, str]] | None = None) -> ScriptRun:
     """Run one command in a fresh session and read its framed output until the end marker.
 
     The deadline covers the whole run; when it passes the session is closed (which ends the command on a
     terminal, as the agent hangs up the PTY) and the error says the command may have run partly.
-    generate_data_key (aws.kms_data_key_provider) answers clusters that encrypt sessions with KMS.
+    generate_data_key (aws.kms_data_key_provider) answers clusters that encrypt sessions with KMS;
+    resume_session (aws.ssm_session_resumer) brings a lost connection back to the same session.
     """
     nonce = remote_shell.new_nonce()
     script = remote_shell.wrap(command, nonce, chdir=chdir, creates=creates, removes=removes)
@@ -176,7 +244,7 @@ def run_script(client: t.Any, target: EcsTarget, command: str | t.Sequence[str],
     session = execute_command(client, target, shell_command(script, shell), timeout=min(timeout, 60))
     parser = remote_shell.OutputParser(nonce)
     channel = DataChannelSession(session.stream_url, session.token, session_id=session.session_id, target_id=target.ssm_target, log=log,
-                                 generate_data_key=generate_data_key)
+                                 generate_data_key=generate_data_key, resume_session=resume_session)
     where = f'{target.task_id}/{target.container_name}'
     with channel:
         while True:

@@ -79,6 +79,13 @@ notes:
   - ECS Exec gives the command a terminal; this module switches it to raw mode so output bytes come back unchanged.
   - The IAM principal needs C(ecs:DescribeTasks) and C(ecs:ExecuteCommand); the task role needs the
     C(ssmmessages) permissions (see the collection's docs for policies).
+  - A connection lost while the command runs is resumed with SSM C(ResumeSession) (same credentials and region; the
+    SSM endpoint, E(AWS_ENDPOINT_URL_SSM) to override) when the caller may call it (C(ssm:ResumeSession)). Whether AWS
+    resumes ECS Exec sessions through SSM is not established; when it refuses, the task fails saying that the command
+    may have run.
+  - A container's agent takes 2 sessions at a time by default. When C(ExecuteCommand) keeps answering
+    C(TargetNotConnectedException) although the agent is RUNNING, it is tried again for up to O(timeout) (60 seconds at
+    most), then the error names the session brokers of this controller that hold the container's sessions.
 seealso:
   - name: ECS Exec
     description: Using Amazon ECS Exec for debugging.
@@ -215,7 +222,7 @@ def main() -> None:
         start = datetime.datetime.now()
         run = aws_ecs.run_script(client, target, params['command'], shell=params['shell'], chdir=params['chdir'],
                                  creates=params['creates'], removes=params['removes'], timeout=params['timeout'],
-                                 generate_data_key=aws.kms_data_key_provider(auth))
+                                 generate_data_key=aws.kms_data_key_provider(auth), resume_session=aws.ssm_session_resumer(auth))
         end = datetime.datetime.now()
     except CloudExecError as exc:
         module.fail_error(exc, **result)

@@ -24,7 +24,8 @@ def open_shell(options: dict[str, t.Any], log: t.Callable[[str], None]) -> Persi
     session = aws_ecs.execute_command(client, target, aws_ecs.shell_command(bootstrap_command(nonce, shell), shell),
                                       timeout=connect_timeout)
     channel = DataChannelSession(session.stream_url, session.token, session_id=session.session_id, target_id=target.ssm_target,
-                                 connect_timeout=connect_timeout, log=log, generate_data_key=aws.kms_data_key_provider(auth))
+                                 connect_timeout=connect_timeout, log=log, generate_data_key=aws.kms_data_key_provider(auth),
+                                 resume_session=aws.ssm_session_resumer(auth))
     channel.open()
     persistent = PersistentShell(channel, nonce, where=f'{target.task_id}/{target.container_name}')
     try:

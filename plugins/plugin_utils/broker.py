@@ -493,9 +493,12 @@ class Broker:
         if op == 'exec':
             return self._exec(conn, header, payloads)
         if op == 'stats':
+            # target: what the open session reaches, e.g. "aws_ecs:<task id>/<container>" (no secret), so that a
+            # refused new session can name the brokers holding the target's few sessions (module_utils/session_brokers.py).
             return {'ok': True, 'sessions_opened': self.sessions_opened, 'requests': self.requests, 'abandoned': self.abandoned,
                     'dropped': self.dropped, 'queued': self.queued, 'notes': [], 'history': list(self.history), 'busy': self.busy_since is not None,
-                    'commands': getattr(self.shell, 'commands', 0), 'pid': os.getpid()}, []
+                    'commands': getattr(self.shell, 'commands', 0), 'pid': os.getpid(),
+                    'target': f'{self.kind}:{self.shell.where}' if getattr(self.shell, 'where', None) else None}, []
         if op == 'stop':
             return self._stop(), []
         return {'ok': False, 'error': {'message': f'unknown broker request {op!r}', 'code': 'BadRequest', 'may_have_run': False}}, []
@@ -662,7 +665,8 @@ class Broker:
                     header, payloads = recv_message(conn)
                 except (ConnectionError, OSError, ValueError):
                     return
-                self.last_activity = time.monotonic()
+                if header.get('op') != 'stats':   # being looked at is no use: it must not keep an idle session open
+                    self.last_activity = time.monotonic()
                 try:
                     reply, data = self.handle(conn, header, payloads)
                 except Exception as exc:  # pylint: disable=broad-exception-caught

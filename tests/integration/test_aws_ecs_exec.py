@@ -329,6 +329,9 @@ def test_faults(fast_emu):
         assert result['error']['code'] == 'SessionDropped', result['msg']
         assert 'was lost while the command ran' in result['msg']
         assert 'may have' in result['msg'] and 'check its effects before running it again' in result['msg']
+        # The shipped world's SSM does not resume ECS Exec sessions (unverified that AWS's does): the client tried.
+        assert 'could not be resumed (DoesNotExistException' in result['msg'], result['msg']
+        assert 'SSM may not resume ECS Exec sessions' in result['msg'], result['msg']
         assert 'stdout' not in result
     assert (home / 'dropped-fast.txt').exists() and (home / 'dropped-slow.txt').exists()
 
@@ -337,5 +340,6 @@ def test_faults(fast_emu):
     assert counters['errors']['aws-ecs']['ExecuteCommand'] == {'ThrottlingException': 2}
     channel = counters['ws']['aws-ecs-exec']
     assert channel['drops'] == 2
+    assert counters['calls']['aws-ssm']['ResumeSession'] == 2 and 'resumed' not in channel   # refused: not asked again
     assert channel['sessions_opened'] == 7
     assert 'frames_invalid' not in channel

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import struct
 import time
 import uuid
@@ -41,8 +42,8 @@ aws:
   region: us-east-1
   credentials:
     - {{access_key: AKIAEXECTEST00000001, secret_key: exec/test/secret/00001}}
-    - {{access_key: AKIAEXECTESTDENIED01, secret_key: exec/test/secret/00002, deny: [ecs:ExecuteCommand]}}
-  exec: {{session_limit: 2, token_ttl_seconds: 1.5, idle_timeout_seconds: 2, agent_start_ms: 50, output_delay_ms: 50}}
+    - {{access_key: AKIAEXECTESTDENIED01, secret_key: exec/test/secret/00002, deny: [ecs:ExecuteCommand, ssm:ResumeSession]}}
+  exec: {{session_limit: 2, token_ttl_seconds: 1.5, idle_timeout_seconds: 2, agent_start_ms: 50, output_delay_ms: 50, resumable: true}}
   clusters:
     - name: exec
       tasks:
@@ -193,6 +194,13 @@ def ecs(emu, key: int = 0):
 
 def execute(emu, command: str, task: str = WEB, cluster: str = 'exec', **extra) -> dict[str, Any]:
     return ecs(emu).execute_command(cluster=cluster, task=task, command=command, interactive=True, **extra)
+
+
+def ssm(emu, key: int = 0):
+    secrets = {0: 'exec/test/secret/00001', 1: 'exec/test/secret/00002'}
+    access = {0: 'AKIAEXECTEST00000001', 1: 'AKIAEXECTESTDENIED01'}
+    return boto3.client('ssm', endpoint_url=emu['aws']['endpoint_url'], region_name='us-east-1', aws_access_key_id=access[key],
+                        aws_secret_access_key=secrets[key], config=botocore.config.Config(retries={'total_max_attempts': 1}))
 
 
 def ws_counters(emu) -> dict[str, int]:
@@ -380,10 +388,11 @@ def test_resize(emu):
     assert b'45 123\r\n' in channel.finish()
 
 
-def test_default_terminal_is_wide_with_echo(emu):
+def test_terminal_has_no_size_until_the_client_sends_one_and_echoes(emu):
+    # The agent starts the PTY without a size (creack/pty Start: no Setsize), so the kernel's 0 x 0 stays.
     channel = Channel(execute(emu, 'sh -c "stty size; stty -a | grep -o -- \'-\\?echo \\|-\\?onlcr\'"')['session'])
     out = channel.finish().split(b'\r\n')
-    assert out[0] == b'50 250'
+    assert out[0] == b'0 0'
     assert set(out[1:-1]) == {b'echo ', b'onlcr'}
 
 
@@ -422,7 +431,8 @@ def test_lose_ack_fault_forces_client_resend(emu):
 
 def test_drop_after_bytes_closes_abruptly(emu):
     emu.admin('POST', 'faults', {'service': 'ws', 'drop_after_bytes': 10})
-    channel = Channel(execute(emu, 'sh -c "printf 12345; sleep 0.3; printf 67890; sleep 0.3; printf abc; sleep 5"')['session'])
+    session = execute(emu, 'sh -c "printf 12345; sleep 0.3; printf 67890; sleep 0.3; printf abc; sleep 5"')['session']
+    channel = Channel(session)
     with pytest.raises(ConnectionClosedError) as excinfo:
         while True:
             channel.receive(timeout=5)
@@ -430,6 +440,21 @@ def test_drop_after_bytes_closes_abruptly(emu):
     assert excinfo.value.rcvd is None
     assert channel.output == b'1234567890'
     assert ws_counters(emu)['drops'] == 1
+    # The session itself waits for its client to come back: end it, so it gives its worker back.
+    assert ssm(emu).terminate_session(SessionId=session['sessionId'])['SessionId'] == session['sessionId']
+
+
+def test_drop_after_bytes_sends_the_queued_messages_first(emu):
+    """With latency, earlier messages still wait in the send queue when the limit is passed: they go out, then the drop."""
+    emu.admin('POST', 'faults', [{'service': 'ws', 'drop_after_bytes': 10}, {'service': 'ws', 'message_latency_ms': 400}])
+    session = execute(emu, 'sh -c "printf 12345; sleep 0.1; printf 67890; sleep 0.1; printf abc; sleep 5"')['session']
+    channel = Channel(session)
+    with pytest.raises(ConnectionClosedError) as excinfo:
+        while True:
+            channel.receive(timeout=5)
+    assert excinfo.value.rcvd is None
+    assert channel.output == b'1234567890'
+    ssm(emu).terminate_session(SessionId=session['sessionId'])
 
 
 def test_duplicate_and_reorder_faults(emu):
@@ -517,3 +542,109 @@ def test_sandboxes_are_separate(emu):
     out = Channel(execute(emu, 'sh -c "pwd; ls -a"', task=OTHER)['session']).finish()
     assert b'mine.txt' not in out
     assert out.split(b'\r\n')[0] == os.fsencode(Path(emu['state_dir']) / 'sandboxes' / 'aws-ecs' / OTHER / 'other')
+
+
+# ---- ResumeSession ------------------------------------------------------------------------------
+
+
+def _cut(channel: Channel) -> None:
+    """Lose the connection the way a network does: no close frame."""
+    channel.ws.socket.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(ConnectionClosed):
+        channel.ws.recv(timeout=2)
+
+
+def _wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_resume_replays_unacknowledged_output_and_drops_input_sent_again(emu):
+    """A disconnected session resumes on a new token: the agent resends its unacknowledged output with the original
+    sequence numbers and message ids, and input the client sends again is acknowledged but typed once."""
+    emu.admin('POST', 'faults', {'service': 'ws', 'lose_ack': 1})   # the first connection loses the ack of our input
+    session = execute(emu, 'sh -c "printf first; read line; printf got:%s \\"$line\\"; sleep 0.3; printf second; cat"')['session']
+    first = Channel(session)
+    first.until(lambda: first.output == b'first')
+    typed = pack('input_stream_data', 0, b'hello\r')
+    first.ws.send(typed)
+    # The agent typed it (echo, then the shell's answer) but the acknowledgement was lost.
+    first.until(lambda: b'got:hello' in first.output)
+    unacked = first.receive(timeout=5, auto_ack=False)   # "second": left unacknowledged
+    assert unacked['payload'] == b'second' and not first.acks
+    emu.admin('DELETE', 'faults')
+    _cut(first)
+    _wait_for(lambda: ws_counters(emu).get('disconnects') == 1)
+    assert 'already used' in _refused(session)
+
+    resumed = ssm(emu).resume_session(SessionId=session['sessionId'])
+    assert set(resumed) - {'ResponseMetadata'} == {'SessionId', 'TokenValue', 'StreamUrl'}
+    assert resumed['SessionId'] == session['sessionId'] and resumed['TokenValue'] != session['tokenValue']
+    assert resumed['StreamUrl'].split('?')[0] == session['streamUrl'].split('?')[0] and resumed['StreamUrl'] != session['streamUrl']
+    second = Channel({'streamUrl': resumed['StreamUrl'], 'tokenValue': resumed['TokenValue']})
+    second.output, second.seen_seq, second.seq = first.output, set(first.seen_seq), 1
+    second.ws.send(typed)   # sent again with its original number: acknowledged, not typed twice
+    second.until(lambda: bool(second.acks) and any(m['seq'] == unacked['seq'] for m in second.outputs))
+    assert second.acks[0]['AcknowledgedMessageSequenceNumber'] == 0
+    replayed = next(m for m in second.outputs if m['seq'] == unacked['seq'])
+    assert (replayed['id'], replayed['payload'], replayed['flags']) == (unacked['id'], b'second', 0)
+    second.send_input(b'again\r')
+    second.until(lambda: second.output.count(b'again') == 2)
+    second.send_input(b'\x04')
+    out = second.finish()
+    assert out.startswith(b'first') and out.count(b'hello') == 2 and out.count(b'got:hello') == 1 and out.count(b'second') == 1
+    counters = ws_counters(emu)
+    assert counters['resumed'] == 1 and counters['duplicates_in'] >= 1 and counters['sessions_opened'] == 1
+    assert emu.calls('aws-ssm', 'ResumeSession') == 1
+
+
+def test_resume_and_terminate_refused_for_sessions_that_are_gone(emu, emulator):
+    with pytest.raises(ClientError) as excinfo:
+        ssm(emu).resume_session(SessionId='ecs-execute-command-00000000000000000')
+    assert excinfo.value.response['Error']['Code'] == 'DoesNotExistException'
+    # An ended session cannot be resumed; terminating it again changes nothing.
+    session = execute(emu, 'sh -c "printf done"')['session']
+    Channel(session).finish()
+    with pytest.raises(ClientError) as excinfo:
+        ssm(emu).resume_session(SessionId=session['sessionId'])
+    assert excinfo.value.response['Error']['Code'] == 'DoesNotExistException'
+    assert ssm(emu).terminate_session(SessionId=session['sessionId'])['SessionId'] == session['sessionId']
+    # A terminated one neither; its command is ended.
+    session = execute(emu, 'sh -c "echo $$ > pid-term; exec sleep 60"')['session']
+    channel = Channel(session)
+    home = Path(emu['state_dir']) / 'sandboxes' / 'aws-ecs' / WEB / 'web'
+    _wait_for(lambda: (home / 'pid-term').exists() and (home / 'pid-term').read_text().strip() != '')
+    pid = int((home / 'pid-term').read_text())
+    _cut(channel)
+    ssm(emu).terminate_session(SessionId=session['sessionId'])
+    _wait_for(lambda: not running(pid))
+    with pytest.raises(ClientError) as excinfo:
+        ssm(emu).resume_session(SessionId=session['sessionId'])
+    assert excinfo.value.response['Error']['Code'] == 'DoesNotExistException'
+    # IAM decides too.
+    with pytest.raises(ClientError) as excinfo:
+        ssm(emu, key=1).resume_session(SessionId=session['sessionId'])
+    assert excinfo.value.response['Error']['Code'] == 'AccessDeniedException'
+    # The shipped world does not resume ECS Exec sessions through SSM (unverified that AWS does: the stricter default).
+    other = boto3.client('ecs', endpoint_url=emulator['aws']['endpoint_url'], region_name=emulator['aws']['region'],
+                         aws_access_key_id=emulator['aws']['access_key'], aws_secret_access_key=emulator['aws']['secret_key'])
+    live = other.execute_command(cluster='demo', task='1f0e1c2d3b4a59687766554433221100', command='sleep 5', interactive=True)
+    Channel(live['session']).drain(0.1)   # connected (and closed politely when the test ends)
+    refusing = boto3.client('ssm', endpoint_url=emulator['aws']['endpoint_url'], region_name=emulator['aws']['region'],
+                            aws_access_key_id=emulator['aws']['access_key'], aws_secret_access_key=emulator['aws']['secret_key'])
+    with pytest.raises(ClientError) as excinfo:
+        refusing.resume_session(SessionId=live['session']['sessionId'])
+    assert excinfo.value.response['Error']['Code'] == 'DoesNotExistException'
+
+
+def test_a_disconnected_session_ends_at_the_idle_timeout(emu):
+    session = execute(emu, 'sleep 30')['session']
+    channel = Channel(session)
+    channel.drain(0.2)
+    _cut(channel)
+    _wait_for(lambda: ws_counters(emu).get('idle_timeouts') == 1, timeout=6)
+    with pytest.raises(ClientError) as excinfo:
+        ssm(emu).resume_session(SessionId=session['sessionId'])
+    assert excinfo.value.response['Error']['Code'] == 'DoesNotExistException'

@@ -86,6 +86,9 @@ OUTGOING_BUFFER_CAPACITY = 10000
 # resends (measured: two of every three input messages on an 8 MB copy) starve the channel further.
 SEND_WINDOW = 256
 
+# Acknowledgements of the current connection remembered (newest first kept) to send again after a reconnect.
+ACK_MEMORY = INCOMING_BUFFER_CAPACITY
+
 # Slack when comparing times, so a transport that wakes exactly at next_deadline() (or a test's decimal
 # fake clock) finds the message due despite float rounding.
 _TIME_SLACK = 1e-6
@@ -284,6 +287,9 @@ class DataChannelState:
         self._held: collections.deque[_Outgoing] = collections.deque()
         self._encrypt: t.Callable[[bytes], bytes] | None = None
         self._decrypt: t.Callable[[bytes], bytes] | None = None
+        # What we acknowledged on the current connection, by sequence number: a lost connection may have lost
+        # those acknowledgements too, and the peer would replay every such message (see reconnected()).
+        self._acked: collections.OrderedDict[int, AcknowledgeContent] = collections.OrderedDict()
 
     # -- configuration -------------------------------------------------------------------------
     def set_cipher(self, encrypt: t.Callable[[bytes], bytes] | None, decrypt: t.Callable[[bytes], bytes] | None) -> None:
@@ -386,20 +392,32 @@ class DataChannelState:
             due.append(item.message)
         return due
 
-    def resend_all(self, now: float) -> list[AgentMessage]:
-        """Return every unacknowledged message for sending again at once (after a reconnect)."""
-        if self.paused:
-            return []
-        for item in self._outgoing:
-            if item.last_sent is None:
-                item.first_sent = now
-            else:
-                item.retransmitted = True
-                item.attempts += 1
+    def reconnected(self, now: float) -> list[AgentMessage]:
+        """The transport came back on a new connection (ResumeSession): return the messages to send again now.
+
+        Nothing is reset, as in AWS's client (streaming.go Reconnect keeps its buffers and numbers): the
+        expected incoming sequence number stays, so the peer's replayed messages below it are duplicates
+        (acknowledged again, never delivered twice), and new input goes on numbering where it stopped.
+
+        First, the acknowledgements sent on the lost connection go out again (AWS's client does not do this):
+        the agent resends only its oldest unacknowledged message, one per round trip, and closes a finished
+        session after waiting 2 s for acknowledgements (datachannel.go PrepareToCloseChannel), so every ack the
+        old connection swallowed would cost a round trip and could cost the end of the output. Duplicate acks
+        are harmless: the agent matches them on the sequence number and ignores unknown ones.
+        Then every message that was in flight goes out again with its original sequence number and bytes, so
+        the agent drops the copies of input it already applied; held messages wait for the window as before.
+        A pause belonged to the old connection: the service tells the new one again if the peer is still away.
+        """
+        self.paused = False
+        remembered = list(self._acked.values())
+        self._acked.clear()
+        again = [self._ack_message(content) for content in remembered]
+        for item in self._flight.values():
+            item.retransmitted = True   # no RTT sample from a message sent on two connections (Karn)
+            item.attempts += 1
             item.last_sent = now
-            self._flight[item.message.sequence_number] = item
-        self._held.clear()
-        return self.unacked_messages()
+            again.append(item.message)
+        return again
 
     def next_deadline(self) -> float | None:
         """Return when due_resends() next has work (-inf: now), or None if nothing waits."""
@@ -523,6 +541,13 @@ class DataChannelState:
             sequence_number=message.sequence_number,
             is_sequential_message=True,
         )
+        return self._ack_message(content)
+
+    def _ack_message(self, content: AcknowledgeContent) -> AgentMessage:
+        self._acked.pop(content.sequence_number, None)
+        self._acked[content.sequence_number] = content
+        if len(self._acked) > ACK_MEMORY:
+            self._acked.popitem(last=False)
         # Acknowledgements are not sequenced: AWS sends them with sequence 0, flags 3, payload type 0.
         return AgentMessage(
             message_type=ACKNOWLEDGE,

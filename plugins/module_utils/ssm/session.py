@@ -14,12 +14,20 @@ nothing of ours runs there.
         session.send(b'echo hi\\n')
         data = session.read(timeout=5)      # b'' on timeout; SessionClosed once the agent ends it
 
+A connection that is lost without channel_closed is resumed when a `resume_session` callable is given
+(ResumeSession through SSM, see aws.ssm_session_resumer): a new websocket with the new token, the same
+ClientId, and the channel's state kept (channel.DataChannelState.reconnected), so no input is applied
+twice and no output is lost or delivered twice. Attempts are bounded (RESUME_ATTEMPTS, with back-off);
+when the session cannot be resumed, the loss is reported as before (SessionDropped, "may have run").
+
 Secrets: the token authenticates the session and the stream URL (its path and its query) locates
-it, so neither is ever put into a log line, an exception or a repr; only the host is named.
+it, so neither is ever put into a log line, an exception or a repr; only the host is named. The
+tokens and URLs that ResumeSession hands out are secrets the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -31,6 +39,7 @@ import urllib.parse
 import uuid
 
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller
 from ansible_collections.cloudexec.core.plugins.module_utils.ssm.channel import (
     RESEND_GIVE_UP_AFTER,
     ChannelClosedEvent,
@@ -104,6 +113,15 @@ CLOSE_TIMEOUT = 2.0
 _COALESCE_FRAMES = 256
 # Shortest wait handed to recv(): a deadline that is due "now" must not turn into a spin.
 _MIN_WAIT = 0.001
+# The terminal size sent right after opening, (cols, rows): what AWS's client sends when its stdout is not a
+# terminal (shellsession.go handleTerminalResize). The agent starts the PTY with no size (0 x 0) otherwise.
+DEFAULT_TERMINAL_SIZE = (300, 100)
+# Resuming a lost connection, as AWS's client does (sessionhandler.go OpenDataChannel: RepeatableExponentialRetryer,
+# first call at once, then delays from 100-200 ms doubling up to 5 s, 5 retries): at most RESUME_ATTEMPTS
+# ResumeSession calls and reconnections per loss, within RESUME_TIMEOUT seconds.
+RESUME_ATTEMPTS = 6
+RESUME_BACKOFF = Backoff(initial=0.2, factor=2.0, cap=5.0, jitter=0.5)
+RESUME_TIMEOUT = 60.0
 # AES-GCM nonce length used by AWS (encrypter.go).
 _NONCE_SIZE = 12
 _DATA_KEY_SIZE = 64
@@ -118,11 +136,18 @@ _REDACTED = '<redacted>'
 _ANSI_RE = re.compile(r'\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])')
 _CONTROL_RE = re.compile(r'[\x00-\x1f\x7f-\x9f]+')
 
+# ResumeSession errors that say this session will not come back (as opposed to throttling, 5xx, the network).
+_RESUME_REFUSED_CODES = frozenset(('DoesNotExistException', 'BadRequest', 'BadRequestException', 'InvalidParameters',
+                                   'ValidationException', 'UnknownOperationException', 'SessionTimedOut'))
+
 _CONNECT_REMEDY = ('Check that this host can reach the ssmmessages endpoint on port 443 (network route, proxy settings, or an '
                    'ssmmessages VPC endpoint for private subnets), then start a new session with ExecuteCommand: its token '
                    'is single use and expires within minutes')
 
 GenerateDataKey = t.Callable[[str, t.Dict[str, str]], t.Tuple[bytes, bytes]]
+# ResumeSession for a session id: (stream URL or None for the original one, token); raises CloudExecError,
+# retryable when trying again may help (throttling, 5xx, network), not when the session cannot be resumed.
+ResumeSession = t.Callable[[str], t.Tuple[t.Optional[str], str]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,14 +163,17 @@ class DataChannelConnectFailed(CloudExecError):
 
 
 class SessionDropped(CloudExecError):
-    """The connection was lost mid-session; `input_sent` says whether the command may have seen input."""
+    """The connection was lost mid-session (and could not be resumed); `input_sent` says whether the command may have seen input."""
 
-    def __init__(self, message: str, *, input_sent: bool, input_acknowledged: bool) -> None:
+    def __init__(self, message: str, *, input_sent: bool, input_acknowledged: bool,
+                 resume_error: CloudExecError | None = None) -> None:
         super().__init__(message, code='SessionDropped', provider=PROVIDER, retryable=False,
                          remedy='Start a new session; check whether the command ran before repeating it' if input_sent
                          else 'Start a new session')
         self.input_sent = input_sent
         self.input_acknowledged = input_acknowledged
+        # Why ResumeSession did not bring the session back (None: it was not tried).
+        self.resume_error = resume_error
 
 
 class SessionClosed(CloudExecError):
@@ -179,6 +207,8 @@ class SessionStats:
     wire_bytes_out: int = 0
     invalid_frames: int = 0               # dropped as malformed (the agent resends them)
     pauses: int = 0                       # pause_publication received
+    resumes: int = 0                      # lost connections replaced through ResumeSession
+    resume_attempts: int = 0              # ResumeSession calls (and reconnections) tried
 
     def as_dict(self) -> dict[str, t.Any]:
         """Return the counters as a plain dict (for module results and debug logs)."""
@@ -189,11 +219,16 @@ class SessionStats:
 # Helpers
 # ---------------------------------------------------------------------------------------------
 class _Redactor:
-    """Replaces the token and every piece of the stream URL but its host in a text."""
+    """Replaces the tokens and every piece of the stream URLs but their host in a text."""
 
     def __init__(self, stream_url: str, token: str) -> None:
+        self._secrets: list[str] = []
+        self.add(stream_url, token)
+
+    def add(self, stream_url: str, token: str) -> None:
+        """Keep these secrets out of texts too (a URL and token from ResumeSession)."""
         parts = urllib.parse.urlsplit(stream_url)
-        candidates = {token, stream_url, parts.path, parts.query, parts.path + '?' + parts.query}
+        candidates = {token, stream_url, parts.path, parts.query, parts.path + '?' + parts.query, *self._secrets}
         for piece in list(candidates):
             candidates.add(urllib.parse.unquote(piece))
             candidates.add(urllib.parse.quote(piece, safe=''))
@@ -237,6 +272,9 @@ class DataChannelSession:
     session_id and target_id ("ecs:<cluster>_<taskId>_<runtimeId>") are only needed for KMS.
     generate_data_key(key_id, encryption_context) -> (plaintext, ciphertext_blob) must call KMS
     GenerateDataKey with NumberOfBytes=64; without it a KMS-encrypted session is refused.
+    resume_session(session_id) -> (stream_url or None, token) calls SSM ResumeSession; without it (or
+    without session_id) a lost connection ends the session. terminal_size (cols, rows) is sent as soon as
+    the agent takes input; None sends none.
     """
 
     def __init__(self, stream_url: str, token: str, *, session_id: str | None = None, target_id: str | None = None,
@@ -245,7 +283,9 @@ class DataChannelSession:
                  client_version: str = USER_AGENT, proxy: str | bool | None = True,
                  extra_headers: t.Mapping[str, str] | None = None, ssl_context: t.Any = None,
                  generate_data_key: GenerateDataKey | None = None, input_hold: float = DEFAULT_INPUT_HOLD,
-                 give_up_after: float = RESEND_GIVE_UP_AFTER) -> None:
+                 give_up_after: float = RESEND_GIVE_UP_AFTER, resume_session: ResumeSession | None = None,
+                 terminal_size: tuple[int, int] | None = DEFAULT_TERMINAL_SIZE,
+                 sleep: t.Callable[[float], None] = time.sleep) -> None:
         if not HAS_WEBSOCKETS:
             raise CloudExecError('the websockets library is required on the controller for ECS Exec sessions',
                                  code='MissingDependency', provider='cloudexec', retryable=False,
@@ -275,6 +315,13 @@ class DataChannelSession:
         self._extra_headers = dict(extra_headers or {})
         self._ssl_context = ssl_context
         self._generate_data_key = generate_data_key
+        self._resume_session = resume_session
+        self.terminal_size = terminal_size
+        self._sleep = sleep
+        # One ClientId for every connection of this session, as AWS's client keeps it across reconnects.
+        self._client_id = str(uuid.uuid4())
+        self._resume_failures = 0   # resumed connections lost again before anything arrived on them
+        self._frames_on_connection = 0
         self._channel = DataChannelState(Role.CLIENT, give_up_after=give_up_after)
         self.stats = SessionStats()
         self.session_type: str | None = None
@@ -286,7 +333,8 @@ class DataChannelSession:
         self._frames_seen = 0              # binary frames from the service (0: it never spoke)
         self._agent_spoke = False          # a stream message arrived: the session exists on the agent
         self._handshake: str | None = None  # None, 'requested' or 'complete'
-        self._held: list[tuple[int, bytearray]] = []
+        # Input waiting for the agent to be ready: (payload type, data, from the caller: not our own terminal size).
+        self._held: list[tuple[int, bytearray, bool]] = []
         self._chunks: list[tuple[str, bytes]] = []
         self._highest_sent = -1            # highest sequence number put on the socket
         self._first_input_seq: int | None = None  # sequence number of the first caller input message
@@ -346,6 +394,33 @@ class DataChannelSession:
         scheme = urllib.parse.urlsplit(self._stream_url).scheme
         self._log('opening the SSM data channel to %s%s' % (self.host, '' if scheme == 'wss' else ' (unencrypted ws://)'))
         self._log_proxy()
+        started = self._clock()
+        try:
+            self._ws = self._dial(self._stream_url)
+        except DataChannelConnectFailed as exc:
+            self._failure = exc
+            raise exc from None
+        self._opened_mono = self._clock()
+        self.stats.connect_seconds = self._opened_mono - started
+        self.stats.opened_at = time.time()
+        try:
+            self._ws.send(self._open_frame(self._token))  # a str: the only TEXT frame; everything after is binary
+        except ConnectionClosed as exc:
+            self._set_failure(DataChannelConnectFailed('the service at %s closed the websocket before the session was opened%s'
+                                                       % (self.host, self._close_details(exc))))
+            raise self._failure from None
+        self._log('data channel websocket to %s open after %.2f s; OpenDataChannel sent' % (self.host, self.stats.connect_seconds))
+        if self.terminal_size is not None:
+            # Sent once the agent takes input (it has no PTY before the command starts, and drops input during a handshake).
+            self._submit(PayloadType.SIZE, build_size(*self.terminal_size), caller=False)
+
+    def _open_frame(self, token: str) -> str:
+        """The OpenDataChannel text frame: the same ClientId on every connection, a new RequestId each time."""
+        return build_open_data_channel(token, client_id=self._client_id, client_version=self.client_version,
+                                       request_id=str(uuid.uuid4()))
+
+    def _dial(self, url: str) -> t.Any:
+        """Open a websocket to url; raises DataChannelConnectFailed (whose text never holds the URL)."""
         kwargs: dict[str, t.Any] = {
             'open_timeout': self.connect_timeout,
             'max_size': None,          # output frames are small, but the protocol has no limit of its own
@@ -365,26 +440,12 @@ class DataChannelSession:
         supported = _supported_kwargs(self._connect)
         if supported is not None:
             kwargs = {key: value for key, value in kwargs.items() if key in supported}
-        started = self._clock()
         try:
-            self._ws = self._connect(self._stream_url, **kwargs)
+            return self._connect(url, **kwargs)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             # OSError, TimeoutError, InvalidHandshake, InvalidURI, InvalidProxy...: all mean "no channel".
             # `from None`: the original exception's text may carry the URL.
-            self._failure = self._connect_error(exc)
-            raise self._failure from None
-        self._opened_mono = self._clock()
-        self.stats.connect_seconds = self._opened_mono - started
-        self.stats.opened_at = time.time()
-        frame = build_open_data_channel(self._token, client_id=str(uuid.uuid4()), client_version=self.client_version,
-                                        request_id=str(uuid.uuid4()))
-        try:
-            self._ws.send(frame)  # a str: the only TEXT frame; everything after is binary
-        except ConnectionClosed as exc:
-            self._set_failure(DataChannelConnectFailed('the service at %s closed the websocket before the session was opened%s'
-                                                       % (self.host, self._close_details(exc))))
-            raise self._failure from None
-        self._log('data channel websocket to %s open after %.2f s; OpenDataChannel sent' % (self.host, self.stats.connect_seconds))
+            raise self._connect_error(exc) from None
 
     def _log_proxy(self) -> None:
         if self._proxy is True and HAS_WEBSOCKETS:
@@ -533,23 +594,96 @@ class DataChannelSession:
         message = 'the agent closed the session' + (': %s' % output if output else '')
         return SessionClosed(message, output=output, exit_code=self.exit_code)
 
-    def _lost(self, exc: BaseException | None, why: str = '') -> CloudExecError:
+    def _lost(self, exc: BaseException | None, why: str = '', resume_error: CloudExecError | None = None) -> CloudExecError:
         details = self._close_details(exc) if exc is not None else ''
-        if exc is not None and self._frames_seen == 0:
+        resumed = self._resume_failure_text(resume_error)
+        if exc is not None and self._frames_seen == 0 and self.stats.resumes == 0:
             # Only a policy-violation close (1008) is the service refusing the token; a connection cut
             # without a close frame is the network (or the agent) going away.
             frame = getattr(exc, 'rcvd', None)
             cause = ('the token was probably rejected (already used or expired)' if getattr(frame, 'code', None) == 1008
                      else 'the connection was cut before the agent said anything')
-            return DataChannelConnectFailed('the service at %s closed the data channel before the session started%s%s: %s'
-                                            % (self.host, details, why, cause), input_sent=self.input_sent)
+            return DataChannelConnectFailed('the service at %s closed the data channel before the session started%s%s: %s%s'
+                                            % (self.host, details, why, cause, resumed), input_sent=self.input_sent)
         if self.input_sent:
             sent = ('after input had been sent (%d bytes, %s): the command may have run'
                     % (self.stats.bytes_out, 'the agent acknowledged some of it' if self._input_acked else 'none acknowledged'))
         else:
             sent = 'before any input was sent'
-        return SessionDropped('the data channel to %s was lost %s%s%s' % (self.host, sent, details, why),
-                              input_sent=self.input_sent, input_acknowledged=self._input_acked)
+        return SessionDropped('the data channel to %s was lost %s%s%s%s' % (self.host, sent, details, why, resumed),
+                              input_sent=self.input_sent, input_acknowledged=self._input_acked, resume_error=resume_error)
+
+    def _resume_failure_text(self, error: CloudExecError | None) -> str:
+        if error is None:
+            return ''
+        text = '; the session could not be resumed (%s: %s)' % (error.code, _sanitize(error.message, self._redact, 300))
+        if error.code in _RESUME_REFUSED_CODES:
+            # Not established that SSM resumes ECS Exec sessions at all (docs/aws_ecs.md, "Lost connections").
+            text += ': SSM may not resume ECS Exec sessions, or the session had ended'
+        elif error.code in ('AccessDeniedException', 'AccessDenied'):
+            text += ': allow ssm:ResumeSession on the session to the caller to resume it next time'
+        return text
+
+    # -- internals: resuming -----------------------------------------------------------------
+    def _connection_lost(self, exc: BaseException | None, why: str = '') -> None:
+        """The websocket went away without channel_closed: resume the session if we can, else fail."""
+        refused = (exc is not None and self._frames_seen == 0 and self.stats.resumes == 0
+                   and getattr(getattr(exc, 'rcvd', None), 'code', None) == 1008)
+        if self._resume_session is None or not self.session_id or refused or self._closed_by_us:
+            self._set_failure(self._lost(exc, why))
+            return
+        if self.stats.resumes and self._frames_on_connection == 0:
+            self._resume_failures += 1   # the resumed connection died before anything arrived on it
+        else:
+            self._resume_failures = 0
+        self._log('data channel to %s lost%s%s; resuming the session' % (self.host, self._close_details(exc) if exc is not None else '', why))
+        self._drop_socket()
+        try:
+            if self._resume_failures >= RESUME_ATTEMPTS:
+                raise CloudExecError('%d resumed connections in a row were lost before anything arrived on them' % self._resume_failures,
+                                     code='ResumeFailed', provider=PROVIDER, retryable=False)
+            self._resume()
+        except CloudExecError as error:
+            self._set_failure(self._lost(exc, why, resume_error=error))
+
+    def _resume(self) -> None:
+        """ResumeSession and a new websocket, retried with back-off; then everything unacknowledged goes out again."""
+        session_id = t.cast(str, self.session_id)
+        resume_session = t.cast(ResumeSession, self._resume_session)
+
+        def attempt() -> None:
+            self.stats.resume_attempts += 1
+            url, token = resume_session(session_id)
+            url = url or self._stream_url   # AWS's client always goes back to the first URL (websocketchannel.go)
+            self._redact.add(url, token)
+            if urllib.parse.urlsplit(url).scheme not in ('wss', 'ws'):
+                raise CloudExecError('ResumeSession answered a stream URL that is not a websocket URL', code='ResumeFailed',
+                                     provider=PROVIDER, retryable=False)
+            try:
+                ws = self._dial(url)
+            except DataChannelConnectFailed as exc:
+                exc.retryable = True   # the network may come back; the next ResumeSession brings a fresh token
+                raise
+            try:
+                ws.send(self._open_frame(token))
+            except ConnectionClosed:
+                with contextlib.suppress(Exception):
+                    ws.close()
+                raise CloudExecError('the service closed the resumed websocket at once', code='DataChannelConnectFailed',
+                                     provider=PROVIDER, retryable=True) from None
+            self._ws = ws
+
+        Poller(RESUME_TIMEOUT, backoff=RESUME_BACKOFF, max_retries=RESUME_ATTEMPTS - 1, what='resuming the session to %s' % self.host,
+               clock=self._clock, sleep=self._sleep).call(attempt)
+        self._write_closed = False
+        self._frames_on_connection = 0
+        self.stats.resumes += 1
+        again = self._channel.reconnected(self._clock())
+        acks = sum(1 for message in again if message.message_type == ACKNOWLEDGE)
+        self._log('session resumed on a new connection to %s (%d ResumeSession call(s) so far); sending %d acknowledgement(s) '
+                  'and %d unacknowledged message(s) again' % (self.host, self.stats.resume_attempts, acks, len(again) - acks))
+        for message in again:
+            self._transmit(message)
 
     def _close_details(self, exc: BaseException) -> str:
         frame = getattr(exc, 'rcvd', None)
@@ -593,8 +727,8 @@ class DataChannelSession:
         now = self._clock()
         if self._held and self.ready and not self._channel.closed:
             held, self._held = self._held, []
-            for payload_type, data in held:
-                self._send_stream(payload_type, bytes(data))
+            for payload_type, data, caller in held:
+                self._send_stream(payload_type, bytes(data), caller)
         if self._failure is not None:
             return
         if self._channel.stalled(now):
@@ -603,17 +737,18 @@ class DataChannelSession:
         for message in self._channel.due_resends(now):
             self._transmit(message)
 
-    def _submit(self, payload_type: int, data: bytes) -> None:
+    def _submit(self, payload_type: int, data: bytes, caller: bool = True) -> None:
         if self._held or not self.ready:
-            if self._held and self._held[-1][0] == payload_type == PayloadType.OUTPUT:
+            if self._held and self._held[-1][0] == payload_type == PayloadType.OUTPUT and self._held[-1][2] == caller:
                 self._held[-1][1].extend(data)
             else:
-                self._held.append((payload_type, bytearray(data)))
+                self._held.append((payload_type, bytearray(data), caller))
             return
-        self._send_stream(payload_type, data)
+        self._send_stream(payload_type, data, caller)
 
-    def _send_stream(self, payload_type: int, data: bytes) -> None:
-        if self._first_input_seq is None and payload_type in (PayloadType.OUTPUT, PayloadType.SIZE):
+    def _send_stream(self, payload_type: int, data: bytes, caller: bool = True) -> None:
+        # Our own terminal size runs nothing: it does not make the command one that "may have seen input".
+        if caller and self._first_input_seq is None and payload_type in (PayloadType.OUTPUT, PayloadType.SIZE):
             self._first_input_seq = self._channel.next_sequence_number
         try:
             messages = self._channel.send(data, payload_type, now=self._clock())
@@ -653,13 +788,13 @@ class DataChannelSession:
         except TimeoutError:
             if self._write_closed and self._clock() - self._write_closed_at >= CLOSE_TIMEOUT:
                 # The write side died long ago and the read side never closed: treat it as the loss it is.
-                self._set_failure(self._lost(None, ': sending failed on a closed connection'))
+                self._connection_lost(None, ': sending failed on a closed connection')
             return False
         except ConnectionClosed as exc:
             if self._channel.closed:
                 self._drop_socket()  # the service hangs up after channel_closed: the normal end
             else:
-                self._set_failure(self._lost(exc))
+                self._connection_lost(exc)
             return False
         self._on_frame(frame)
         return True
@@ -670,6 +805,7 @@ class DataChannelSession:
             return
         self.stats.frames_received += 1
         self.stats.wire_bytes_in += len(frame)
+        self._frames_on_connection += 1
         try:
             message = AgentMessage.decode(frame)
         except SSMProtocolError as exc:

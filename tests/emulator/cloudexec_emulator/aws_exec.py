@@ -4,8 +4,9 @@
 ExecuteCommand validates the target the way ECS does and answers a session: an id, a websocket URL on
 this emulator (``/v1/data-channel/<id>``, served by :mod:`ssm_agent`) and a token. The token works once
 and only for ``token_ttl_seconds``; the registry also enforces the per-container session limit, counting
-both sessions already connected and tokens issued but not yet used (the agent reserves a session worker
-as soon as ECS tells it about the session).
+sessions whose agent side runs (connected, or disconnected and waiting to be resumed) and tokens issued but
+not yet used (the agent reserves a session worker as soon as ECS tells it about the session).
+SSM's ResumeSession (:mod:`aws_ssm`) gives a disconnected session a new token through :meth:`ExecRegistry.renew`.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import base64
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from .aws_ecs import ACTIONS, _cluster, _invalid
 from .context import CallContext, EmulatorState
@@ -37,10 +39,15 @@ class ExecSession:
     task: EcsTask
     container: EcsContainer
     command: str
+    # When the current token was issued (by ExecuteCommand, or by ResumeSession).
     issued_at: float = field(default_factory=time.monotonic)
-    # Set when a websocket presented the token; the token is spent from then on.
-    connected: bool = False
+    # Set when a websocket presented the current token; the token is spent from then on.
+    token_used: bool = False
     closed: bool = False
+    # The agent end (ssm_agent.AgentSession) once a first websocket connected; it outlives that websocket.
+    agent: Any = None
+    # Tokens of this session already spent, so a reused one is refused as such.
+    spent_tokens: list[str] = field(default_factory=list)
 
     @property
     def target(self) -> str:
@@ -60,10 +67,12 @@ class ExecRegistry:
         self.sessions: dict[str, ExecSession] = {}
 
     def _expired(self, session: ExecSession, now: float) -> bool:
-        return not session.connected and now - session.issued_at > self.settings.token_ttl_seconds
+        """A session that never connected and whose token can no longer be used: nothing holds a worker for it."""
+        return session.agent is None and not session.token_used and now - session.issued_at > self.settings.token_ttl_seconds
 
     def live(self, task: EcsTask, container: EcsContainer) -> int:
-        """Sessions holding one of the container's session workers: connected and open, or issued and still usable."""
+        """Sessions holding one of the container's session workers: started on the agent (connected or waiting for
+        the client to resume), or issued with a token still usable."""
         now = time.monotonic()
         return sum(1 for s in self.sessions.values()
                    if s.task is task and s.container is container and not s.closed and not self._expired(s, now))
@@ -77,14 +86,37 @@ class ExecRegistry:
     def claim(self, session_id: str, token: str) -> ExecSession:
         """Spend the token of ``session_id``; raises :class:`TokenRefused` with the reason."""
         session = self.sessions.get(session_id)
-        if session is None or not secrets.compare_digest(session.token, token):
+        if session is None:
             raise TokenRefused('invalid token')
-        if session.connected:
+        if any(secrets.compare_digest(old, token) for old in session.spent_tokens):
             raise TokenRefused('token already used')
-        if self._expired(session, time.monotonic()):
-            session.closed = True
+        if session.closed:
+            raise TokenRefused('session ended')
+        if not secrets.compare_digest(session.token, token):
+            raise TokenRefused('invalid token')
+        if session.token_used:
+            raise TokenRefused('token already used')
+        if time.monotonic() - session.issued_at > self.settings.token_ttl_seconds:
+            if session.agent is None:
+                session.closed = True   # never started: its reserved worker is free again
             raise TokenRefused('token expired')
-        session.connected = True
+        session.token_used = True
+        session.spent_tokens.append(session.token)
+        return session
+
+    def renew(self, session: ExecSession) -> None:
+        """ResumeSession: a new single-use token for the same session (the old ones stop working)."""
+        if not session.token_used:
+            session.spent_tokens.append(session.token)
+        session.token = _token()
+        session.issued_at = time.monotonic()
+        session.token_used = False
+
+    def find(self, session_id: str) -> ExecSession | None:
+        """The session, unless it is unknown or over."""
+        session = self.sessions.get(session_id)
+        if session is None or session.closed or self._expired(session, time.monotonic()):
+            return None
         return session
 
     def close(self, session: ExecSession) -> None:
@@ -99,6 +131,13 @@ def _token() -> str:
 def _cell_number() -> str:
     # Raw base64 with '+' and '/' guaranteed, as in the real streamUrl: clients must not re-encode the query.
     return base64.b64encode(secrets.token_bytes(30) + b'\xfb\xff\xbf').decode()
+
+
+def stream_url(state: EmulatorState, session: ExecSession) -> str:
+    """A websocket URL of the session's data channel (every one handed out works; each names a new cell)."""
+    base = state.base_url
+    ws_base = 'ws' + base[len('http'):] if base.startswith('http') else base
+    return f'{ws_base}/v1/data-channel/{session.session_id}?role=publish_subscribe&cell-number={_cell_number()}'
 
 
 def registry(state: EmulatorState) -> ExecRegistry:
@@ -148,16 +187,14 @@ async def execute_command(ctx: CallContext) -> dict:
         raise ApiError('TargetNotConnectedException', INTERNAL_ERROR_MESSAGE, 400)
     reg = registry(ctx.state)
     if reg.live(task, container) >= reg.settings.session_limit:
-        # The agent has no free session worker; ECS reports it like any agent that cannot take the session.
+        # The agent has no free session worker (SessionWorkersLimit: the ECS agent writes sessionLimit, default 2, into
+        # its config; amazon-ecs-agent agent/engine/execcmd/manager_init_task.go). The SSM agent then just stops taking
+        # sessions (amazon-ssm-agent mgsinteractor.go processSessionRelatedMessages); what ECS answers is not
+        # documented. Field reports of busy agents show this error (aws/containers-roadmap#2518), kept over a hang.
         raise ApiError('TargetNotConnectedException', INTERNAL_ERROR_MESSAGE, 400)
     session = reg.issue(cluster, task, container, command)
-    ws_base = 'ws' + ctx.state.base_url[len('http'):] if ctx.state.base_url.startswith('http') else ctx.state.base_url
     return {
         'clusterArn': cluster.arn, 'containerArn': container.arn, 'containerName': container.name, 'interactive': True,
         'taskArn': task.arn,
-        'session': {
-            'sessionId': session.session_id,
-            'streamUrl': f'{ws_base}/v1/data-channel/{session.session_id}?role=publish_subscribe&cell-number={_cell_number()}',
-            'tokenValue': session.token,
-        },
+        'session': {'sessionId': session.session_id, 'streamUrl': stream_url(ctx.state, session), 'tokenValue': session.token},
     }

@@ -2,7 +2,7 @@
 """Fault injection: throttling, server errors, latency, and websocket degradation.
 
 Rules come from the world file (``faults:``) and the admin API. A rule matches a service
-(``aws-ecs``, ``ali-ecs``, ``ali-eci``, ``ws`` or ``*``) and an action (or ``*``) and carries one
+(``aws-ecs``, ``aws-ssm``, ``ali-ecs``, ``ali-eci``, ``ws`` or ``*``) and an action (or ``*``) and carries one
 effect. Counted effects (``throttle: N``, ``server_error: N``) are consumed by the first N matching
 calls, then the rule is spent; ``latency_ms`` applies to every matching call. Websocket code asks
 :meth:`FaultSet.ws_policy` once per connection for ``message_latency_ms``, ``drop_after_bytes``, ``lose_ack``,
@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import ApiError
 
-SERVICES = ('aws-ecs', 'ali-ecs', 'ali-eci', 'ws', '*')
+SERVICES = ('aws-ecs', 'aws-ssm', 'ali-ecs', 'ali-eci', 'ws', '*')
 _EFFECTS = ('throttle', 'server_error', 'latency_ms', 'message_latency_ms', 'drop_after_bytes', 'lose_ack', 'duplicate_output',
             'reorder_output')
 # Effects that are switches rather than counts.

@@ -115,6 +115,9 @@ class SandboxProcess:
         self._tasks: list[asyncio.Task[None]] = []
         self._writer_registered = False
         self._closed = False
+        # PTY reading: stopped by pause_reading(), and for good once the terminal reported EOF/EIO.
+        self._reading_paused = False
+        self._reading_done = False
         loop = asyncio.get_running_loop()
         if master_fd is not None:
             self._open_streams = 1
@@ -170,7 +173,20 @@ class SandboxProcess:
             self._queue.put_nowait((STDOUT, data))
             return
         asyncio.get_running_loop().remove_reader(self._master)
+        self._reading_done = True
         self._stream_closed()
+
+    def pause_reading(self) -> None:
+        """Stop reading the PTY: once the terminal's buffer is full, the command blocks on its writes."""
+        if self._master is not None and not (self._reading_paused or self._reading_done or self._closed):
+            asyncio.get_running_loop().remove_reader(self._master)
+            self._reading_paused = True
+
+    def resume_reading(self) -> None:
+        """Read the PTY again after pause_reading()."""
+        if self._master is not None and self._reading_paused and not (self._reading_done or self._closed):
+            asyncio.get_running_loop().add_reader(self._master, self._on_pty_readable)
+        self._reading_paused = False
 
     async def read(self) -> tuple[str, bytes] | None:
         """The next ``(stream, data)`` chunk (stream is "stdout" or "stderr"), or None once all output ended."""

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import admin, ali_eci, ali_ecs, alisign, aws_ecs, aws_kms, aws_query, eci_exec, sigv4, ssm_agent
+from . import admin, ali_eci, ali_ecs, alisign, aws_ecs, aws_kms, aws_query, aws_ssm, eci_exec, sigv4, ssm_agent
 from .context import STATE_KEY, ActionTable, CallContext, EmulatorState
 from .errors import ApiError, ali_error_response, ali_response, aws_error_response, aws_response, new_request_id
 
@@ -32,6 +32,7 @@ AWS_SERVICE = 'aws-ecs'
 AWS_JSON_PRODUCTS = {
     aws_ecs.TARGET_PREFIX: (AWS_SERVICE, aws_ecs.ACTIONS, aws_ecs.SIGNING_NAME),
     aws_kms.TARGET_PREFIX: ('aws-kms', aws_kms.ACTIONS, aws_kms.SIGNING_NAME),
+    aws_ssm.TARGET_PREFIX: (aws_ssm.SERVICE, aws_ssm.ACTIONS, aws_ssm.SIGNING_NAME),
 }
 
 

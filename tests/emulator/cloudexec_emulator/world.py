@@ -132,6 +132,10 @@ class EcsExecSettings:
     agent_start_ms: int = 200
     # The agent's shell plugin sleeps a second before it reads the command's output for the first time.
     output_delay_ms: int = 1000
+    # Whether SSM's ResumeSession (and TerminateSession) accept ECS Exec sessions. Unverified either way (no AWS
+    # statement, no field report; session-manager-plugin sends ResumeSession to the ECS endpoint under
+    # `aws ecs execute-command`), so the stricter answer is the default: DoesNotExistException.
+    resumable: bool = False
 
 
 @dataclass
@@ -373,7 +377,7 @@ def _ip_for(network: str, position: int) -> str:
 # --------------------------------------------------------------------------- AWS section
 
 _AWS_KEYS = {'region', 'account_id', 'credentials', 'clusters', 'exec', 'vpc_endpoints'}
-_EXEC_KEYS = {'session_limit', 'token_ttl_seconds', 'idle_timeout_seconds', 'agent_start_ms', 'output_delay_ms'}
+_EXEC_KEYS = {'session_limit', 'token_ttl_seconds', 'idle_timeout_seconds', 'agent_start_ms', 'output_delay_ms', 'resumable'}
 _AWS_CRED_KEYS = {'access_key', 'secret_key', 'session_token', 'principal', 'deny'}
 _CLUSTER_KEYS = {'name', 'tags', 'status', 'kms_key_id', 'container_insights', 'services', 'tasks', 'exec_logging'}
 _TASK_KEYS = {'id', 'family', 'revision', 'service', 'launch_type', 'platform_version', 'enable_execute_command',
@@ -415,6 +419,11 @@ def _load_exec_settings(raw: Any) -> EcsExecSettings:
     settings = EcsExecSettings()
     for key, value in raw.items():
         kind = type(getattr(settings, key))
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise WorldError(f'aws.exec.{key}: expected true or false, got {value!r}')
+            setattr(settings, key, value)
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (kind is int and not isinstance(value, int)):
             raise WorldError(f'aws.exec.{key}: expected a non-negative {"integer" if kind is int else "number"}, got {value!r}')
         setattr(settings, key, kind(value))

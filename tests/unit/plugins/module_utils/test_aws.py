@@ -95,3 +95,61 @@ def test_client_carries_retry_mode_and_user_agent():
     assert client.meta.endpoint_url == 'http://127.0.0.1:9'
     assert client.meta.config.retries == {'mode': 'adaptive', 'total_max_attempts': 7}
     assert 'cloudexec.core/' in client.meta.config.user_agent_extra
+
+
+class _FakeSSM:
+    """An SSM client whose resume_session answers (or raises) what it is given."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.calls = []
+
+    def resume_session(self, **kwargs):
+        self.calls.append(kwargs)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def _resumer(monkeypatch, answer):
+    fake = _FakeSSM(answer)
+    made = []
+
+    def client(auth, service, session=None, *, use_endpoint_url=True, max_attempts=None, timeouts=None):
+        made.append((service, use_endpoint_url, max_attempts, timeouts))
+        return fake
+
+    monkeypatch.setattr(aws, 'aws_client', client)
+    return aws.ssm_session_resumer(aws.AwsAuth(region='us-east-1', endpoint_url='http://ecs.example')), fake, made
+
+
+def _client_error(code, status=400):
+    return ClientError({'Error': {'Code': code, 'Message': f'{code} happened'}, 'ResponseMetadata': {'HTTPStatusCode': status}},
+                       'ResumeSession')
+
+
+def test_ssm_resumer_answers_url_and_token_from_the_ssm_endpoint(monkeypatch):
+    resume, fake, made = _resumer(monkeypatch, {'SessionId': 's-1', 'TokenValue': 'tok', 'StreamUrl': 'wss://h/v1/data-channel/s-1'})
+    assert resume('s-1') == ('wss://h/v1/data-channel/s-1', 'tok')
+    assert resume('s-1') == ('wss://h/v1/data-channel/s-1', 'tok')
+    # One client, for SSM, on boto3's own SSM endpoint (endpoint_url is ECS's).
+    assert made == [('ssm', False, 2, (10.0, 20.0))] and fake.calls == [{'SessionId': 's-1'}] * 2
+
+
+@pytest.mark.parametrize('code, status, retryable', [
+    ('DoesNotExistException', 400, False), ('AccessDeniedException', 400, False), ('BadRequest', 400, False),
+    ('ThrottlingException', 400, True), ('InternalServerError', 500, True),
+])
+def test_ssm_resumer_says_which_refusals_are_final(monkeypatch, code, status, retryable):
+    resume, _fake, _made = _resumer(monkeypatch, _client_error(code, status))
+    with pytest.raises(aws.CloudExecError) as caught:
+        resume('s-1')
+    assert caught.value.code == code and caught.value.retryable is retryable
+    assert caught.value.message.startswith('ResumeSession failed: ')
+
+
+def test_ssm_resumer_without_a_token_means_timed_out(monkeypatch):
+    resume, _fake, _made = _resumer(monkeypatch, {'SessionId': 's-1'})
+    with pytest.raises(aws.CloudExecError) as caught:
+        resume('s-1')
+    assert caught.value.code == 'SessionTimedOut' and not caught.value.retryable

@@ -76,8 +76,11 @@ class FakeAgent:
     def __init__(self, *, token: str = TOKEN, greeting: bytes | None = b'$ ', echo: bool = True,
                  handshake: HandshakeRequest | None = None, auto_complete_handshake: bool = True,
                  ignore_inputs: int = 0, drop_acks: int = 0, hang_up_on_input: bool = False,
-                 reject_status: int | None = None, kms_keys: dict[bytes, bytes] | None = None) -> None:
+                 reject_status: int | None = None, kms_keys: dict[bytes, bytes] | None = None,
+                 resume_tokens: t.Sequence[str] = ()) -> None:
         self.token = token
+        # Tokens a later connection may present (ResumeSession's): the session goes on where it was.
+        self.resume_tokens = list(resume_tokens)
         self.greeting = greeting
         self.echo = echo
         self.handshake = handshake
@@ -90,6 +93,9 @@ class FakeAgent:
         self.lock = threading.Condition()
         # What the agent saw, for assertions.
         self.open_request: OpenDataChannelRequest | None = None
+        self.open_requests: list[OpenDataChannelRequest] = []   # one per accepted connection
+        self.replayed: list[bytes] = []                         # output sent again on a resumed connection
+        self.request_paths: list[str] = []
         self.request_path: str | None = None
         self.received: list[AgentMessage] = []   # every decoded binary frame from the client
         self.inputs: list[bytes] = []            # in-order Output payloads (the terminal input)
@@ -166,6 +172,21 @@ class FakeAgent:
             self._send_stream(HandshakeComplete(1000, 'welcome').to_json(), PayloadType.HANDSHAKE_COMPLETE)
             self.log.append('sent HandshakeComplete')
 
+    def hang_up(self) -> None:
+        """Lose the connection without a close frame (a network drop); the session state stays for a resume."""
+        with self.lock:
+            self._wait_connected()
+            self._ws.socket.shutdown(socket.SHUT_RDWR)
+            self.log.append('hung up')
+
+    def send_output_and_hang_up(self, data: bytes) -> None:
+        """Send output and lose the connection at once: the client may get it, but its ack cannot come back."""
+        with self.lock:
+            self._wait_connected()
+            self._send_stream(data, PayloadType.OUTPUT)
+            self._ws.socket.shutdown(socket.SHUT_RDWR)
+            self.log.append('sent output and hung up')
+
     def close_channel(self, output: str) -> None:
         """Send channel_closed and hang up politely, as the service does when the command exits."""
         with self.lock:
@@ -178,6 +199,7 @@ class FakeAgent:
     # -- server side ---------------------------------------------------------------------------
     def _process_request(self, connection: t.Any, request: t.Any) -> t.Any:
         self.request_path = request.path
+        self.request_paths.append(request.path)
         if self.reject_status is not None:
             return connection.respond(self.reject_status, 'rejected\n')
         return None
@@ -197,17 +219,27 @@ class FakeAgent:
                 ws.close(1002, 'expected OpenDataChannel')
                 return
             self.open_request = parse_open_data_channel(text)
-            if self.open_request.token_value != self.token:
+            resuming = self._state is not None and self.open_request.token_value in self.resume_tokens
+            if self.open_request.token_value != self.token and not resuming:
                 self.log.append('bad token')
                 self.lock.notify_all()
                 ws.close(1008, 'authentication failed')
                 return
+            self.open_requests.append(self.open_request)
             self._ws = ws
-            self._state = DataChannelState(Role.AGENT)
-            if self.handshake is not None:
-                self._send_stream(self.handshake.to_json(), PayloadType.HANDSHAKE_REQUEST)
-            elif self.greeting:
-                self._send_stream(self.greeting, PayloadType.OUTPUT)
+            if resuming:
+                # The agent's resend scheduler: whatever the client did not acknowledge, original bytes.
+                self.log.append('resumed')
+                for message in self._state.reconnected(time.monotonic()):
+                    if message.message_type != ACKNOWLEDGE:   # the real agent sends no acks again
+                        ws.send(message.encode())
+                        self.replayed.append(message.payload)
+            else:
+                self._state = DataChannelState(Role.AGENT)
+                if self.handshake is not None:
+                    self._send_stream(self.handshake.to_json(), PayloadType.HANDSHAKE_REQUEST)
+                elif self.greeting:
+                    self._send_stream(self.greeting, PayloadType.OUTPUT)
             self.lock.notify_all()
         while True:
             with self.lock:
@@ -217,8 +249,11 @@ class FakeAgent:
                 frame = ws.recv(timeout=wait)
             except TimeoutError:
                 with self.lock:
-                    for message in self._state.due_resends(time.monotonic()):
-                        ws.send(message.encode())
+                    try:
+                        for message in self._state.due_resends(time.monotonic()):
+                            ws.send(message.encode())
+                    except websockets_exceptions.ConnectionClosed:
+                        return
                 continue
             except websockets_exceptions.ConnectionClosed:
                 return

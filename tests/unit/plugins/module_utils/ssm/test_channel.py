@@ -343,11 +343,45 @@ def test_send_window_holds_messages_until_acks_open_it():
     assert [m.payload for m in state2.due_resends(0.01)] == [b'b']
 
 
-def test_resend_all_after_reconnect():
-    state = _state()
-    sent = state.next_input(b'a' * 2048, now=0.0)
-    assert state.resend_all(0.05) == sent
-    assert state.timer.rto == 0.2  # a reconnect is not a timeout
+def test_reconnect_keeps_both_sequence_spaces_and_resends_in_flight_input_byte_for_byte():
+    """Across a ResumeSession reconnect: in-flight input goes out again with its original numbers and bytes, held
+    input keeps waiting for the window, the peer's replayed output is acknowledged again and never delivered twice,
+    and new input goes on numbering where it stopped."""
+    state = _state(window=2, new_message_id=lambda: ACK_ID)
+    first, second = state.next_input(b'one' + b'x' * 1021 + b'two', now=0.0)   # seq 0 and 1, in flight
+    assert state.next_input(b'three', now=0.0) == []                           # seq 2, held by the window
+    state.receive(_ack(0), now=0.01)
+    (third,) = state.due_resends(0.01)                                          # the window takes seq 2 in
+    sent = {m.sequence_number: m.encode() for m in (first, second, third)}
+    assert state.next_input(b'four', now=0.02) == []                            # seq 3, held
+    delivered = []
+    for seq, payload, message_id in ((0, b'out-0', None), (1, b'out-1', None), (2, b'hi', PEER_ID)):
+        delivered += [e.payload for e in state.receive(_output(seq, payload, message_id=message_id), now=0.03).events]
+    assert delivered == [b'out-0', b'out-1', b'hi']
+    state.receive(AgentMessage(message_type=PAUSE_PUBLICATION, created_date=CREATED_MS), now=0.04)
+    srtt, rto = state.timer.srtt, state.timer.rto
+
+    # The connection is lost (our acks of the outputs and the agent's acks of input 1 and 2 with it), then comes back.
+    again = state.reconnected(now=5.0)
+    # First our acknowledgements of that connection again (exact frames), then the input that was in flight, byte for byte.
+    assert _acked_sequences(again[:3]) == [0, 1, 2] and again[2].encode().hex() == ACK_FRAME_HEX
+    assert [m.encode() for m in again[3:]] == [sent[1], sent[2]]
+    assert not state.paused and state.expected_sequence_number == 3 and state.next_sequence_number == 4
+    assert state.timer.rto == rto   # a reconnect is not a timeout: no back-off
+    # The agent replays output 2: acknowledged again, byte for byte as AWS's client would, and not delivered twice.
+    events, to_send = state.receive(_output(2, b'hi', message_id=PEER_ID), now=5.1)
+    assert events == [] and [m.encode().hex() for m in to_send] == [ACK_FRAME_HEX]
+    events, to_send = state.receive(_output(3, b'out-3'), now=5.1)
+    assert [e.payload for e in events] == [b'out-3'] and _acked_sequences(to_send) == [3]
+    # A second loss sends again what this connection acknowledged: the re-sent acks included, each once.
+    assert _acked_sequences([m for m in state.reconnected(now=5.15) if m.message_type == ACKNOWLEDGE]) == [0, 1, 2, 3]
+    # Acks of the messages sent on both connections clear them without an RTT sample (Karn); the held one follows.
+    state.receive(_ack(1), now=5.1)
+    assert [m.sequence_number for m in state.due_resends(5.1)] == [3]
+    state.receive(_ack(2), now=5.1)
+    assert state.timer.srtt == srtt and state.unacked_count == 1
+    (fifth,) = state.next_input(b'five', now=5.3)
+    assert fifth.sequence_number == 4
 
 
 def test_stalled_after_five_minutes():

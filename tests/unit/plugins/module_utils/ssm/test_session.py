@@ -48,6 +48,7 @@ TARGET_ID = 'ecs:demo_0123456789abcdef_0123456789abcdef-1234567890'
 def _session(agent: t.Any, lines: list[str] | None = None, **kwargs: t.Any) -> DataChannelSession:
     kwargs.setdefault('proxy', None)  # an HTTPS_PROXY in the test environment must not capture 127.0.0.1
     kwargs.setdefault('connect_timeout', 5)
+    kwargs.setdefault('terminal_size', None)  # exact sequence numbers below; the default size has its own test
     return DataChannelSession(agent.url, kwargs.pop('token', agent.TOKEN), session_id=agent.SESSION_ID,
                               log=(lines.append if lines is not None else None), **kwargs)
 
@@ -332,6 +333,117 @@ def test_dropped_socket_mid_stream_says_input_was_sent(fake_agent_factory):
     assert error.code == 'SessionDropped' and error.retryable is False
     assert error.input_sent and 'the command may have run' in str(error)
     assert agent.inputs == [b'rm -rf /tmp/x\n']
+
+
+RESUMED_TOKEN = 'ResumedTokenSecret+/Value=='
+RESUMED_QUERY = 'role=publish_subscribe&cell-number=ResumedQuerySecret%2BXyz%3D'
+
+
+class FakeResume:
+    """SSM ResumeSession as the session sees it: a list of answers (a token, or an error to raise)."""
+
+    def __init__(self, agent: t.Any, *answers: str | CloudExecError) -> None:
+        self.url = agent.url.replace(agent.QUERY, RESUMED_QUERY)
+        # (token, error) per call; the last one answers every later call.
+        self.answers = [(a, None) if isinstance(a, str) else ('', a) for a in answers] or [(RESUMED_TOKEN, None)]
+        self.calls: list[str] = []
+
+    def __call__(self, session_id: str) -> tuple[str | None, str]:
+        self.calls.append(session_id)
+        token, error = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if error is not None:
+            raise error
+        return self.url, token
+
+
+def test_lost_connection_is_resumed_and_nothing_is_delivered_or_applied_twice(fake_agent_factory):
+    agent = fake_agent_factory(resume_tokens=[RESUMED_TOKEN])
+    resume = FakeResume(agent)
+    lines: list[str] = []
+    with _session(agent, lines, resume_session=resume) as session:
+        assert _read_until(session, 2) == b'$ '
+        session.send(b'first')
+        assert _read_until(session, 5) == b'first'
+        # Output the agent sends as the connection dies: it reaches us, our ack does not reach it.
+        agent.send_output_and_hang_up(b'in flight')
+        # Input typed on the dead connection: queued, sent again (original number) once resumed.
+        assert _read_until(session, 9) == b'in flight'
+        session.send(b'second')
+        agent.wait_for(lambda: len(agent.open_requests) == 2 and agent.inputs[-1:] == [b'second'])
+        # The agent replayed "in flight" (unacknowledged): acknowledged, not delivered again; "second" echoed once.
+        assert _read_until(session, 6) == b'second'
+        agent.send_output(b'after')
+        assert _read_until(session, 5) == b'after'
+        assert session.flush(5)
+        stats = session.stats
+    assert agent.inputs == [b'first', b'second']
+    assert stats.bytes_in == len(b'$ first' + b'in flight' + b'second' + b'after')   # every byte once
+    assert agent.log.count('resumed') == 1 and agent.replayed == [b'in flight']
+    assert resume.calls == [agent.SESSION_ID] and stats.resumes == 1 and stats.resume_attempts == 1
+    first, second = agent.open_requests
+    assert second.token_value == RESUMED_TOKEN and second.client_id == first.client_id and second.request_id != first.request_id
+    assert agent.request_paths[-1] == agent.PATH + '?' + RESUMED_QUERY
+    assert any('resumed' in line for line in lines)
+    for secret in (RESUMED_TOKEN, 'ResumedQuerySecret', agent.TOKEN, 'QuerySecret'):
+        assert not any(secret in line for line in lines), secret
+
+
+def test_resume_is_retried_with_back_off_then_succeeds(fake_agent_factory):
+    agent = fake_agent_factory(resume_tokens=[RESUMED_TOKEN])
+    throttled = CloudExecError('Rate exceeded', code='ThrottlingException', provider='aws')
+    resume = FakeResume(agent, throttled, throttled, RESUMED_TOKEN)
+    slept: list[float] = []
+    with _session(agent, resume_session=resume, sleep=slept.append) as session:
+        _read_until(session, 2)
+        agent.hang_up()
+        session.send(b'x')
+        assert _read_until(session, 1) == b'x'
+    assert len(resume.calls) == 3 and session.stats.resumes == 1
+    # As AWS's client: 100-200 ms, then twice that.
+    assert 0.1 <= slept[0] <= 0.2 and 0.2 <= slept[1] <= 0.4 and len(slept) == 2
+
+
+@pytest.mark.parametrize('error, expected', [
+    (CloudExecError('Session with id s does not exist.', code='DoesNotExistException', provider='aws'),
+     'could not be resumed (DoesNotExistException: Session with id s does not exist.): SSM may not resume ECS Exec sessions'),
+    (CloudExecError('ResumeSession failed: not authorized', code='AccessDeniedException', provider='aws'),
+     'could not be resumed (AccessDeniedException: ResumeSession failed: not authorized): allow ssm:ResumeSession'),
+])
+def test_refused_resume_falls_back_to_the_honest_error(fake_agent_factory, error, expected):
+    agent = fake_agent_factory(drop_acks=1, hang_up_on_input=True)
+    resume = FakeResume(agent, error)
+    with _session(agent, resume_session=resume, sleep=lambda _s: None) as session:
+        _read_until(session, 2)
+        session.send(b'rm -rf /tmp/x\n')
+        with pytest.raises(SessionDropped) as caught:
+            session.read(5)
+    assert resume.calls == [agent.SESSION_ID]   # refused: not asked again
+    assert caught.value.input_sent and caught.value.resume_error is error
+    assert 'the command may have run' in str(caught.value) and expected in str(caught.value)
+
+
+def test_resume_gives_up_after_six_attempts(fake_agent_factory):
+    agent = fake_agent_factory()
+    unavailable = CloudExecError('Service is unavailable', code='ServiceUnavailableException', provider='aws', status=503)
+    resume = FakeResume(agent, unavailable)
+    with _session(agent, resume_session=resume, sleep=lambda _s: None) as session:
+        _read_until(session, 2)
+        agent.hang_up()
+        with pytest.raises(SessionDropped) as caught:
+            session.read(5)
+    assert len(resume.calls) == session_module.RESUME_ATTEMPTS == 6
+    assert 'before any input was sent' in str(caught.value) and 'ServiceUnavailableException' in str(caught.value)
+
+
+def test_terminal_size_is_sent_once_the_agent_speaks_and_is_not_input(fake_agent_factory):
+    agent = fake_agent_factory(hang_up_on_input=False)
+    with _session(agent, terminal_size=session_module.DEFAULT_TERMINAL_SIZE) as session:
+        assert _read_until(session, 2) == b'$ '
+        assert session.flush(5)
+        assert not session.input_sent
+    assert agent.sizes == [(300, 100)]
+    sizes = [m for m in agent.received if m.message_type == INPUT_STREAM_DATA]
+    assert [(m.sequence_number, m.payload_type) for m in sizes] == [(0, PayloadType.SIZE)]
 
 
 def test_dropped_socket_before_input_says_so(fake_agent_factory):
