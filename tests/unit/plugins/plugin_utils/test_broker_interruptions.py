@@ -160,7 +160,7 @@ def test_a_queued_request_whose_caller_left_is_dropped_never_run(served, tmp_pat
     instance, path, _channels = served
     marker = tmp_path / 'ran'
     busy = connect(path)
-    exec_request(busy, 'sleep 2; echo done')
+    exec_request(busy, 'sleep 5; echo done')
     assert wait_for(lambda: instance.busy_since is not None)
     queued = connect(path)
     exec_request(queued, f'touch {marker}')
@@ -176,7 +176,7 @@ def test_a_request_already_gone_when_its_turn_comes_never_runs(served, tmp_path)
     instance, path, _channels = served
     marker = tmp_path / 'ran'
     busy = connect(path)
-    exec_request(busy, 'sleep 1')
+    exec_request(busy, 'sleep 3')
     assert wait_for(lambda: instance.busy_since is not None)
     # Sent and closed before the broker even read it: it sits in the socket.
     late = connect(path)
