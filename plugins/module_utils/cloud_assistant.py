@@ -78,7 +78,8 @@ _CONTAINER_NAME = re.compile(r'^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$')
 # Per-instance InvocationStatus values that will not change any more.
 FINAL_STATUSES = frozenset(('Success', 'Failed', 'Error', 'Timeout', 'Cancelled', 'Terminated', 'Invalid', 'Aborted'))
 # Per-instance statuses in which the script has not ended by itself, or never started: the service's ExitCode (0) means nothing.
-NO_EXIT_CODE_STATUSES = frozenset(('Pending', 'Scheduled', 'Running', 'Stopping', 'Cancelled', 'Invalid', 'Aborted'))
+# On Timeout the agent reports 1 of its own after killing the script (aliyun_assist_client agent/util/process/process.go).
+NO_EXIT_CODE_STATUSES = frozenset(('Pending', 'Scheduled', 'Running', 'Stopping', 'Cancelled', 'Invalid', 'Aborted', 'Timeout'))
 # Overall InvocationStatus values of a finished invocation.
 FINAL_INVOCATION_STATUSES = frozenset(('Success', 'Failed', 'PartialFailed', 'Stopped'))
 

@@ -375,7 +375,9 @@ def test_unknown_invoke_id_is_not_found_and_a_filtered_out_one_is_empty():
     assert info.value.code == 'InvalidInvokeId.NotFound' and not info.value.retryable
     assert str(info.value).startswith('InvalidInvokeId.NotFound: the invocation t-nope was not found in region cn-hangzhou.')
     assert 'invoke_id' in info.value.remedy and 'alicloud_region' in info.value.remedy
-    assert len(client.requests) == 2                      # no second call without other filters
+    # Found at once with Timed=false; the unknown one asked with Timed=false and true (active schedules are listed only
+    # with Timed=true), and no call by id alone without other filters.
+    assert [r.timed for r in client.requests] == [False, False, True]
     assert ca.lookup_invocations(client, AUTH, {'invoke_id': 't-1', 'invoke_status': 'Running'}, poller_factory=clock.poller) == []
     with pytest.raises(CloudExecError):
         ca.lookup_invocations(client, AUTH, {'invoke_id': 't-nope', 'invoke_status': 'Running'}, poller_factory=clock.poller)
