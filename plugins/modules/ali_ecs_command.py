@@ -46,8 +46,8 @@ options:
   content:
     description:
       - The script, as plain text. The module encodes it (Base64), so any characters travel unchanged.
-      - At most 24 KB after Base64 encoding (about 18 KB of text), 18 KB (about 13.5 KB of text) with O(keep_command): the
-        service's limits. With O(parameters) the limit counts the script with their values filled in. The task fails
+      - At most 24 KB after Base64 encoding (about 18 KB of text), or 18 KB (about 13.5 KB of text) with O(keep_command),
+        the service's limits. With O(parameters) the limit counts the script with their values filled in. The task fails
         before any call when the script is larger, naming the limit.
       - Mutually exclusive with O(command_id); one of them is required.
       - With O(parameters), C({{name}}) placeholders in the script are filled in by the service. A script defines at
@@ -63,7 +63,7 @@ options:
   working_dir:
     description:
       - The absolute directory on the instance to run the script in. The agent's default (C(/root) on Linux) when unset.
-      - Cloud Assistant ignores it in a container, so it cannot be set with O(container_id) or O(container_name): change
+      - Cloud Assistant ignores it in a container, so it cannot be set with O(container_id) or O(container_name); change
         directory in the script instead.
     type: str
   timeout:

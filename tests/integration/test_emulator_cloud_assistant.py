@@ -139,7 +139,7 @@ def test_output_report_head_and_tail_byte_vectors():
     # Three full ticks stream 6144 bytes of head (the last read starts while 4096 <= 6000 were sent); the fourth keeps.
     report = OutputReport(24576, stream_head=True)
     report.add(b'a' * 10000)
-    for _ in range(4):
+    for dummy in range(4):
         report.tick()
     report.add(b'b' * 30000 + b'END')
     output, dropped = report.final()
@@ -147,7 +147,7 @@ def test_output_report_head_and_tail_byte_vectors():
     assert len(output) == 24576 and dropped == 10000 - 6144 + 30003 - (24576 - 6144)
     # A slow trickle: each tick reads what is there; the head goes on until more than 6000 bytes went.
     report = OutputReport(12000, stream_head=True)
-    for _ in range(3):
+    for dummy in range(3):
         report.add(b'x' * 2000)
         report.tick()
     report.add(b'y' * 2000)
@@ -163,14 +163,14 @@ def test_output_report_head_and_tail_byte_vectors():
     # Cancel: the stopped report has what the ticks kept, never the unread rest.
     report = OutputReport(12000, stream_head=True)
     report.add(b'h' * 7000)
-    for _ in range(5):
+    for dummy in range(5):
         report.tick()
     report.add(b'unread')
     assert report.stopped() == (b'h' * 7000, 0)
     # A quota under the head (only with agent_min_quota lowered): the head is cut at the quota.
     report = OutputReport(5000, stream_head=True)
     report.add(b'q' * 7000)
-    for _ in range(3):
+    for dummy in range(3):
         report.tick()
     assert report.final() == (b'q' * 5000, 2000)
 
@@ -295,7 +295,9 @@ def test_limits_and_codes(ecs):
     ('at(2030-01-01T10:00:00Z)', 60, False), ('every hour', 60, False)])
 def test_schedules(ecs, frequency, timeout, ok):
     # PYSDK/DOCS25 frequency: rate() 60 s..7 days and longer than Timeout; cron at least 10 s and Timeout apart.
-    call = lambda: run(ecs, 'true', repeat_mode='Period', frequency=frequency, timeout=timeout)  # noqa: E731
+    def call():
+        return run(ecs, 'true', repeat_mode='Period', frequency=frequency, timeout=timeout)
+
     if not ok:
         assert error_of(call).code == 'InvalidParam.Frequency'
         return
