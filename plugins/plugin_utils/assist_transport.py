@@ -622,8 +622,8 @@ def describe_end(tree: tuple[str, int] | None, group: tuple[str, int] | None) ->
         return f'{clause}; {count} process(es) left in its process group outlived SIGKILL', True
     if kind == 'ended':
         if tree is not None and tree[0] == remote_shell.KILL_GONE:
-            return (f'its main process had already ended (Cloud Assistant kills only that one); the {count} process(es) it left '
-                    'running in its process group were ended (SIGTERM, then SIGKILL for any left)'), worrying
+            return (f'it was ended: its main process had already ended (Cloud Assistant kills only that one), and the {count} '
+                    'process(es) it left running in its process group were stopped (SIGTERM, then SIGKILL for any left)'), worrying
         return f'{clause}; {count} more process(es) left in its process group were ended', worrying
     if not worrying and tree is not None and tree[0] == remote_shell.KILL_GONE:
         return 'it is no longer running (nothing is left in its process group)', False

@@ -474,7 +474,7 @@ def test_deadline_after_the_agent_killed_the_main_process_ends_what_it_left(tmp_
     with pytest.raises(at.AssistError) as caught:
         transport(client, RealClock(), command_timeout=3).exec(command)
     message = str(caught.value)
-    assert caught.value.deadline and 'its main process had already ended' in message and 'were ended' in message, message
+    assert caught.value.deadline and 'it was ended: its main process had already ended' in message and 'were stopped' in message, message
     background = int(pids.read_text())
     deadline = time.monotonic() + 5
     while _running(background) and time.monotonic() < deadline:
@@ -486,7 +486,7 @@ def test_describe_end_never_says_stopped_when_it_may_run():
     gone, ended = ('gone', 0), ('ended', 3)
     assert at.describe_end(gone, ('none', 0)) == ('it is no longer running (nothing is left in its process group)', False)
     text, worrying = at.describe_end(gone, ('ended', 2))
-    assert not worrying and '2 process(es) it left running in its process group were ended' in text
+    assert not worrying and '2 process(es) it left running in its process group were stopped' in text
     assert at.describe_end(ended, ('survived', 1))[1] and at.describe_end(gone, None)[1]
     assert at.describe_end(None, ('none', 0))[1]
 
