@@ -531,8 +531,8 @@ def run_record_lines(nonce: str) -> list[str]:
     The record holds the script's pid, its start time and its process group. The agent starts every script as the
     leader of a process group of its own and, on timeout or StopInvocation, kills that leader alone (aliyun_assist_client
     agent/util/process): its children are handed to init, out of reach of a walk down the process tree, but still in
-    the group. The group is recorded only when it is the script's own (led by the script or its parent, the agent's
-    `sh -c`), never one it shares with the agent.
+    the group. The group is recorded only when it is the script's own (led by the script, or by its parent when that
+    is a shell, the agent's `sh -c`), never one it shares with the agent or anything else.
 
     The order matters (end_script does the reverse): the process is recorded BEFORE the tombstone is
     looked for, and the canceller leaves the tombstone BEFORE it reads the record. Whatever the
@@ -544,7 +544,9 @@ def run_record_lines(nonce: str) -> list[str]:
         remote_shell.STAT_READER,
         _GROUP_READER,
         '__ce_t=; __ce_st $$; __ce_pg $$',
-        'case "$__ce_g" in "$$"|"$PPID") ;; *) __ce_g=;; esac',
+        # Only a group led by this script, or by its parent when that is the agent's `sh -c` (a shell, never the agent).
+        '__ce_c=; { read -r __ce_c < "/proc/$PPID/comm"; } 2>/dev/null',
+        'case "$__ce_g" in "$$") ;; "$PPID") case "$__ce_c" in sh|dash|bash|ash|busybox) ;; *) __ce_g=;; esac;; *) __ce_g=;; esac',
         '( umask 077; printf \'%s %s %s\\n\' "$$" "$__ce_t" "$__ce_g" > "$__ce_rec.pid" ) 2>/dev/null',
         'trap \'rm -f "$__ce_rec.pid"\' EXIT',
         f'if [ -e "$__ce_rec.cancelled" ]; then rm -f "$__ce_rec.pid" "$__ce_rec.cancelled"; '

@@ -343,7 +343,8 @@ def test_a_windows_target_gets_the_windows_remedy():
     ('Invalid', 0, 'CommandNotApplicable', None),
     ('Terminated', 0, None, None),           # stopped: no code of its own
     ('Failed', 0, 'ClientNotRunning', None),
-    ('Timeout', 137, 'ExecutionTimeout', 137),
+    ('Timeout', 1, 'ExecutionTimeout', None),     # the agent kills the script and reports 1 of its own (process.go)
+    ('Failed', -1, 'ExitCodeNonzero', -1),        # its main process died of a signal: the agent reports -1
     ('Success', None, None, None),
 ])
 def test_exit_code_only_when_the_script_gave_one(status, exit_code, error_code, expected):

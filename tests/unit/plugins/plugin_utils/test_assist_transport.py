@@ -510,3 +510,17 @@ def test_container_targets_change_directory_themselves(clock, tmp_path):
     with pytest.raises(at.AssistError) as caught:
         transport(client, clock, container_name='app', working_dir=str(tmp_path / 'nope')).exec('pwd')
     assert caught.value.code == 'DirectoryNotExists'
+
+
+def test_the_process_group_is_recorded_only_when_it_is_the_commands_own(tmp_path):
+    # A script in a group of its own (as the agent starts it) records it; one that shares its caller's group (here
+    # pytest's, or the agent's were it not to make one) records none, so the sweep can never reach other processes.
+    nonce = '0123456789abcdef'
+    record = Path(at.RUN_RECORD.format(nonce=nonce) + '.pid')
+    script = '\n'.join(at.run_record_lines(nonce) + [f'cp "$__ce_rec.pid" {tmp_path}/record']) + '\n'
+    subprocess.run(['sh', '-c', script], check=True, start_new_session=True)
+    pid, dummy, group = (tmp_path / 'record').read_text().split()
+    assert group == pid
+    subprocess.run(['sh', '-c', script], check=True)
+    assert len((tmp_path / 'record').read_text().split()) == 2    # pid and start time, no group
+    assert not record.exists()
