@@ -13,9 +13,10 @@ description:
     no open port, no key pair.
   - Every command is one C(RunCommand) (C(RunShellScript)) on the instance, polled with one C(DescribeInvocationResults) call
     per check. Checks come quickly at first (after O(poll_initial) seconds) and then back off up to O(poll_max) seconds.
-  - Cloud Assistant merges stdout and stderr into one buffer and keeps only its last 24 KB. The command runs inside a small
-    wrapper that frames stdout, stderr and the exit code with random markers and keeps the output in a file on the instance;
-    output larger than the cap is read back in pages and checked, so Ansible always gets the whole output.
+  - Cloud Assistant merges stdout and stderr into one buffer and keeps only part of a long output (the start it sent while
+    the command ran and the end, up to a quota; see O(output_quota)). The command runs inside a small wrapper that frames
+    stdout, stderr and the exit code with random markers and keeps the output in a file on the instance; output larger than
+    the quota is read back in pages and checked, so Ansible always gets the whole output.
   - A script may be at most 24 KB after Base64. Larger input (a pipelined module, a copied file) is staged first in pieces,
     each its own C(RunCommand) writing a part file; the command that needs them joins them and checks their SHA-256.
   - Files of any size move over Cloud Assistant itself (no OSS bucket), checksummed.
@@ -49,15 +50,34 @@ options:
   username:
     description:
       - The user Cloud Assistant runs commands as. The agent's default (C(root) on Linux) when unset.
+      - Cloud Assistant ignores it for containers (O(container_id), O(container_name)), so it cannot be set with them; use
+        C(become) there.
     type: str
     vars:
       - name: ansible_ali_assist_username
   working_dir:
     description:
       - The absolute directory commands start in. The agent's default (the user's home directory) when unset.
+      - Cloud Assistant ignores its C(WorkingDir) in containers; there the connection changes to this directory itself.
     type: str
     vars:
       - name: ansible_ali_assist_working_dir
+  output_quota:
+    description:
+      - The bytes of one command's output that Cloud Assistant keeps whole, between 6000 and 24576. Output up to this size
+        comes back directly; larger output is kept in a file on the instance and read back in pages sized from it.
+      - Cloud Assistant keeps the start that the agent sent while the command ran and the end of the output, up to a quota
+        the service sets, and drops the middle. The agent's own floor is 12000 bytes (the default here); the documentation
+        says 24 KB. A higher value saves API calls on large outputs.
+      - Too high a value never fails a task. When the service cuts output, the connection learns the real quota from what
+        arrived, reads that output again from its file in smaller pages, and uses that quota for the instance from then on
+        (it is remembered for a day in the private control directory, like O(piece_cache)'s memory).
+    type: int
+    default: 12000
+    vars:
+      - name: ansible_ali_assist_output_quota
+    env:
+      - name: CLOUDEXEC_ALI_ASSIST_OUTPUT_QUOTA
   command_timeout:
     description:
       - Seconds one command may run, between 1 and 86370. When they pass, the invocation is stopped with
@@ -121,7 +141,7 @@ options:
 notes:
   - There is no session to keep, so nothing lives across tasks; a task costs one C(RunCommand) and a few
     C(DescribeInvocationResults) per command, plus one C(RunCommand) per staged piece (about 18 KB of text or 13 KB of
-    binary data) and per output page (18 KB) when the input or output is large.
+    binary data) and per output page (about 74% of O(output_quota), 8.6 KB by default) when the input or output is large.
   - The AccessKey secret and STS token never reach logs at any verbosity.
   - The scripts of C(RunCommand) are kept in the account's invocation history (C(DescribeInvocations)). Module arguments and
     copied files travel inside them; so does a become password. Prefer Cloud Assistant's own O(username), C(root) by
@@ -181,6 +201,7 @@ from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud
+from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
 from ansible_collections.cloudexec.core.plugins.plugin_utils import assist_transport as at
 from ansible_collections.cloudexec.core.plugins.plugin_utils import broker
@@ -216,10 +237,23 @@ class Connection(ConnectionBase):
         poll_max = float(self.get_option('poll_max'))
         if poll_initial <= 0 or poll_max <= 0:
             raise AnsibleError('cloudexec.core.ali_assist: poll_initial and poll_max must be positive')
+        quota = int(self.get_option('output_quota'))
+        if not at.MIN_QUOTA <= quota <= ca.OUTPUT_LIMIT:
+            raise AnsibleError(f'cloudexec.core.ali_assist: output_quota must be between {at.MIN_QUOTA} and {ca.OUTPUT_LIMIT} bytes '
+                               f'(the output Cloud Assistant keeps whole), not {quota}')
+        container = self.get_option('container_id') or self.get_option('container_name')
+        if container and self.get_option('username'):
+            raise AnsibleError('cloudexec.core.ali_assist: username has no effect in a container (Cloud Assistant ignores it with '
+                               'container_id and container_name): leave it unset and use become')
+        try:
+            ca.check_container(self.get_option('container_id'), self.get_option('container_name'))
+        except CloudExecError as exc:
+            raise AnsibleError(f'cloudexec.core.ali_assist: {exc}') from None
         return at.Target(instance_id=instance_id, container_id=self.get_option('container_id'),
                          container_name=self.get_option('container_name'), username=self.get_option('username'),
                          working_dir=self.get_option('working_dir'), command_timeout=timeout, poll_initial=poll_initial,
-                         poll_max=max(poll_max, poll_initial), piece_cache=self.get_option('piece_cache') or None)
+                         poll_max=max(poll_max, poll_initial), piece_cache=self.get_option('piece_cache') or None,
+                         output_quota=quota)
 
     def _run_ledger(self, auth, target) -> at.RunLedger:
         """Where the commands in flight on this target are noted, so a later task can end those of an interrupted run."""
@@ -231,6 +265,17 @@ class Connection(ConnectionBase):
         key = broker.broker_key('ali_assist-runs', {'region': auth.alicloud_region, 'instance': target.instance_id,
                                                     'container': target.container_id or target.container_name})
         return at.RunLedger(directory, key[:16])
+
+    def _quota_memory(self, auth, target) -> at.QuotaMemory:
+        """The output quota learned on this target (a file in the private control directory), if it can be kept."""
+        try:
+            directory = broker.control_dir()
+        except (CloudExecError, OSError) as exc:
+            display.vvv(f'ALI ASSIST: no quota memory ({exc})', host=self._host)
+            return at.QuotaMemory(None)
+        key = broker.broker_key('ali_assist-quota', {'region': auth.alicloud_region, 'instance': target.instance_id,
+                                                     'container': target.container_id or target.container_name})
+        return at.QuotaMemory(os.path.join(directory, f'assist-{key}.quota'))
 
     def _piece_memory(self, auth, target) -> at.PieceMemory:
         """What this controller sent to the target's piece cache (a file in the private control directory), if it can keep it."""
@@ -256,7 +301,7 @@ class Connection(ConnectionBase):
                 raise AnsibleConnectionFailure(f'Cannot use Cloud Assistant: {exc}') from None
             self._transport = at.AssistTransport(client, auth, target, log=lambda msg: display.vvv(f'ALI ASSIST: {msg}', host=self._host),
                                                  memory=self._piece_memory(auth, target), notify=self._notify,
-                                                 ledger=self._run_ledger(auth, target))
+                                                 ledger=self._run_ledger(auth, target), quota_memory=self._quota_memory(auth, target))
             display.vvv(f'ALI ASSIST: instance {target.describe()} in {auth.alicloud_region}', host=self._host)
         self._connected = True
         return self

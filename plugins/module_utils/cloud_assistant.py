@@ -18,7 +18,9 @@ come from module_utils.alicloud, the Cloud Assistant ones from CLOUD_ASSISTANT_R
 from __future__ import annotations
 
 import base64
+import datetime
 import json
+import re
 import typing as t
 import uuid
 from dataclasses import dataclass, field
@@ -40,21 +42,44 @@ MAX_INSTANCES_PER_CALL = 100       # RunCommand / InvokeCommand InstanceId.N
 MAX_STATUS_IDS = 50                # DescribeCloudAssistantStatus / StopInvocation InstanceId.N
 MAX_DESCRIBE_INSTANCES = 100       # DescribeInstances InstanceIds / MaxResults
 RESULTS_PAGE_SIZE = 50             # DescribeInvocationResults / DescribeInvocations MaxResults
-CONTENT_LIMIT = 24 * 1024          # CommandContent, counted after Base64
-OUTPUT_LIMIT = 24 * 1024           # output kept per execution; the rest is reported as Dropped
+# CommandContent after Base64 with the custom parameters substituted: 24 KB for RunCommand, 18 KB for a kept command
+# (KeepCommand, CreateCommand) and for InvokeCommand (the ECS SDK's field docs of 2025 and the InvokeCommand reference).
+CONTENT_LIMIT = 24 * 1024
+KEPT_CONTENT_LIMIT = 18 * 1024
+# The most output one execution keeps (the reference's "24 KB"). The agent keeps the start it sent while the script
+# ran and the end, up to a quota the service sets (at least 12000 bytes on the agent), and drops the middle.
+OUTPUT_LIMIT = 24 * 1024
 TIMEOUT_RANGE = (1, 86400)
+INVOKE_MIN_TIMEOUT = 10            # InvokeCommand: "at least 10 seconds"
 CLIENT_TOKEN_MAX = 64
+MAX_PARAMETER_VALUES = 10          # custom parameter values per call
+MAX_PARAMETER_KEY = 64             # characters of a parameter name
+MAX_DEFINED_PARAMETERS = 20        # {{name}} parameters one script may define
+BUILTIN_PARAMETERS = ('acs::regionid', 'acs::accountid', 'acs::instanceid', 'acs::instancename', 'acs::invokeid', 'acs::commandid')
+RATE_RANGE = (60, 7 * 86400)       # rate(...) schedules: 60 s to 7 days, and longer than the timeout
+CRON_MIN_INTERVAL = 10             # cron schedules: runs at least 10 s (and the timeout) apart
 
 COMMAND_TYPES = ('RunShellScript', 'RunBatScript', 'RunPowerShellScript')
-REPEAT_MODES = ('Once', 'Period', 'NextRebootOnly', 'EveryReboot')
+# DryRun checks the parameters, the instances and their agent, and runs nothing.
+REPEAT_MODES = ('Once', 'Period', 'NextRebootOnly', 'EveryReboot', 'DryRun')
+SCHEDULED_MODES = ('Period', 'NextRebootOnly', 'EveryReboot')
 FAIL_ON = ('any', 'all', 'none')
 # DescribeInvocations InvokeStatus filter values (Finished: every instance is done, whatever its result).
 INVOKE_STATUS_FILTERS = ('Running', 'Finished', 'Success', 'Failed', 'PartialFailed', 'Stopped', 'Stopping', 'Pending', 'Scheduled')
 
+_PARAMETER = re.compile(r'\{\{\s*([^{}\s]+)\s*\}\}')
+_PARAMETER_NAME = re.compile(r'^[A-Za-z0-9_-]+$')
+_RATE = re.compile(r'^rate\s*\((\d+)\s*([smhd])\)$', re.IGNORECASE)
+_RATE_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400}
+_AT = re.compile(r'^at\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?: ([A-Za-z_/+\-:0-9]+))?\)$')
+_CONTAINER_ID = re.compile(r'^(?:(?:docker|containerd|cri-o)://)?[0-9a-fA-F]{64}$')
+_CONTAINER_NAME = re.compile(r'^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$')
+
 # Per-instance InvocationStatus values that will not change any more.
 FINAL_STATUSES = frozenset(('Success', 'Failed', 'Error', 'Timeout', 'Cancelled', 'Terminated', 'Invalid', 'Aborted'))
 # Per-instance statuses in which the script has not ended by itself, or never started: the service's ExitCode (0) means nothing.
-NO_EXIT_CODE_STATUSES = frozenset(('Pending', 'Scheduled', 'Running', 'Stopping', 'Cancelled', 'Invalid', 'Aborted'))
+# On Timeout the agent reports 1 of its own after killing the script (aliyun_assist_client agent/util/process/process.go).
+NO_EXIT_CODE_STATUSES = frozenset(('Pending', 'Scheduled', 'Running', 'Stopping', 'Cancelled', 'Invalid', 'Aborted', 'Timeout'))
 # Overall InvocationStatus values of a finished invocation.
 FINAL_INVOCATION_STATUSES = frozenset(('Success', 'Failed', 'PartialFailed', 'Stopped'))
 
@@ -67,22 +92,40 @@ CLOUD_ASSISTANT_REMEDIES = {
     'MissingParam.InstanceId': 'Give at least one instance: instance_ids or tags',
     'InstanceIds.ExceedLimit': 'Send at most 100 instances per RunCommand/InvokeCommand call (this module batches by itself)',
     'InvalidInstance.NotFound': 'Check the instance ids and alicloud_region: the instance must exist in that region',
-    'CmdContent.ExceedLimit': 'The script is larger than 24 KB after Base64: copy a script file to the instances first, '
-                              'or keep the script in an OSS bucket and download it in a short command',
+    'CmdContent.ExceedLimit': 'The script, with its parameters filled in, is larger than 24 KB after Base64 (18 KB for a kept '
+                              'command or InvokeCommand): copy a script file to the instances first, or keep the script in an '
+                              'OSS bucket and download it in a short command',
     'CmdContent.DecodeError': 'The command content is not valid Base64 text',
     'InvalidCmdType.NotFound': 'Use type RunShellScript (Linux), RunBatScript or RunPowerShellScript (Windows)',
-    'InvalidTimeout.ExceedLimit': 'Set timeout between 1 and 86400 seconds',
+    'InvalidTimeout.ExceedLimit': 'Set timeout between 1 and 86400 seconds (at least 10 with command_id)',
     'InvalidParameter.WorkingDir': 'working_dir must be an absolute path on the instance',
     'Parameter.Disabled': 'The command was created without custom parameters: drop parameters, or recreate it with EnableParameter',
+    'Parameter.MissingValue': 'Give a value in parameters for every {{name}} in the script',
     'Parameter.Missing': 'Give a value in parameters for every {{name}} in the script',
+    'Parameter.NotMatched': 'Give values only for the {{name}} parameters the script defines',
+    'ParameterCount.ExceedLimit': 'Give at most 10 parameter values per run, and define at most 20 {{name}} parameters in a script',
+    'ParameterKey.ExceedLimit': 'Parameter names are at most 64 characters',
+    'ParameterKey.Duplicate': 'Parameter names are case-insensitive: give each one once',
+    'ParameterType.NotSupported': 'Parameter values must be strings',
+    'CmdParam.InvalidParamName': 'Name parameters with letters, digits, _ and - only; the acs:: prefix is kept for built-in parameters',
+    'CmdParamName.ExceedLimit': 'Parameter names are at most 64 bytes',
     'IdempotentParameterMismatch': 'This client_token was already used for a different request: use a new client_token '
                                    'for a changed script or target list',
+    'InvalidCmdId.NotFound': 'No such command in this region: check command_id (ali_ecs_invocation_info shows existing ones)',
     'InvalidCommandId.NotFound': 'No such command in this region: check command_id (ali_ecs_invocation_info shows existing ones)',
     'InvalidInvokeId.NotFound': 'No such invocation in this region: check the invoke id (the invoke_id an ali_ecs_command '
                                 'task returned) and alicloud_region',
-    'InvalidRepeatMode': 'Use repeat_mode Once, Period, NextRebootOnly or EveryReboot',
+    'InvalidRepeatMode.NotFound': 'Use repeat_mode Once, Period, NextRebootOnly, EveryReboot or DryRun',
+    'InvalidRepeatMode': 'Use repeat_mode Once, Period, NextRebootOnly, EveryReboot or DryRun',
     'MissingParam.Frequency': 'A Period repeat_mode needs a frequency, for example rate(5m) or a cron expression',
-    'InvalidParam.Frequency': 'Use rate(<n><s|m|h|d>), at(<time>) or a six-field cron expression for frequency',
+    'InvalidParam.Frequency': 'Use rate(<n><s|m|h|d>) between 60 s and 7 days and longer than timeout, at(yyyy-MM-dd HH:mm:ss '
+                              '[timezone]), or a cron expression whose runs are at least 10 s and timeout apart',
+    'InvalidContainerId.Malformed': 'container_id is the 64 hexadecimal characters of a container id, optionally with '
+                                    'docker://, containerd:// or cri-o:// before it',
+    'InvalidContainerName.Malformed': 'container_name must start with a letter or digit and hold only letters, digits, _ . and -',
+    'InvalidInstance.NotMatch': 'Every instance must be Running, with a script type that fits its OS (RunShellScript for Linux); '
+                                'the call fails for all when one does not: leave such instances out '
+                                f'({exec_checks.ALI_EXEC_CHECK} shows why)',
     'ClientNeedUpgrade': 'Upgrade the Cloud Assistant agent on the instance',
     'Operation.Forbidden': 'The account may not run Cloud Assistant commands on this instance: check its RAM policies',
     'QuotaExceed.Command': 'The region holds too many kept commands: delete unused ones or set keep_command to false',
@@ -149,13 +192,125 @@ def retried_call(client: t.Any, auth: alicloud.AlicloudAuth, method: str, reques
 # --------------------------------------------------------------------------- request building
 
 
-def encode_content(text: str) -> str:
+def encode_content(text: str, limit: int = CONTENT_LIMIT) -> str:
     """The script as Base64 (exact bytes, whatever characters it holds), within the service's limit."""
     encoded = base64.b64encode(text.encode('utf-8')).decode('ascii')
-    if len(encoded) > CONTENT_LIMIT:
-        raise ValidationError('content', f'the script is {len(encoded)} bytes after Base64, above the limit of {CONTENT_LIMIT}',
+    if len(encoded) > limit:
+        raise ValidationError('content', f'the script is {len(encoded)} bytes after Base64, above the limit of {limit}',
                               remedy=CLOUD_ASSISTANT_REMEDIES['CmdContent.ExceedLimit'])
     return encoded
+
+
+def defined_parameters(content: str) -> list[str]:
+    """The custom {{name}} parameters a script defines (case-insensitive, first spelling kept), checked as the service
+    checks them: at most 20, names of letters, digits, _ and - up to 64 bytes, acs:: kept for the built-ins."""
+    names: dict[str, str] = {}
+    for name in _PARAMETER.findall(content):
+        lowered = name.lower()
+        if lowered.startswith('acs::'):
+            if lowered not in BUILTIN_PARAMETERS:
+                raise ValidationError('content', f'{{{{{name}}}}} is not a built-in parameter, and the acs:: prefix is kept for those',
+                                      remedy=CLOUD_ASSISTANT_REMEDIES['CmdParam.InvalidParamName'])
+            continue
+        if len(name.encode('utf-8')) > MAX_PARAMETER_KEY or not _PARAMETER_NAME.match(name):
+            raise ValidationError('content', f'{{{{{name[:70]}}}}} is not a valid parameter name (letters, digits, _ and -, at most '
+                                  f'{MAX_PARAMETER_KEY} bytes)', remedy=CLOUD_ASSISTANT_REMEDIES['CmdParam.InvalidParamName'])
+        names.setdefault(lowered, name)
+    if len(names) > MAX_DEFINED_PARAMETERS:
+        raise ValidationError('content', f'the script defines {len(names)} {{{{name}}}} parameters, more than the limit of '
+                              f'{MAX_DEFINED_PARAMETERS}')
+    return list(names.values())
+
+
+def check_parameter_values(parameters: dict[str, t.Any]) -> None:
+    """At most 10 values, names of 1 to 64 characters, each once in any case."""
+    if len(parameters) > MAX_PARAMETER_VALUES:
+        raise ValidationError('parameters', f'{len(parameters)} values are given, above the limit of {MAX_PARAMETER_VALUES} per run')
+    seen: set[str] = set()
+    for key in parameters:
+        key = str(key)
+        if not key or len(key) > MAX_PARAMETER_KEY:
+            raise ValidationError('parameters', f'the name {key[:70]!r} must be 1 to {MAX_PARAMETER_KEY} characters')
+        if key.lower() in seen:
+            raise ValidationError('parameters', f'{key!r} is given twice (parameter names are case-insensitive)')
+        seen.add(key.lower())
+
+
+def substitute(content: str, parameters: dict[str, t.Any]) -> str:
+    """The script as the service runs it: {{name}} replaced by its value (names are case-insensitive)."""
+    values = {str(key).lower(): '' if value is None else str(value) for key, value in parameters.items()}
+    return _PARAMETER.sub(lambda m: values.get(m.group(1).lower(), m.group(0)), content)
+
+
+def rate_seconds(frequency: str) -> int | None:
+    """The interval of a rate(...) frequency in seconds, or None when it is not one."""
+    match = _RATE.match(frequency.strip())
+    return int(match.group(1)) * _RATE_UNITS[match.group(2).lower()] if match else None
+
+
+def _cron_values(text: str, low: int, high: int) -> list[int]:
+    found: set[int] = set()
+    for part in text.split(','):
+        base, dummy, step_text = part.partition('/')
+        step = int(step_text) if step_text else 1
+        if base in ('*', '?'):
+            first, last = low, high
+        elif '-' in base:
+            first, last = (int(x) for x in base.split('-', 1))
+        else:
+            first = int(base)
+            last = high if step_text else first
+        if step < 1 or not low <= first <= last <= high:
+            raise ValueError(part)
+        found.update(range(first, last + 1, step))
+    return sorted(found)
+
+
+def cron_min_interval(expression: str) -> int:
+    """The shortest gap in seconds between two runs of a cron expression (`<sec> <min> <hour> <dom> <month> <dow> [<year>]
+    [<timezone>]`), from its second, minute and hour fields; ValueError when they do not parse."""
+    fields = expression.split()
+    if not 6 <= len(fields) <= 8:
+        raise ValueError(expression)
+    times = sorted(h * 3600 + m * 60 + sec for h in _cron_values(fields[2], 0, 23) for m in _cron_values(fields[1], 0, 59)
+                   for sec in _cron_values(fields[0], 0, 59))
+    return min([b - a for a, b in zip(times, times[1:])] + [times[0] + 86400 - times[-1]])
+
+
+def frequency_problem(frequency: str, timeout: int) -> str | None:
+    """Why the service would refuse this schedule for a run of this timeout, or None."""
+    rate = rate_seconds(frequency)
+    if rate is not None:
+        if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
+            return f'{frequency} is {rate} s apart: rate() must be between {RATE_RANGE[0]} s and 7 days'
+        if rate <= timeout:
+            return f'{frequency} is {rate} s apart, not longer than timeout ({timeout} s)'
+        return None
+    at = _AT.match(frequency.strip())
+    if at is not None:
+        try:
+            datetime.datetime.strptime(at.group(1), '%Y-%m-%d %H:%M:%S')
+        except ValueError:
+            return f'{frequency} does not hold a valid time (at(yyyy-MM-dd HH:mm:ss [timezone]))'
+        return None
+    try:
+        interval = cron_min_interval(frequency)
+    except ValueError:
+        return f'{frequency!r} is none of rate(<n><s|m|h|d>), at(yyyy-MM-dd HH:mm:ss [timezone]) and a cron expression'
+    if interval < max(CRON_MIN_INTERVAL, timeout):
+        return (f'{frequency} runs {interval} s apart: cron runs must be at least {CRON_MIN_INTERVAL} s and timeout '
+                f'({timeout} s) apart')
+    return None
+
+
+def check_container(container_id: str | None, container_name: str | None) -> None:
+    """The container id and name as the service accepts them."""
+    if container_id and not _CONTAINER_ID.match(container_id):
+        raise ValidationError('container_id', f'{container_id!r} is not 64 hexadecimal characters with an optional docker://, '
+                              'containerd:// or cri-o:// prefix')
+    if container_name and not _CONTAINER_NAME.match(container_name):
+        raise ValidationError('container_name', f'{container_name!r} is not a valid container name (a letter or digit, then letters, '
+                              'digits, _ . and -)')
 
 
 def batches(items: t.Sequence[str], size: int = MAX_INSTANCES_PER_CALL) -> list[list[str]]:
@@ -211,24 +366,66 @@ class RunSpec:
     @property
     def scheduled(self) -> bool:
         """True for runs the service starts later (no waiting for them)."""
-        return self.repeat_mode != 'Once'
+        return self.repeat_mode in SCHEDULED_MODES
+
+    @property
+    def in_container(self) -> bool:
+        return bool(self.container_id or self.container_name)
+
+    @property
+    def content_limit(self) -> int:
+        """The service's limit for this run's content after Base64 (18 KB for a kept command)."""
+        return KEPT_CONTENT_LIMIT if self.keep_command else CONTENT_LIMIT
 
     def validate(self) -> None:
-        """Refuse what the service would refuse, before any call."""
+        """Refuse what the service would refuse, before any call, naming the limit."""
         if (self.content is None) == (self.command_id is None):
             raise ValidationError('content', 'give exactly one of content and command_id')
+        if self.parameters:
+            check_parameter_values(self.parameters)
         if self.content is not None:
             if not self.content.strip():
                 raise ValidationError('content', 'the script is empty')
-            encode_content(self.content)
+            encode_content(self.content, self.content_limit)
+            if self.parameters:
+                defined = defined_parameters(self.content)
+                lowered = {name.lower() for name in defined}
+                extra = [str(key) for key in self.parameters if str(key).lower() not in lowered]
+                if extra:
+                    raise ValidationError('parameters', f'{", ".join(extra)} not defined as {{{{name}}}} in the script')
+                given = {str(key).lower() for key in self.parameters}
+                missing = [name for name in defined if name.lower() not in given]
+                if missing:
+                    raise ValidationError('parameters', f'no value for {", ".join(missing)}, used as {{{{name}}}} in the script')
+                # The limit counts the script with its parameters filled in.
+                size = len(base64.b64encode(substitute(self.content, self.parameters).encode('utf-8')))
+                if size > self.content_limit:
+                    raise ValidationError('parameters', f'the script with its parameters filled in is {size} bytes after Base64, '
+                                          f'above the limit of {self.content_limit}',
+                                          remedy=CLOUD_ASSISTANT_REMEDIES['CmdContent.ExceedLimit'])
         if self.command_type not in COMMAND_TYPES:
             raise ValidationError('type', f'{self.command_type!r} is not one of {", ".join(COMMAND_TYPES)}')
-        if not TIMEOUT_RANGE[0] <= self.timeout <= TIMEOUT_RANGE[1]:
-            raise ValidationError('timeout', f'{self.timeout} is outside {TIMEOUT_RANGE[0]}..{TIMEOUT_RANGE[1]} seconds')
+        low = INVOKE_MIN_TIMEOUT if self.command_id else TIMEOUT_RANGE[0]
+        if not low <= self.timeout <= TIMEOUT_RANGE[1]:
+            raise ValidationError('timeout', f'{self.timeout} is outside {low}..{TIMEOUT_RANGE[1]} seconds'
+                                  + (' (InvokeCommand needs at least 10)' if self.command_id else ''))
         if self.repeat_mode not in REPEAT_MODES:
             raise ValidationError('repeat_mode', f'{self.repeat_mode!r} is not one of {", ".join(REPEAT_MODES)}')
-        if self.repeat_mode == 'Period' and not self.frequency:
-            raise ValidationError('frequency', 'repeat_mode Period needs a frequency, for example rate(5m)')
+        if self.repeat_mode == 'Period':
+            if not self.frequency:
+                raise ValidationError('frequency', 'repeat_mode Period needs a frequency, for example rate(5m)')
+            problem = frequency_problem(self.frequency, self.timeout)
+            if problem:
+                raise ValidationError('frequency', problem, remedy=CLOUD_ASSISTANT_REMEDIES['InvalidParam.Frequency'])
+        elif self.frequency:
+            # The service would make any run with a Frequency periodic, whatever RepeatMode says.
+            raise ValidationError('frequency', f'a frequency makes the run periodic: set repeat_mode Period with it, not {self.repeat_mode}')
+        check_container(self.container_id, self.container_name)
+        if self.in_container and self.working_dir:
+            raise ValidationError('working_dir', 'Cloud Assistant ignores it in a container (container_id, container_name): '
+                                  'change directory in the script instead')
+        if self.in_container and self.username:
+            raise ValidationError('username', 'Cloud Assistant ignores it in a container (container_id, container_name)')
         if self.client_token is not None and (not self.client_token or len(self.client_token) > CLIENT_TOKEN_MAX
                                               or not self.client_token.isascii()):
             raise ValidationError('client_token', f'it must be 1 to {CLIENT_TOKEN_MAX} ASCII characters')
@@ -238,7 +435,7 @@ class RunSpec:
         fields: dict[str, t.Any] = {'region_id': region, 'instance_id': list(instance_ids), 'client_token': client_token,
                                     'timeout': self.timeout, 'repeat_mode': self.repeat_mode}
         optional = {'working_dir': self.working_dir, 'username': self.username, 'container_id': self.container_id,
-                    'container_name': self.container_name, 'frequency': self.frequency if self.scheduled else None}
+                    'container_name': self.container_name, 'frequency': self.frequency if self.repeat_mode == 'Period' else None}
         fields.update({key: value for key, value in optional.items() if value})
         if self.parameters:
             # The service takes string values; the SDK sends the map as one JSON string.
@@ -248,7 +445,8 @@ class RunSpec:
     def run_command_fields(self, region: str, instance_ids: list[str], client_token: str) -> dict[str, t.Any]:
         """RunCommandRequest keyword arguments for one batch."""
         fields = self.common_fields(region, instance_ids, client_token)
-        fields.update(type=self.command_type, command_content=encode_content(self.content or ''), content_encoding='Base64',
+        fields.update(type=self.command_type, command_content=encode_content(self.content or '', self.content_limit),
+                      content_encoding='Base64',
                       keep_command=self.keep_command, enable_parameter=bool(self.parameters))
         if self.name:
             fields['name'] = self.name
@@ -449,6 +647,18 @@ def exit_code_of(status: str, exit_code: t.Any, error_code: str | None) -> int |
     return code or None
 
 
+def _raw_size(output: str | None, encoded: bool) -> int:
+    """The bytes of the output as the service kept them."""
+    if not output:
+        return 0
+    if not encoded:
+        return len(output.encode('utf-8'))
+    try:
+        return len(base64.b64decode(output))
+    except ValueError:
+        return len(output)
+
+
 @dataclass
 class InstanceResult:
     """One instance's result of an invocation, decoded."""
@@ -469,6 +679,7 @@ class InstanceResult:
     username: str | None = None
     container_id: str | None = None
     container_name: str | None = None
+    output_bytes: int = 0
 
     @classmethod
     def from_sdk(cls, item: t.Any, encoded: bool = True) -> 'InstanceResult':
@@ -476,6 +687,7 @@ class InstanceResult:
         status = item.invocation_status or 'Unknown'
         return cls(instance_id=item.instance_id, invoke_id=item.invoke_id, status=status, command_id=item.command_id or None,
                    exit_code=exit_code_of(status, item.exit_code, item.error_code or None), output=decode_output(item.output, encoded),
+                   output_bytes=_raw_size(item.output, encoded),
                    dropped=int(item.dropped or 0), error_code=item.error_code or None, error_info=item.error_info or None,
                    start_time=item.start_time or None, finish_time=item.finished_time or None, stop_time=item.stop_time or None,
                    repeats=int(item.repeats or 0), username=item.username or None, container_id=item.container_id or None,
@@ -501,11 +713,25 @@ class InstanceResult:
             parts.append(f'{self.error_code}: {hint}' if hint else self.error_code)
         return ', '.join(parts)
 
+    @property
+    def output_cut(self) -> dict[str, t.Any] | None:
+        """Which part of the output the service dropped, or None when it is whole.
+
+        The agent (aliyun_assist_client agent/taskengine/basetask.go) sends the start of the output while the script
+        runs, up to about 6-8 KB (nothing for a run under a second, a scheduled run or a container), then the end of
+        the rest up to its quota: what is missing is always the middle, between the two.
+        """
+        if not self.dropped:
+            return None
+        return {'kept_bytes': self.output_bytes, 'dropped_bytes': self.dropped, 'missing': 'middle',
+                'kept': 'the start sent while the script ran (up to about 8 KB, none for runs under a second) and the end'}
+
     def to_dict(self) -> dict[str, t.Any]:
         """The module's per-instance result."""
         return {
             'instance_id': self.instance_id, 'invoke_id': self.invoke_id, 'command_id': self.command_id, 'status': self.status,
-            'exit_code': self.exit_code, 'output': self.output, 'dropped': self.dropped, 'error_code': self.error_code,
+            'exit_code': self.exit_code, 'output': self.output, 'dropped': self.dropped, 'output_cut': self.output_cut,
+            'error_code': self.error_code,
             'error_info': self.error_info, 'start_time': self.start_time, 'finish_time': self.finish_time,
             'stop_time': self.stop_time, 'repeats': self.repeats, 'username': self.username,
             'container_id': self.container_id, 'container_name': self.container_name,
@@ -534,19 +760,33 @@ def fetch_results(client: t.Any, auth: alicloud.AlicloudAuth, *, invoke_id: str 
 
 def describe_invocations(client: t.Any, auth: alicloud.AlicloudAuth, filters: dict[str, t.Any], counter: ApiCounter | None = None,
                          poller_factory: t.Callable[..., Poller] = Poller, limit: int | None = None) -> list[t.Any]:
-    """DescribeInvocations items (SDK objects, without output) matching the filters, paged to the end or to limit."""
+    """DescribeInvocations items (SDK objects, without output) matching the filters, newest first, to the end or to limit.
+
+    The service lists scheduled invocations that are still active only with Timed=true, and the others (Once, and every
+    finished one) only with its default Timed=false (ECS SDK field docs): both are asked, unless the one invocation asked
+    for by id is found in the first.
+    """
     require_models()
-    found: list[t.Any] = []
-    token: str | None = None
-    while True:
-        request = ecs_models.DescribeInvocationsRequest(region_id=auth.alicloud_region, include_output=False,
-                                                        max_results=RESULTS_PAGE_SIZE, next_token=token,
-                                                        **{k: v for k, v in filters.items() if v is not None})
-        body = retried_call(client, auth, 'describe_invocations', request, counter, poller_factory)
-        found += (body.invocations.invocation if body.invocations else None) or []
-        token = body.next_token
-        if not token or (limit is not None and len(found) >= limit):
-            return found[:limit] if limit is not None else found
+    found: dict[str, t.Any] = {}
+    for timed in (False, True):
+        if timed and filters.get('invoke_id') and found:
+            break
+        token: str | None = None
+        fetched = 0
+        while True:
+            request = ecs_models.DescribeInvocationsRequest(region_id=auth.alicloud_region, include_output=False, timed=timed,
+                                                            max_results=RESULTS_PAGE_SIZE, next_token=token,
+                                                            **{k: v for k, v in filters.items() if v is not None})
+            body = retried_call(client, auth, 'describe_invocations', request, counter, poller_factory)
+            items = (body.invocations.invocation if body.invocations else None) or []
+            for item in items:
+                found.setdefault(item.invoke_id, item)
+            fetched += len(items)
+            token = body.next_token
+            if not token or (limit is not None and fetched >= limit):
+                break
+    ordered = sorted(found.values(), key=lambda item: item.creation_time or '', reverse=True)
+    return ordered[:limit] if limit is not None else ordered
 
 
 def lookup_invocations(client: t.Any, auth: alicloud.AlicloudAuth, filters: dict[str, t.Any], counter: ApiCounter | None = None,
@@ -699,28 +939,34 @@ def failure_message(outcome: RunOutcome, limit: int = 20) -> str:
 
 
 def deadline_message(outcome: RunOutcome, wait_timeout: float) -> str:
-    """What happened when wait_timeout passed."""
+    """What happened when wait_timeout passed, saying no more than is known."""
     still = [i for ids in outcome.unfinished.values() for i in ids]
     stopped = [invoke_id for invoke_id in outcome.unfinished if invoke_id not in outcome.stop_errors]
     parts = [f'The command did not finish within wait_timeout ({wait_timeout:g} s)']
     if still:
         shown = ', '.join(still[:20]) + (f' and {len(still) - 20} more' if len(still) > 20 else '')
-        parts.append(f'still running on {len(still)} instance(s): {shown}')
+        parts.append(f'it had not finished on {len(still)} instance(s): {shown}')
     if stopped:
-        parts.append(f'invocation(s) {", ".join(stopped)} stopped with StopInvocation')
+        # StopInvocation cancels runs that have not started; Alibaba's reference says it does not interrupt started ones,
+        # and the agent kills only a started script's main process: its children may go on either way.
+        parts.append(f'StopInvocation was sent for {", ".join(stopped)}: runs that had not started are cancelled, but a run that '
+                     'had started may still be running (or, where the agent killed its main process, the processes it started); '
+                     'see results[].status and check with ali_ecs_invocation_info')
     for invoke_id, problem in outcome.stop_errors.items():
-        parts.append(f'stopping {invoke_id} failed ({problem}); it may still run')
+        parts.append(f'stopping {invoke_id} failed ({problem}); it may still be running')
     return '; '.join(parts)
 
 
 def dropped_warning(outcome: RunOutcome) -> str | None:
-    """A loud warning when the service cut output, with a way to get all of it."""
+    """A loud warning when the service cut output: which part is missing, and how to get all of it."""
     cut = outcome.dropped
     if not cut:
         return None
     named = ', '.join(f'{r.instance_id} ({r.dropped} bytes)' for r in cut[:10]) + (' ...' if len(cut) > 10 else '')
-    return (f'Cloud Assistant keeps only the last {OUTPUT_LIMIT // 1024} KB of output per instance: the start of the output was '
-            f'dropped on {len(cut)} instance(s): {named}. To get all of it, write it to a file in the script '
-            f'(for example "cmd > /var/tmp/out.log 2>&1") and read the file back in parts of under 18 KB '
-            f'with further ali_ecs_command tasks (for example "tail -c +1 /var/tmp/out.log | head -c 18000", then '
-            f'"tail -c +18001 ..."); each part then fits the cap and comes back whole.')
+    return (f'Cloud Assistant dropped the middle of the output on {len(cut)} instance(s): {named}. It keeps the start the '
+            'agent sent while the script ran (up to about 8 KB; none for runs under a second) and the end, up to its quota '
+            f'(12 to {OUTPUT_LIMIT // 1024} KB), and results[].output_cut says how much of each is missing. To get all of '
+            'it, write the output to a file in the script (for example "cmd > /var/tmp/out.log 2>&1"), then fetch the file '
+            'with the cloudexec.core.ali_assist connection (ansible.builtin.fetch, which pages it back whole), or read it '
+            'in parts of under 8 KB with further tasks ("tail -c +1 /var/tmp/out.log | head -c 8000", then '
+            '"tail -c +8001 ..."); or have Cloud Assistant deliver the whole output to an OSS bucket (OssOutputDelivery).')

@@ -46,9 +46,15 @@ options:
   content:
     description:
       - The script, as plain text. The module encodes it (Base64), so any characters travel unchanged.
-      - At most 24 KB after Base64 encoding (about 18 KB of text), the service's limit.
+      - At most 24 KB after Base64 encoding (about 18 KB of text), or 18 KB (about 13.5 KB of text) with O(keep_command),
+        the service's limits. With O(parameters) the limit counts the script with their values filled in. The task fails
+        before any call when the script is larger, naming the limit.
       - Mutually exclusive with O(command_id); one of them is required.
-      - With O(parameters), C({{name}}) placeholders in the script are filled in by the service.
+      - With O(parameters), C({{name}}) placeholders in the script are filled in by the service. A script defines at
+        most 20 of them; names are letters, digits, C(_) and C(-), at most 64 bytes, case-insensitive; the C(acs::)
+        prefix is kept for the built-in ones such as C({{ACS::InstanceId}}).
+      - In a container (O(container_id), O(container_name)) the script runs with C(/bin/sh -c), so a C(#!) line does
+        not choose its interpreter there.
     type: str
   command_id:
     description:
@@ -57,20 +63,27 @@ options:
   working_dir:
     description:
       - The absolute directory on the instance to run the script in. The agent's default (C(/root) on Linux) when unset.
+      - Cloud Assistant ignores it in a container, so it cannot be set with O(container_id) or O(container_name); change
+        directory in the script instead.
     type: str
   timeout:
     description:
-      - Seconds the script may run on an instance before the agent kills it (status V(Timeout)). 1 to 86400.
+      - Seconds the script may run on an instance before the agent kills it (status V(Timeout)). 1 to 86400, at least
+        10 with O(command_id).
+      - The agent kills only the script's main process (SIGKILL); processes the script started may go on running.
     type: int
     default: 60
   username:
     description:
       - The user to run the script as on the instance. V(root) (Linux) or V(System) (Windows) when unset.
+      - Cloud Assistant ignores it in a container, so it cannot be set with O(container_id) or O(container_name).
     type: str
   parameters:
     description:
       - Values of the custom parameters (C({{name}}) in the script). Giving any turns the service's custom parameters on
         (C(EnableParameter)).
+      - At most 10 values, each for a C({{name}}) the script uses, and every C({{name}}) the script uses needs one.
+        Names are at most 64 characters and case-insensitive.
       - The values are never logged and are masked in the task result (C(no_log)). The service does keep them with the
         invocation, and C(DescribeInvocations) shows them to anyone allowed to call it, so put real secrets in a secret
         store and fetch them in the script instead where that matters.
@@ -78,6 +91,7 @@ options:
   container_id:
     description:
       - Run the script in this container on the instance instead of on the host (C(/bin/sh -c) in the container).
+      - The container's 64 hexadecimal characters, optionally after C(docker://), C(containerd://) or C(cri-o://).
     type: str
   container_name:
     description:
@@ -109,16 +123,19 @@ options:
   repeat_mode:
     description:
       - V(Once) runs now. V(Period) runs on the schedule in O(frequency); V(NextRebootOnly) and V(EveryReboot) run when the
-        instance starts.
+        instance starts. V(DryRun) checks the parameters, the instances and their agent, and runs nothing.
       - Scheduled runs are not waited for; the task returns the invocation ids (look at them later with
         M(cloudexec.core.ali_ecs_invocation_info)).
     type: str
-    choices: [Once, Period, NextRebootOnly, EveryReboot]
+    choices: [Once, Period, NextRebootOnly, EveryReboot, DryRun]
     default: Once
   frequency:
     description:
-      - The schedule of a V(Period) run, for example V(rate(5m\)), V(at(2026-01-01T10:00:00Z\)) or a cron expression
-        such as V(0 */20 * * * *).
+      - The schedule of a V(Period) run, for example V(rate(5m\)), V(at(2026-01-01 10:00:00 GMT+8:00\)) or a cron
+        expression such as V(0 */20 * * * *).
+      - A V(rate(\)) is between 60 seconds and 7 days and longer than O(timeout); the runs of a cron expression are at least
+        10 seconds and O(timeout) apart. The task fails before any call otherwise.
+      - Only with O(repeat_mode=Period) (the service would make any run with a frequency periodic).
     type: str
   wait:
     description:
@@ -128,9 +145,11 @@ options:
     default: true
   wait_timeout:
     description:
-      - Seconds to wait for all instances. When they pass, the invocations that still run are stopped
-        (C(StopInvocation)), the results seen so far are returned, and the task fails saying which instances did
-        not finish.
+      - Seconds to wait for all instances. When they pass, the task sends C(StopInvocation) for the invocations that
+        have not finished, returns the results seen so far, and fails saying which instances did not finish.
+      - C(StopInvocation) cancels runs that have not started. Alibaba's API reference says it does not interrupt a run
+        that has started; the agent kills such a run's main process only. Either way what the script started may still
+        be running, and the task says so rather than that it stopped the script.
     type: int
     default: 600
   fail_on:
@@ -154,10 +173,15 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 notes:
-  - Cloud Assistant keeps only the last 24 KB of an execution's output (stdout and stderr together) and reports the
-    number of bytes cut as RV(results[].dropped). The module never hides it - it warns and sets RV(dropped_instances). To
-    get large output whole, write it to a file on the instance in the script and read the file back in parts of under
-    18 KB with further tasks (each part then fits the cap).
+  - Cloud Assistant keeps only part of a long output (stdout and stderr together). The agent sends the start while the
+    script runs (up to about 6-8 KB, nothing for a script that ends within a second, a scheduled run or a container), then
+    the end, up to a quota the service sets (24 KB in the documentation, 12000 bytes at least on the agent); the middle
+    is dropped and its size reported as RV(results[].dropped). The module never hides it - it warns, sets
+    RV(dropped_instances) and says what is missing in RV(results[].output_cut).
+  - To get large output whole, write it to a file in the script (for example C(cmd > /var/tmp/out.log 2>&1)) and fetch
+    the file with the M(ansible.builtin.fetch) module through the P(cloudexec.core.ali_assist#connection) connection,
+    which reads it back in pages and checks it; or read it in parts of under 8 KB with further tasks; or let Cloud
+    Assistant deliver the whole output to an OSS bucket (C(OssOutputDelivery), outside this module).
   - stdout and stderr arrive as one text (the agent captures them together).
   - The RAM principal needs C(ecs:RunCommand) (or C(ecs:InvokeCommand)), C(ecs:DescribeInvocations),
     C(ecs:DescribeInvocationResults), C(ecs:StopInvocation), C(ecs:DescribeInstances) and
@@ -261,13 +285,35 @@ results:
         - V(null) when the script has not ended by itself (V(Running), V(Stopping), V(Pending)), never started (V(Cancelled),
           V(Invalid), V(Aborted)), or was ended for another reason without a code of its own (for example stopped, or the
           agent was not running). The service reports 0 in those cases.
+        - V(null) on V(Timeout) too, where the agent reports 1 of its own; V(-1) when the script's main process died of a
+          signal (the agent reports that, never 128 plus the signal).
       type: int
     output:
-      description: The output (stdout and stderr together), decoded as UTF-8; only the last 24 KB when RV(results[].dropped) is not 0.
+      description:
+        - The output (stdout and stderr together), decoded as UTF-8.
+        - When RV(results[].dropped) is not 0, only its start and its end, joined where the middle was cut (see
+          RV(results[].output_cut)).
       type: str
     dropped:
-      description: How many bytes of output the service cut from the start.
+      description: How many bytes of output the service cut from the middle.
       type: int
+    output_cut:
+      description:
+        - V(null) when the output is whole; else which part is missing.
+      type: dict
+      contains:
+        kept_bytes:
+          description: The bytes of output kept (in RV(results[].output)).
+          type: int
+        dropped_bytes:
+          description: The bytes dropped.
+          type: int
+        missing:
+          description: Always V(middle).
+          type: str
+        kept:
+          description: What was kept, in words.
+          type: str
     error_code:
       description: The service's reason for a failure, for example V(ExitCodeNonzero), V(ExecutionTimeout), V(ClientNotRunning).
       type: str

@@ -14,6 +14,8 @@ description:
     C(DescribeInvocations), and for each one every instance's result with C(DescribeInvocationResults), output decoded.
   - Pages through the API to the end (50 per call), or to O(max_invocations).
   - Filters combine; with none, the region's recent invocations are listed.
+  - Scheduled invocations that are still active are listed too (the service gives them only to C(DescribeInvocations)
+    with C(Timed=true), the others only without it, so the module asks both ways).
 author:
   - cloudexec.core maintainers (@cloudexec)
 options:
@@ -59,7 +61,9 @@ attributes:
     support: none
 notes:
   - The values of custom parameters the service keeps with an invocation are never returned by this module.
-  - Output is only the last 24 KB of an execution when its C(dropped) is not 0 (the service's cap).
+  - When an execution's C(dropped) is not 0 the service kept only the start of its output (what the agent sent while the
+    script ran, up to about 8 KB) and its end, up to its quota, and dropped the middle; C(output_cut) says how much. To get
+    a large output whole, see the notes of M(cloudexec.core.ali_ecs_command).
 seealso:
   - module: cloudexec.core.ali_ecs_command
 '''
@@ -142,7 +146,9 @@ invocations:
       description: How many instances are in each status.
       type: dict
     results:
-      description: Every instance's result, with the same fields as the results of M(cloudexec.core.ali_ecs_command).
+      description:
+        - Every instance's result, with the same fields as the results of M(cloudexec.core.ali_ecs_command), C(output_cut)
+          included.
       returned: when O(include_output=true)
       type: list
       elements: dict

@@ -11,10 +11,14 @@ DescribeInvocationResults call per poll through the shared Poller. The service's
   staged first: it is cut into pieces that each fit one RunCommand (text as a quoted here-document,
   anything else as base64), all pieces are started at once, each writing its own part file, and the
   command that needs them waits for every part, joins them and checks their SHA-256 before going on.
-- The service keeps only the last 24 KB of output. The wrapper writes the framed output to a private
-  file on the instance and prints it only when it is small; otherwise it prints where the file is, its
-  size and SHA-256, and the output is read back in pages that fit the cap after Base64 (all pages started
-  at once), joined and verified. Ansible never sees truncated output.
+- The service keeps only part of a long output: what the agent streamed while the script ran (a head of up to about
+  8 KB), then the tail of the rest, up to a quota the service sets (the agent's own floor is 12000 bytes, the docs say
+  24 KB), and it counts the middle it dropped. The wrapper writes the framed output to a private file on the instance
+  and prints it only when it fits the quota (option output_quota); otherwise it prints where the file is, its size and
+  SHA-256, and the output is read back in pages that fit the quota after Base64, joined and verified. When the service
+  cut something all the same (the real quota is lower than assumed), the transport learns the quota from what arrived
+  (and remembers it for the target), and reads the output again from the file in smaller pages: Ansible never sees
+  truncated output, and the quota never fails a task.
 - stdout and stderr arrive in one buffer: remote_shell's markers separate them and carry the exit code.
 
 No session exists, so nothing is kept between tasks: a transport is a client plus the target.
@@ -23,6 +27,7 @@ No session exists, so nothing is kept between tasks: a transport is a client plu
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import hashlib
 import json
@@ -45,10 +50,21 @@ SCRIPT_LIMIT = ca.CONTENT_LIMIT // 4 * 3          # 18432 bytes of script fit 24
 PIECE_OVERHEAD = 640
 TEXT_PIECE = SCRIPT_LIMIT - PIECE_OVERHEAD        # raw bytes of a text piece (here-document)
 BINARY_PIECE = (TEXT_PIECE // 77) * 57            # raw bytes of a base64 piece (76 characters + newline per 57 bytes)
-# Output pages: base64 of PAGE bytes, with its newlines, stays under the 24 KB output cap.
-PAGE = 18000
-# Framed output up to this size is printed directly; above it, it is paged back from a file.
-INLINE_OUTPUT = ca.OUTPUT_LIMIT - 1024
+# Output quota: the bytes of one execution's output the service keeps whole. Every agent whose code we read keeps at
+# least 12000 (aliyun_assist_client agent/taskengine/basetask.go, defaultQuoto): the default assumes no more. The
+# transport is made for any quota from MIN_QUOTA up, and learns a lower one when the service cuts output.
+DEFAULT_QUOTA = 12000
+MIN_QUOTA = 6000
+# Room for the lines of our own around the output that is printed (the KEPT trailer).
+QUOTA_MARGIN = 256
+# Framed output this small survives any quota from MIN_QUOTA up: its file on the instance goes at once.
+SAFE_INLINE = MIN_QUOTA - QUOTA_MARGIN
+# A learned quota below this is not believed (something else cut the output).
+LEARN_FLOOR = 1024
+# Pages of a file read back at once (started ahead of the one being waited for).
+PAGE_WINDOW = 32
+# Where a command keeps its framed output on the instance while the controller may still need it.
+OUT_DIR = '/tmp/.cloudexec-out-{nonce}'
 # How long a command waits for its staged parts (they are started just before it).
 STAGE_WAIT = 120
 # RunCommand calls in flight at once when staging pieces or reading pages (RunCommand is throttled per account).
@@ -76,6 +92,8 @@ RUN_RECORD = '/tmp/.cloudexec-run-{nonce}'
 END_TIMEOUT = 30
 
 _CANCELLED = re.compile(rb'@@CE([0-9a-f]+):CANCELLED@@')
+_KEPT = re.compile(rb'@@CE([0-9a-f]+):KEPT:(\d+)@@')
+_GROUP = re.compile(rb'@@CE([0-9a-f]+):GROUP:([a-z]+):(\d+)@@')
 _SPILL = re.compile(rb'@@CE([0-9a-f]+):SPILL:([^:\n]+):(\d+):([0-9a-f]{64}|size)@@')
 _STAGE = re.compile(rb'@@CE([0-9a-f]+):STAGE:([a-z]+)@@')
 # The gear table of the content-defined chunker: 256 fixed pseudo-random 32-bit values (any fixed table works).
@@ -107,6 +125,12 @@ class Target:
     poll_max: float = 2.0
     # Where pieces are kept on the target ('~/' is the Cloud Assistant user's HOME); None: no piece cache.
     piece_cache: str | None = '~/.cache/cloudexec-pieces'
+    # The output the service keeps whole per execution (bytes), as configured; a lower one is learned.
+    output_quota: int = DEFAULT_QUOTA
+
+    @property
+    def in_container(self) -> bool:
+        return bool(self.container_id or self.container_name)
 
     def describe(self) -> str:
         """The target for messages."""
@@ -123,6 +147,7 @@ class Stats:
     cached_pieces: int = 0
     pages: int = 0
     polls: int = 0
+    outputs_recovered: int = 0
     counter: ca.ApiCounter = field(default_factory=ca.ApiCounter)
 
 
@@ -272,7 +297,9 @@ def assemble_lines(staged: Staged, target: str, nonce: str) -> list[str]:
             f'  __ce_w=$((__ce_w + 1)); [ "$__ce_w" -gt {STAGE_WAIT * 5} ] && {{ {fail} missing; rm -rf "$__ce_s"; exit 0; }}',
             '  sleep 0.2 2>/dev/null || sleep 1; done',
         ]
-    lines += [f'( umask 077; cat {parts} > {shlex.quote(target)} ) || {{ {fail} write; rm -rf "$__ce_s"; exit 0; }}',
+    # No part at all (empty data): the target is created empty (a join would find nothing to join, or read stdin).
+    join = f'cat {parts}' if staged.parts else ':'
+    lines += [f'( umask 077; {join} > {shlex.quote(target)} ) || {{ {fail} write; rm -rf "$__ce_s"; exit 0; }}',
               'rm -rf "$__ce_s"']
     if staged.kept:
         lines.append(f'find "$__ce_c" -type f -mmin +{CACHE_EXPIRE_MINUTES} -exec rm -f {{}} + 2>/dev/null')
@@ -329,6 +356,37 @@ class PieceMemory:
                 os.unlink(self.path)
             except OSError:
                 pass
+
+
+class QuotaMemory:
+    """The output quota learned on one target: a file in the private control directory, so later tasks (worker
+    processes of their own) start from it instead of learning it again. Forgotten after a day (a quota may change)."""
+
+    MAX_AGE = 86400
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def load(self) -> int | None:
+        if not self.path:
+            return None
+        try:
+            if time.time() - os.path.getmtime(self.path) > self.MAX_AGE:
+                return None
+            with open(self.path, encoding='ascii') as source:
+                value = int(source.read().strip())
+        except (OSError, ValueError):
+            return None
+        return value if value >= LEARN_FLOOR else None
+
+    def save(self, quota: int) -> None:
+        if not self.path:
+            return
+        try:
+            with os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w', encoding='ascii') as sink:
+                sink.write(f'{quota}\n')
+        except OSError:
+            pass    # only a hint: the next task learns it again
 
 
 class RunLedger:
@@ -399,24 +457,51 @@ def fits(script: str) -> bool:
     return len(base64.b64encode(script.encode('utf-8', 'surrogateescape'))) <= ca.CONTENT_LIMIT
 
 
-def spill_wrapper(inner: str, nonce: str) -> list[str]:
-    """sh lines that run `inner` with its output in a private file, printed when small, else announced for paging."""
+def inline_limit(quota: int) -> int:
+    """The largest framed output printed directly under this output quota (the rest is read back in pages)."""
+    return max(SAFE_INLINE, quota - QUOTA_MARGIN)
+
+
+def page_size(quota: int) -> int:
+    """The raw bytes of one page: their base64 (76 characters and a newline per 57 bytes) fits the quota with room."""
+    return 57 * max(1, (quota - QUOTA_MARGIN) // 77)
+
+
+def spill_wrapper(inner: str, nonce: str, quota: int = DEFAULT_QUOTA) -> list[str]:
+    """sh lines that run `inner` with its output in a private file, printed when small, else announced for paging.
+
+    Output of at most SAFE_INLINE bytes fits every quota: it is printed and its file removed. Output up to the
+    inline limit is printed and its file KEPT: should the service cut it all the same, the controller reads the file
+    (its path follows from the nonce) and then removes it. Larger output is announced (SPILL) and read in pages.
+    """
+    out_dir = shlex.quote(OUT_DIR.format(nonce=nonce))
     return [
         '__ce_run() {',
         inner.rstrip('\n'),
         '}',
-        '__ce_o=$( (umask 077; mktemp "${TMPDIR:-/tmp}/.cloudexec-out.XXXXXXXX") 2>/dev/null) || __ce_o=""',
-        'if [ -z "$__ce_o" ]; then __ce_run; exit 0; fi',
+        f'__ce_od={out_dir}',
+        'if ( umask 077; mkdir "$__ce_od" ) 2>/dev/null; then __ce_o="$__ce_od/out"; else __ce_run; exit 0; fi',
         '__ce_run > "$__ce_o" 2>&1',
         '__ce_n=$(wc -c < "$__ce_o" | tr -d " ")',
-        f'if [ "$__ce_n" -le {INLINE_OUTPUT} ]; then cat "$__ce_o"; rm -f "$__ce_o"',
+        f'if [ "$__ce_n" -le {SAFE_INLINE} ]; then cat "$__ce_o"; rm -rf "$__ce_od"',
+        f'elif [ "$__ce_n" -le {inline_limit(quota)} ]; then cat "$__ce_o"; printf \'\\n@@CE{nonce}:KEPT:%s@@\\n\' "$__ce_n"',
         f'else printf \'\\n@@CE{nonce}:SPILL:%s:%s:%s@@\\n\' "$__ce_o" "$__ce_n" "$({_SHA256.format(path=chr(34) + "$__ce_o" + chr(34))})"; fi',
     ]
 
 
-def page_script(path: str, index: int) -> str:
-    """The script printing page `index` of a file as base64 (fits the output cap)."""
-    return f'dd if={shlex.quote(path)} bs={PAGE} skip={index} count=1 2>/dev/null | base64\n'
+def range_script(path: str, offset: int, size: int) -> str:
+    """The script printing `size` bytes of a file from `offset` as base64."""
+    return f'tail -c +{offset + 1} {shlex.quote(path)} | head -c {size} | base64\n'
+
+
+def page_ranges(start: int, end: int, page: int) -> list[tuple[int, int]]:
+    """(offset, size) of the pages covering bytes start..end."""
+    return [(offset, min(page, end - offset)) for offset in range(start, end, page)]
+
+
+def parse_kept(output: bytes, nonce: str) -> bool:
+    """Whether the wrapper printed the output and kept its file on the instance."""
+    return any(match.group(1).decode() == nonce for match in _KEPT.finditer(output))
 
 
 def parse_spill(output: bytes, nonce: str) -> tuple[str, int, str] | None:
@@ -435,8 +520,19 @@ def parse_stage_failure(output: bytes, nonce: str) -> str | None:
     return None
 
 
+# __ce_pg PID: the process group of PID (field 5 of /proc/PID/stat) in __ce_g, or '' when it cannot be read.
+_GROUP_READER = ('__ce_pg() { __ce_g=; __ce_l=; { read -r __ce_l < "/proc/$1/stat"; } 2>/dev/null || return 1; '
+                 'set -- ${__ce_l##*[)] }; __ce_g=$3; }')
+
+
 def run_record_lines(nonce: str) -> list[str]:
     """The first lines of a command script: record its process (until it exits), and never run once cancelled.
+
+    The record holds the script's pid, its start time and its process group. The agent starts every script as the
+    leader of a process group of its own and, on timeout or StopInvocation, kills that leader alone (aliyun_assist_client
+    agent/util/process): its children are handed to init, out of reach of a walk down the process tree, but still in
+    the group. The group is recorded only when it is the script's own (led by the script, or by its parent when that
+    is a shell, the agent's `sh -c`), never one it shares with the agent or anything else.
 
     The order matters (end_script does the reverse): the process is recorded BEFORE the tombstone is
     looked for, and the canceller leaves the tombstone BEFORE it reads the record. Whatever the
@@ -446,16 +542,49 @@ def run_record_lines(nonce: str) -> list[str]:
     return [
         f'__ce_rec={record}',
         remote_shell.STAT_READER,
-        '__ce_t=; __ce_st $$',
-        '( umask 077; printf \'%s %s\\n\' "$$" "$__ce_t" > "$__ce_rec.pid" ) 2>/dev/null',
+        _GROUP_READER,
+        '__ce_t=; __ce_st $$; __ce_pg $$',
+        # Only a group led by this script, or by its parent when that is the agent's `sh -c` (a shell, never the agent).
+        '__ce_c=; { read -r __ce_c < "/proc/$PPID/comm"; } 2>/dev/null',
+        'case "$__ce_g" in "$$") ;; "$PPID") case "$__ce_c" in sh|dash|bash|ash|busybox) ;; *) __ce_g=;; esac;; *) __ce_g=;; esac',
+        '( umask 077; printf \'%s %s %s\\n\' "$$" "$__ce_t" "$__ce_g" > "$__ce_rec.pid" ) 2>/dev/null',
         'trap \'rm -f "$__ce_rec.pid"\' EXIT',
         f'if [ -e "$__ce_rec.cancelled" ]; then rm -f "$__ce_rec.pid" "$__ce_rec.cancelled"; '
         f"printf '\\n@@CE{nonce}:CANCELLED@@\\n'; exit 0; fi",
     ]
 
 
+def group_sweep_lines(kill_nonce: str, grace: float = 2.0) -> list[str]:
+    """sh lines that end what is left in the recorded process group ($__ce_g) and started with or after the recorded
+    process ($__ce_s), then print one GROUP marker: none, ended or survived, with the count."""
+    report = f"printf '\\n@@CE{kill_nonce}:GROUP:%s:%s@@\\n'"
+    ticks = max(1, int(grace / 0.2))
+    return [
+        '__ce_left=',
+        'case "$__ce_g" in ""|*[!0-9]*|0|1) __ce_g=;; esac',
+        'if [ -n "$__ce_g" ] && [ -n "$__ce_s" ]; then',
+        '  for __ce_f in /proc/[0-9]*/stat; do',
+        '    __ce_p=${__ce_f#/proc/}; __ce_p=${__ce_p%/stat}',
+        '    [ "$__ce_p" = "$$" ] && continue',
+        '    __ce_l=; { read -r __ce_l < "$__ce_f"; } 2>/dev/null || continue',
+        '    set -- ${__ce_l##*[)] }',
+        '    [ "$3" = "$__ce_g" ] && [ "$1" != Z ] && [ "${20}" -ge "$__ce_s" ] 2>/dev/null && __ce_left="$__ce_left $__ce_p"',
+        '  done',
+        'fi',
+        f'if [ -z "$__ce_left" ]; then {report} none 0; exit 0; fi',
+        '__ce_n=0; for __ce_p in $__ce_left; do __ce_n=$((__ce_n + 1)); done',
+        'kill -TERM $__ce_left 2>/dev/null',
+        '__ce_alive() { for __ce_p in $__ce_left; do [ -e "/proc/$__ce_p" ] && { read -r __ce_l < "/proc/$__ce_p/stat"; } '
+        '2>/dev/null && case "${__ce_l##*[)] }" in Z*) ;; *) return 0;; esac; done; return 1; }',
+        f'__ce_w=0; while __ce_alive && [ "$__ce_w" -lt {ticks} ]; do sleep 0.2 2>/dev/null || sleep 1; __ce_w=$((__ce_w + 1)); done',
+        'if __ce_alive; then kill -KILL $__ce_left 2>/dev/null; sleep 0.2 2>/dev/null || sleep 1; fi',
+        f'if __ce_alive; then {report} survived "$__ce_n"; else {report} ended "$__ce_n"; fi',
+    ]
+
+
 def end_script(nonce: str, kill_nonce: str) -> str:
-    """The script that ends a command started with run_record_lines(nonce): tombstone, then its process tree."""
+    """The script that ends a command started with run_record_lines(nonce): tombstone, its process tree, then what is
+    left in its process group (the children of a main process the agent killed)."""
     record = shlex.quote(RUN_RECORD.format(nonce=nonce))
     return '\n'.join([
         f'__ce_rec={record}',
@@ -463,9 +592,44 @@ def end_script(nonce: str, kill_nonce: str) -> str:
         # Tombstones of commands that never arrived (StopInvocation cancelled them) go after a day.
         'find /tmp -maxdepth 1 -name ".cloudexec-run-*.cancelled" -mmin +1440 -exec rm -f {} + 2>/dev/null',
         # Found: the command started (and passed its tombstone check), so neither file is needed any more.
-        '__ce_r=; __ce_s=',
-        'if [ -f "$__ce_rec.pid" ]; then read -r __ce_r __ce_s < "$__ce_rec.pid"; rm -f "$__ce_rec.pid" "$__ce_rec.cancelled"; fi',
-    ]) + '\n' + remote_shell.kill_tree_script('"$__ce_r"', '"$__ce_s"', nonce=kill_nonce)
+        '__ce_r=; __ce_s=; __ce_g=',
+        'if [ -f "$__ce_rec.pid" ]; then read -r __ce_r __ce_s __ce_g < "$__ce_rec.pid"; rm -f "$__ce_rec.pid" "$__ce_rec.cancelled"; fi',
+        '(',
+        remote_shell.kill_tree_script('"$__ce_r"', '"$__ce_s"', nonce=kill_nonce).rstrip('\n'),
+        ')',
+        '(',
+        *group_sweep_lines(kill_nonce),
+        ')',
+        # Its output will not be read any more (removed once nothing can write it).
+        f'rm -rf {shlex.quote(OUT_DIR.format(nonce=nonce))}',
+    ]) + '\n'
+
+
+def parse_group_outcome(output: bytes, kill_nonce: str) -> tuple[str, int] | None:
+    """('none' | 'ended' | 'survived', count) from the group sweep of an end_script, or None."""
+    for match in _GROUP.finditer(output):
+        if match.group(1).decode() == kill_nonce:
+            return match.group(2).decode(), int(match.group(3))
+    return None
+
+
+def describe_end(tree: tuple[str, int] | None, group: tuple[str, int] | None) -> tuple[str, bool]:
+    """(what ending a command did, worrying) from its tree's and its group's outcome; worrying when it may still run."""
+    clause, worrying = remote_shell.describe_kill_outcome(tree)
+    if group is None:
+        return (clause if worrying else f'{clause}, but whether processes it left in its process group still run is '
+                'unknown (the check printed no result)'), True
+    kind, count = group
+    if kind == 'survived':
+        return f'{clause}; {count} process(es) left in its process group outlived SIGKILL', True
+    if kind == 'ended':
+        if tree is not None and tree[0] == remote_shell.KILL_GONE:
+            return (f'it was ended: its main process had already ended (Cloud Assistant kills only that one), and the {count} '
+                    'process(es) it left running in its process group were stopped (SIGTERM, then SIGKILL for any left)'), worrying
+        return f'{clause}; {count} more process(es) left in its process group were ended', worrying
+    if not worrying and tree is not None and tree[0] == remote_shell.KILL_GONE:
+        return 'it is no longer running (nothing is left in its process group)', False
+    return clause, worrying
 
 
 def was_cancelled(output: bytes, nonce: str) -> bool:
@@ -481,9 +645,15 @@ class AssistTransport:
 
     def __init__(self, client: t.Any, auth: alicloud.AlicloudAuth, target: Target, *, log: t.Callable[[str], None] | None = None,
                  poller_factory: t.Callable[..., Poller] = Poller, stats: Stats | None = None, memory: PieceMemory | None = None,
-                 notify: t.Callable[[str, bool], None] | None = None, ledger: RunLedger | None = None) -> None:
+                 notify: t.Callable[[str, bool], None] | None = None, ledger: RunLedger | None = None,
+                 quota_memory: QuotaMemory | None = None) -> None:
         self.client = client
         self.ledger = ledger or RunLedger(None, '')
+        # The output quota in use: the configured one, or a lower one learned on this target (by this task or an earlier one).
+        self.quota_memory = quota_memory or QuotaMemory(None)
+        learned = self.quota_memory.load()
+        self.quota = min(target.output_quota, learned) if learned else target.output_quota
+        self._started_at: dict[str, float] = {}
         self._orphans_checked = False
         # What became of a command that was given up: (text, worrying), worrying when it may still run.
         self.notify = notify or (lambda text, worrying: self.log(text))
@@ -504,9 +674,17 @@ class AssistTransport:
                           working_dir=working_dir, container_id=target.container_id, container_name=target.container_name)
         spec.timeout = min(spec.timeout, ca.TIMEOUT_RANGE[1])
         fields = spec.run_command_fields(self.auth.alicloud_region, [target.instance_id], ca.new_client_token())
-        body = ca.retried_call(self.client, self.auth, 'run_command', ca.ecs_models.RunCommandRequest(**fields),
-                               self.stats.counter, self.poller_factory)
+        try:
+            body = ca.retried_call(self.client, self.auth, 'run_command', ca.ecs_models.RunCommandRequest(**fields),
+                                   self.stats.counter, self.poller_factory)
+        except CloudExecError as exc:
+            if exc.code == 'InvalidInstance.NotMatch':
+                # The API refuses the call when the instance cannot run the command (stopped, or not Linux).
+                raise AssistError(f'Cloud Assistant cannot run commands on {target.describe()}: {exc.code}: {exc.message}; '
+                                  'nothing was run', code=exc.code, remedy=UNREACHABLE_REMEDY, unreachable=True) from None
+            raise
         self.stats.commands += 1
+        self._started_at[str(body.invoke_id)] = time.monotonic()
         return str(body.invoke_id)
 
     def start_many(self, scripts: list[str], timeout: int) -> list[str]:
@@ -526,7 +704,8 @@ class AssistTransport:
         backoff = Backoff(initial=self.target.poll_initial, factor=1.6, cap=max(self.target.poll_max, self.target.poll_initial),
                           jitter=0.2)
         poller = self.poller_factory(deadline, backoff=backoff, what=f'the command on {self.target.describe()}')
-        first = [True]
+        # An invocation started a while ago (a page started ahead of the one waited for) is checked at once.
+        first = [time.monotonic() - self._started_at.get(invoke_id, time.monotonic()) < self.target.poll_initial]
 
         def probe() -> t.Any:
             if first[0]:
@@ -554,8 +733,10 @@ class AssistTransport:
                 ended, dummy = self.end_command(invoke_id, nonce)
             else:
                 problem = ca.stop(self.client, self.auth, invoke_id, self.stats.counter, self.poller_factory)
-                ended = f'invocation {invoke_id} was stopped with StopInvocation' if problem is None else \
-                    f'stopping invocation {invoke_id} failed ({problem}); it may still run'
+                # StopInvocation cancels a run that has not started; a started one may go on (API reference) or lose only
+                # its main process (the agent): never say it stopped.
+                ended = (f'StopInvocation was sent for invocation {invoke_id}; if it had started, it may still be running'
+                         if problem is None else f'stopping invocation {invoke_id} failed ({problem}); it may still be running')
             raise AssistError(f'The command did not finish within command_timeout ({deadline:g} s) on {self.target.describe()}; '
                               f'{ended}', code='CommandTimeout', deadline=True, may_have_run=True,
                               remedy='Raise command_timeout (ansible_ali_assist_command_timeout) for long commands, '
@@ -567,7 +748,8 @@ class AssistTransport:
         StopInvocation cancels a run that has not started. Alibaba's API reference says it does not interrupt
         a one-shot run that has, and the agent kills only the script's main process (aliyun_assist_client
         agent/taskengine), so background children would survive either way: a second RunCommand leaves a
-        tombstone (the command, should it start later, runs nothing) and ends the recorded process tree.
+        tombstone (the command, should it start later, runs nothing), ends the recorded process tree, and then
+        what is left in the command's process group (the children of a main process the agent killed).
         """
         if invoke_id:
             problem = ca.stop(self.client, self.auth, invoke_id, self.stats.counter, self.poller_factory)
@@ -579,7 +761,7 @@ class AssistTransport:
             raw = self.check(result, raw)
         except CloudExecError as exc:
             return f'it may still be running: ending it failed ({exc})', True
-        return remote_shell.describe_kill_outcome(remote_shell.parse_kill_outcome(raw, kill_nonce))
+        return describe_end(remote_shell.parse_kill_outcome(raw, kill_nonce), parse_group_outcome(raw, kill_nonce))
 
     def run_script(self, script: str, timeout: int | None = None, working_dir: str | None = None,
                    nonce: str | None = None) -> tuple[ca.InstanceResult, bytes]:
@@ -710,15 +892,17 @@ class AssistTransport:
              resend: bool = True) -> tuple[int, bytes, bytes]:
         """Run a shell command line with optional stdin; (rc, stdout, stderr) exactly as the command wrote them."""
         nonce = remote_shell.new_nonce()
-        wd = self.target.working_dir
+        # Cloud Assistant ignores WorkingDir in a container (API reference, ContainerId): the wrapper changes directory itself.
+        wd = None if self.target.in_container else self.target.working_dir
         script = self._command_script(command, stdin, nonce, prelude=[])
         staged = None
         if script is None:
             staged, script = self._staged_command(command, stdin or b'', nonce)
         result, output = self.run_script(script, timeout, working_dir=wd, nonce=nonce)
         if result.dropped:
-            raise AssistError(f'Cloud Assistant cut {result.dropped} bytes of the framed output on {self.target.describe()}',
-                              code='OutputDropped', may_have_run=True, remedy='The instance needs a writable temp directory (mktemp)')
+            output = self._recover_output(result, output, nonce)
+        elif parse_kept(output, nonce):
+            self._remove_later(OUT_DIR.format(nonce=nonce))
         if was_cancelled(output, nonce):
             raise AssistError(f'The command on {self.target.describe()} was cancelled before it started; nothing ran',
                               code='CommandCancelled', remedy='Run the task again')
@@ -741,7 +925,49 @@ class AssistTransport:
             raise AssistError(f'The command on {self.target.describe()} ended without its end marker (output: '
                               f'{output[-300:].decode("utf-8", "replace")!r})', code='FramingLost', may_have_run=True,
                               remedy='The instance must have /bin/sh; check the output above')
+        if parsed.outcome == remote_shell.CHDIR_FAILED:
+            raise AssistError(f'{self.target.describe()}: working_dir {self.target.working_dir} does not exist in the container; '
+                              'nothing was run', code='DirectoryNotExists',
+                              remedy='Set working_dir (ansible_ali_assist_working_dir) to an existing absolute directory in the container')
         return parsed.rc, parsed.stdout, parsed.stderr
+
+    # ---- the output quota
+
+    def learn_quota(self, kept: int, dropped: int, strict: bool = False) -> None:
+        """The service cut output: it keeps `kept` bytes, fewer than assumed. Use (and remember) that from now on.
+
+        strict: the output cut was sized to fit the quota in use, so only a lower quota can help.
+        """
+        if kept < LEARN_FLOOR or (strict and kept >= self.quota):
+            raise AssistError(f'Cloud Assistant kept only {kept} bytes of output on {self.target.describe()} and dropped {dropped}; '
+                              f'no smaller reading can help (assumed quota {self.quota} bytes)', code='OutputDropped',
+                              may_have_run=True, remedy='Set output_quota (ansible_ali_assist_output_quota) to the quota of the '
+                                                        f'service, at least {MIN_QUOTA} bytes, and report this if it persists')
+        self.log(f'Cloud Assistant kept {kept} bytes of output and dropped {dropped}: output quota {self.quota} -> {kept} bytes')
+        self.quota = min(self.quota, kept)
+        self.quota_memory.save(self.quota)
+
+    def _recover_output(self, result: ca.InstanceResult, output: bytes, nonce: str) -> bytes:
+        """The framed output the service cut, read again from the file the wrapper kept (the command does not run again)."""
+        out_dir = OUT_DIR.format(nonce=nonce)
+        try:
+            self.learn_quota(len(output), result.dropped)
+            found = self._remote_file(f'{out_dir}/out')
+        finally:
+            self._remove_later(out_dir)
+        if found is None:
+            raise AssistError(f'Cloud Assistant cut {result.dropped} bytes of the output on {self.target.describe()}, and the output '
+                              'was not kept in a file (no writable /tmp)', code='OutputDropped', may_have_run=True,
+                              remedy='The instance needs a writable /tmp')
+        self.stats.outputs_recovered += 1
+        return found
+
+    def _remove_later(self, path: str) -> None:
+        """Remove a kept output directory on the target without waiting for it (its result changes nothing)."""
+        try:
+            self.start(f'rm -rf {shlex.quote(path)}\n', timeout=30)
+        except CloudExecError as exc:
+            self.log(f'removing {path} on the target failed: {exc}')
 
     def _staged_command(self, command: str, stdin: bytes, nonce: str) -> tuple[Staged, str]:
         """Send stdin's pieces and return the command script that joins them and reads them as its stdin."""
@@ -756,8 +982,7 @@ class AssistTransport:
         raise AssistError(f'The command line alone is larger than the RunCommand limit of {ca.CONTENT_LIMIT} bytes after Base64',
                           code='CmdContent.ExceedLimit', remedy='Put long scripts in a file (copy or template) and run the file')
 
-    @staticmethod
-    def _command_script(command: str, stdin: bytes | None, nonce: str, prelude: list[str]) -> str | None:
+    def _command_script(self, command: str, stdin: bytes | None, nonce: str, prelude: list[str]) -> str | None:
         """The whole RunCommand script, or None when it does not fit the content limit."""
         via = None
         if stdin is not None:
@@ -765,27 +990,24 @@ class AssistTransport:
             via = remote_shell.stdin_method(stdin, nonce)
             if via == remote_shell.STDIN_HEREDOC and not stdin.isascii():
                 via = remote_shell.STDIN_BASE64
-        inner = remote_shell.wrap(command, nonce, stdin=stdin, stdin_via=via)
-        script = '\n'.join(run_record_lines(nonce) + prelude + spill_wrapper(inner, nonce)) + '\n'
+        chdir = self.target.working_dir if self.target.in_container else None
+        inner = remote_shell.wrap(command, nonce, stdin=stdin, stdin_via=via, chdir=chdir)
+        script = '\n'.join(run_record_lines(nonce) + prelude + spill_wrapper(inner, nonce, self.quota)) + '\n'
         if not fits(script):
             return None
         return script
 
     def read_pages(self, path: str, size: int, digest: str) -> bytes:
-        """A file on the target (the spilled output) read back page by page (all started at once), verified, then removed."""
-        count = max(1, -(-size // PAGE))
-        invokes = self.start_many([page_script(path, index) for index in range(count)], 60)
-        self.stats.pages += count
-        data = bytearray()
-        for invoke_id in invokes:
-            data += base64.b64decode(self.check(*self.wait(invoke_id, 120)))
-        # Clean up without waiting: its result changes nothing.
-        self.start(f'rm -f {shlex.quote(path)}\n', timeout=30)
+        """A file on the target (the spilled output) read back page by page, verified, then removed."""
+        try:
+            data = self.read_file(path, size)
+        finally:
+            self._remove_later(path.rsplit('/', 1)[0] if path.startswith('/tmp/.cloudexec-out-') else path)
         if len(data) != size or (digest != 'size' and hashlib.sha256(data).hexdigest() != digest):
             raise AssistError(f'The output read back from {self.target.describe()} is damaged ({len(data)} of {size} bytes, or a checksum '
                               'mismatch)', code='ChecksumMismatch', may_have_run=True, remedy='Retry; report it with -vvv output if it persists')
-        self.log(f'read {size} bytes of output back in {count} page(s)')
-        return bytes(data)
+        self.log(f'read {size} bytes of output back')
+        return data
 
     # ---- files
 
@@ -820,37 +1042,71 @@ class AssistTransport:
                               remedy='Check that the directory exists and is writable by the Cloud Assistant user')
         return {'bytes': len(data), 'pieces': len(staged.parts), 'sent': len(pieces), 'sha256': staged.digest}
 
-    def fetch_file(self, in_path: str, out_path: str) -> dict[str, t.Any]:
-        """Copy in_path from the target to a local file, page by page, verified."""
-        quoted = shlex.quote(in_path)
+    def _remote_file(self, path: str) -> bytes | None:
+        """A regular file's bytes on the target, read in pages and checked against its SHA-256; None when it is missing."""
+        quoted = shlex.quote(path)
         script = (f'if [ -f {quoted} ] && [ -r {quoted} ]; then printf "%s:" "$(wc -c < {quoted} | tr -d " ")"; '
                   f'{_SHA256.format(path=quoted)}; else echo missing; fi\n')
         result, output = self.run_script(script, 120)
         del result
         text = output.decode('utf-8', 'replace').strip()
         if text == 'missing' or ':' not in text:
-            raise RemoteFileMissing(f'{in_path} does not exist or is not a readable file on {self.target.describe()}', code='FileNotFound')
+            return None
         size_text, digest = text.split(':', 1)
         size = int(size_text)
-        data = self.read_file(in_path, size) if size else b''
+        data = self.read_file(path, size) if size else b''
         if len(data) != size or (digest != 'size' and hashlib.sha256(data).hexdigest() != digest):
-            raise AssistError(f'{in_path} changed or arrived damaged while fetching ({len(data)} of {size} bytes)', code='ChecksumMismatch',
+            raise AssistError(f'{path} changed or arrived damaged while reading it from {self.target.describe()} '
+                              f'({len(data)} of {size} bytes)', code='ChecksumMismatch',
                               remedy='Retry when the file is no longer being written')
+        return data
+
+    def fetch_file(self, in_path: str, out_path: str) -> dict[str, t.Any]:
+        """Copy in_path from the target to a local file, page by page, verified."""
+        pages_before = self.stats.pages
+        data = self._remote_file(in_path)
+        if data is None:
+            raise RemoteFileMissing(f'{in_path} does not exist or is not a readable file on {self.target.describe()}', code='FileNotFound')
         partial = f'{out_path}.cloudexec-part'
         with open(partial, 'wb') as target:
             target.write(data)
         os.replace(partial, out_path)
-        return {'bytes': size, 'pages': max(1, -(-size // PAGE)), 'sha256': digest}
+        return {'bytes': len(data), 'pages': self.stats.pages - pages_before, 'sha256': hashlib.sha256(data).hexdigest()}
 
     def read_file(self, path: str, size: int) -> bytes:
-        """A remote file's bytes, pages started all at once."""
-        count = -(-size // PAGE)
-        invokes = self.start_many([page_script(path, index) for index in range(count)], 60)
-        self.stats.pages += count
+        """The first `size` bytes of a remote file, in pages that fit the output quota, up to PAGE_WINDOW started ahead.
+
+        A page the service cut (a quota lower than assumed) teaches the transport the real quota; the rest is then read
+        again in smaller pages. Reading changes nothing on the target, so a page can always be read again.
+        """
         data = bytearray()
-        for invoke_id in invokes:
-            data += base64.b64decode(self.check(*self.wait(invoke_id, 120)))
+        while len(data) < size:
+            ranges = collections.deque(page_ranges(len(data), size, page_size(self.quota)))
+            ahead: collections.deque[tuple[tuple[int, int], str]] = collections.deque()
+            while ranges or ahead:
+                self._start_ahead(path, ranges, ahead)
+                (offset, length), invoke_id = ahead.popleft()
+                result, raw = self.wait(invoke_id, 120)
+                raw = self.check(result, raw)
+                if result.dropped:
+                    # The pages started ahead are left to end: they only read.
+                    self.learn_quota(len(raw), result.dropped, strict=True)
+                    break
+                chunk = base64.b64decode(raw)
+                if len(chunk) != length:
+                    raise AssistError(f'{path} on {self.target.describe()} changed while it was read ({len(chunk)} bytes at offset '
+                                      f'{offset} instead of {length})', code='ChecksumMismatch',
+                                      remedy='Retry when the file is no longer being written')
+                data += chunk
         return bytes(data)
+
+    def _start_ahead(self, path: str, ranges: collections.deque, ahead: collections.deque) -> None:
+        """Start pages until PAGE_WINDOW are in flight (PARALLEL_STARTS at least at a time, so the starts overlap)."""
+        room = PAGE_WINDOW - len(ahead)
+        if ranges and (not ahead or room >= PARALLEL_STARTS):
+            batch = [ranges.popleft() for dummy in range(min(room, len(ranges)))]
+            ahead.extend(zip(batch, self.start_many([range_script(path, offset, length) for offset, length in batch], 60)))
+            self.stats.pages += len(batch)
 
 
 class RemoteFileMissing(AssistError):

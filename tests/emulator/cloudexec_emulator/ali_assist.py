@@ -2,22 +2,29 @@
 """Alibaba Cloud Assistant (ECS 2014-05-26): commands, invocations and file pushes run in instance sandboxes.
 
 The actions register into :data:`ali_ecs.ACTIONS`. An invocation runs one asyncio task per instance:
-Pending (delivery), then the instance and its agent are checked as the service does when it hands the
-task over (a stopped instance or an offline agent gives ``Aborted`` with ``InstanceNotRunning`` /
-``ClientNotRunning``: the API call itself succeeds), then the script runs as a real process in the
-instance's sandbox (``sh -c <script file>``, stdout and stderr in one buffer, the last 24 KB kept and the
-rest counted in ``Dropped``), ending in Success, Failed (``ExitCodeNonzero``), Timeout
-(``ExecutionTimeout``, process group killed) or Terminated (StopInvocation). The overall status follows
-the rules of the DescribeInvocations reference (Pending > Scheduled > Running > Stopping, then Success /
-Failed / Stopped / PartialFailed).
+Pending (delivery), then the agent is checked as the service does when it hands the task over (an offline
+agent gives ``Aborted`` with ``ClientNotRunning``: the API call itself succeeds), then the script runs as a
+real process in the instance's sandbox, the way the Cloud Assistant agent runs it (aliyun_assist_client,
+read at 2.2.3.578; /work/research/issue9-alibaba.md section A):
+
+- ``sh -c <script file>`` in a process group of its own, stdout and stderr in one buffer (agent/util/process,
+  agent/taskengine/host/processor.go);
+- output reported as the agent reports it (:class:`OutputReport`, agent/taskengine/basetask.go): a head streamed
+  while the script runs, then the tail of the rest up to the quota, the middle counted in ``Dropped``;
+- on timeout and on StopInvocation only the main process is killed (SIGKILL), after a normal finish nothing is:
+  background children live on (agent/util/process/process.go);
+- exit codes as the agent reports them: 1 on timeout, 0 when stopped, -1 for a death by signal.
+
+Requests are checked as the API reference says (section B): content size after parameter substitution,
+custom parameters, schedules, containers, and instances that cannot run the command (``InvalidInstance.NotMatch``).
+Each check names its source where it is defined.
 
 What the emulator cannot do, and does instead (see README "Cloud Assistant"):
 - Username is recorded and returned but the process runs as the emulator's user.
 - Windows instances: RunBatScript/RunPowerShellScript content runs under ``sh`` (so only portable
-  one-liners such as ``echo`` behave); RunShellScript on Windows, and Bat/PowerShell on Linux, end
-  ``Invalid`` with ``CommandNotApplicable``.
+  one-liners such as ``echo`` behave).
 - Containers (ContainerId/ContainerName) get a sub-sandbox per container, created on first use.
-- RepeatMode Period runs ``rate(<n><s|m|h|d>)`` frequencies on a timer; cron and ``at(...)`` are
+- RepeatMode Period runs ``rate(...)`` frequencies on a timer; cron and ``at(...)`` are checked and
   accepted and stay Scheduled without running; NextRebootOnly/EveryReboot stay Scheduled.
 """
 from __future__ import annotations
@@ -31,6 +38,7 @@ import json
 import os
 import re
 import secrets
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,30 +47,54 @@ from .ali_ecs import ACTIONS, _region, _uses_token_paging
 from .aliparams import int_param, iso_time, number_page, repeat_list, token_page
 from .context import CallContext, EmulatorState
 from .errors import ApiError
-from .sandbox import sandbox_dir
-from .world import EcsInstance
+from .sandbox import STDERR, sandbox_dir
+from .world import AssistSettings, EcsInstance
 
 EXTENSION_KEY = 'ali-assist'
 
-# Limits of the service (alibaba.md: confirmed from the SDK and the API reference).
+# Limits of the service (alibaba.md; issue9-alibaba.md B1-B5).
 MAX_INSTANCES = 100
 MAX_SEND_FILE_INSTANCES = 50
 MAX_STOP_INSTANCES = 50
-CONTENT_LIMIT = 24 * 1024          # CommandContent, counted after Base64
+# CommandContent after Base64, custom parameters substituted: 24 KB for RunCommand, 18 KB for a kept command
+# (RunCommand KeepCommand=true, CreateCommand) and for InvokeCommand's content with its parameters (GOSDK
+# run_command_request_model.go / create_command_request_model.go of 2025-10; DOCS25 InvokeCommand Parameters).
+# PYSDK 7.11.8 says 24 KB throughout: the stricter 18 KB is used where the sources differ.
+CONTENT_LIMIT = 24 * 1024
+KEPT_CONTENT_LIMIT = 18 * 1024
 SEND_FILE_LIMIT = 32 * 1024        # SendFile Content, counted after Base64
-OUTPUT_LIMIT = 24 * 1024           # output kept per execution; the rest is reported in Dropped
 MAX_PAGE = 50                      # MaxResults/PageSize of the Describe* calls here
 TIMEOUT_RANGE = (1, 86400)
+INVOKE_MIN_TIMEOUT = 10            # InvokeCommand Timeout "must be at least 10 seconds" (PYSDK/DOCS25); code not found
 DEFAULT_TIMEOUT = 60
+# Custom parameters (PYSDK _run_command_request.py / _invoke_command_request.py, command_content and parameters):
+MAX_PARAMETER_VALUES = 10          # 0..10 key/value pairs per call
+MAX_PARAMETER_KEY = 64             # a key is non-empty, at most 64 characters
+MAX_DEFINED_PARAMETERS = 20        # {{name}} parameters a command may define
+BUILTIN_PARAMETERS = ('ACS::RegionId', 'ACS::AccountId', 'ACS::InstanceId', 'ACS::InstanceName', 'ACS::InvokeId',
+                      'ACS::CommandId')
+# Schedules (PYSDK/DOCS25 frequency): rate() between 60 s and 7 days and above Timeout; cron at least 10 s apart.
+RATE_RANGE = (60, 7 * 86400)
+CRON_MIN_INTERVAL = 10
 # How long the service takes to hand a task to the agent; short, so tests see Pending only briefly.
 DELIVERY_SECONDS = 0.05
-DRAIN_GRACE_SECONDS = 1.0
+
+# The agent's output reporting (aliyun_assist_client agent/taskengine/basetask.go, Task.Run and getReportString):
+HEAD_QUOTA = 6000                  # defaultQuotoPre: running output is streamed while less than this was sent
+READ_CHUNK = 2048                  # tryRead's buffer: at most this much per tick
+TICK_SECONDS = 1.0                 # Output.Interval, raised by the agent to 1000 ms at least
+# After the main process exits the agent sleeps 200 ms for late output and reports (agent/util/process/process.go
+# SyncRun: command.Process.Wait(), not Cmd.Wait(), so it never waits for the pipes to close).
+LATE_OUTPUT_SECONDS = 0.2
 
 COMMAND_TYPES = ('RunShellScript', 'RunBatScript', 'RunPowerShellScript')
-REPEAT_MODES = ('Once', 'Period', 'NextRebootOnly', 'EveryReboot')
+# DryRun prechecks parameters, the instance and its agent, and runs nothing (PYSDK RunCommand repeat_mode).
+REPEAT_MODES = ('Once', 'Period', 'NextRebootOnly', 'EveryReboot', 'DryRun')
+SCHEDULED_MODES = ('Period', 'NextRebootOnly', 'EveryReboot')
 FINAL = frozenset(('Success', 'Failed', 'Error', 'Timeout', 'Cancelled', 'Terminated', 'Invalid', 'Aborted'))
 FAILED_CLASS = frozenset(('Failed', 'Error', 'Timeout', 'Invalid', 'Aborted'))
 STOPPED_CLASS = frozenset(('Cancelled', 'Terminated'))
+FINAL_OVERALL = frozenset(('Success', 'Failed', 'PartialFailed', 'Stopped'))
 
 ERROR_INFO = {
     'InstanceNotExists': 'the specified instance does not exists',
@@ -77,8 +109,15 @@ ERROR_INFO = {
     'InvalidFileMode': 'the file mode is not valid',
 }
 
-_PARAM_RE = re.compile(r'\{\{\s*([A-Za-z0-9_\-:]+)\s*\}\}')
-_RATE_RE = re.compile(r'^rate\((\d+)([smhd])\)$')
+# A {{name}} placeholder; which names are valid is checked apart (_defined_parameters).
+_PARAM_RE = re.compile(r'\{\{\s*([^{}\s]+)\s*\}\}')
+_PARAM_NAME_RE = re.compile(r'^[A-Za-z0-9_-]+$')
+# The agent's own rate pattern (agent/timermanager/ratescheduled.go): case-insensitive, spaces allowed.
+_RATE_RE = re.compile(r'^rate\s*\((\d+)\s*([smhd])\)$', re.IGNORECASE)
+_AT_RE = re.compile(r'^at\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?: ([A-Za-z_/+\-:0-9]+))?\)$')
+_CONTAINER_ID_RE = re.compile(r'^(?:(?:docker|containerd|cri-o)://)?[0-9a-fA-F]{64}$')
+# The API's ContainerName format is in no source read; the agent's check is this (agent/taskengine/docker/processor.go).
+_CONTAINER_NAME_RE = re.compile(r'^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$')
 _RATE_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400}
 # Signature and transport parameters are not part of "the same request" for ClientToken idempotency.
 _NOT_REQUEST = frozenset(('Signature', 'SignatureNonce', 'SignatureMethod', 'SignatureVersion', 'SignatureType', 'Timestamp',
@@ -109,13 +148,66 @@ class Command:
 
     @property
     def parameter_names(self) -> list[str]:
+        """The custom parameters the content defines (names are case-insensitive: the first spelling is kept)."""
         if not self.enable_parameter:
             return []
-        names: list[str] = []
+        names: dict[str, str] = {}
         for name in _PARAM_RE.findall(self.content):
-            if not name.startswith('ACS::') and name not in names:
-                names.append(name)
-        return names
+            if not name.lower().startswith('acs::'):
+                names.setdefault(name.lower(), name)
+        return list(names.values())
+
+
+class OutputReport:
+    """One execution's output as the agent reports it (aliyun_assist_client agent/taskengine/basetask.go).
+
+    The agent reads the merged stdout/stderr buffer once per tick, at most READ_CHUNK bytes. While less than
+    HEAD_QUOTA bytes were sent it posts what it read as running output (the head; Task.Run's goroutine), after
+    that what it reads is kept for the final report; periodic tasks and container runs send no head at all. At
+    the end everything still unread joins the kept part, and the final report sends its last quota-minus-head
+    bytes (getReportString): the service's Output is head + tail, and Dropped counts the middle. The slicing is
+    on raw bytes. On cancel (Task.Cancel) the stopped report carries what was kept by then, the unread rest never.
+
+    A quota below the agent's floor (agent_min_quota lowered in the world) could be smaller than the head: the
+    agent's arithmetic would go negative there, so the head is cut at the quota and nothing of the rest is kept.
+    """
+
+    def __init__(self, quota: int, stream_head: bool) -> None:
+        self.quota = quota
+        self.stream_head = stream_head
+        self.unread = bytearray()
+        self.head = bytearray()
+        self.kept = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.unread += data
+
+    def tick(self) -> None:
+        """One tick of the running-output goroutine."""
+        if not self.stream_head:
+            return
+        chunk = bytes(self.unread[:READ_CHUNK])
+        del self.unread[:READ_CHUNK]
+        if len(self.head) <= HEAD_QUOTA:
+            room = max(0, self.quota - len(self.head))
+            self.head += chunk[:room]
+            self.kept += chunk[room:]
+        else:
+            self.kept += chunk
+
+    def _report(self, rest: bytes) -> tuple[bytes, int]:
+        budget = max(0, self.quota - len(self.head))
+        if len(rest) <= budget:
+            return bytes(self.head) + rest, 0
+        return bytes(self.head) + (rest[len(rest) - budget:] if budget else b''), len(rest) - budget
+
+    def final(self) -> tuple[bytes, int]:
+        """(Output, Dropped) of the final report (finished, timeout or error)."""
+        return self._report(bytes(self.kept + self.unread))
+
+    def stopped(self) -> tuple[bytes, int]:
+        """(Output, Dropped) of the stopped report Task.Cancel sends before it kills."""
+        return self._report(bytes(self.kept))
 
 
 @dataclass
@@ -136,6 +228,9 @@ class InstanceRun:
     process: Any = None
     task: asyncio.Task | None = None
     stop_requested: bool = False
+    # The current execution's output as the agent reports it, and whether its final report was made.
+    report: OutputReport | None = None
+    reported: bool = False
 
     def set(self, status: str, error_code: str = '') -> None:
         self.status = status
@@ -170,6 +265,16 @@ class Invocation:
     @property
     def status(self) -> str:
         return overall_status([r.status for r in self.runs])
+
+    @property
+    def in_container(self) -> bool:
+        return bool(self.container_id or self.container_name)
+
+    @property
+    def timed(self) -> bool:
+        """DescribeInvocations' Timed: a scheduled invocation still active (PYSDK _describe_invocations_request.py:
+        true = Period/NextRebootOnly/EveryReboot, false = Once and what was cancelled, stopped or finished)."""
+        return self.repeat_mode in SCHEDULED_MODES and self.status not in FINAL_OVERALL
 
 
 @dataclass
@@ -264,14 +369,17 @@ def _instances(ctx: CallContext, region: str, ids: list[str]) -> list[EcsInstanc
     return found
 
 
-def _content(ctx: CallContext, name: str = 'CommandContent', encoding_name: str = 'ContentEncoding', limit: int = CONTENT_LIMIT,
-             too_long: str = 'CmdContent.ExceedLimit', bad: str = 'CmdContent.DecodeError') -> bytes:
+def _content(ctx: CallContext, limit: int, name: str = 'CommandContent', encoding_name: str = 'ContentEncoding',
+             too_long: str = 'CmdContent.ExceedLimit', bad: str = 'CmdContent.DecodeError', default_encoding: str = 'PlainText') -> bytes:
     raw = ctx.params.get(name)
     if raw is None or raw == '':
         raise ApiError(f'MissingParam.{name}', f'The parameter {name} is required.', 400)
     raw = str(raw)
-    # An unknown encoding counts as PlainText, as the API reference says.
-    if str(ctx.param(encoding_name, 'PlainText')).lower() == 'base64':
+    # An unknown encoding counts as the default: PlainText for RunCommand, Base64 for CreateCommand (PYSDK content_encoding).
+    encoding = str(ctx.param(encoding_name, default_encoding)).lower()
+    if encoding not in ('base64', 'plaintext'):
+        encoding = default_encoding.lower()
+    if encoding == 'base64':
         if len(raw) > limit:
             raise ApiError(too_long, f'The length of {name} exceeds the upper limit of {limit} bytes after Base64 encoding.', 403)
         try:
@@ -284,7 +392,7 @@ def _content(ctx: CallContext, name: str = 'CommandContent', encoding_name: str 
     return data
 
 
-def _timeout(ctx: CallContext, default: int) -> int:
+def _timeout(ctx: CallContext, default: int, low: int = TIMEOUT_RANGE[0]) -> int:
     raw = ctx.param('Timeout')
     if raw is None:
         return default
@@ -292,8 +400,9 @@ def _timeout(ctx: CallContext, default: int) -> int:
         value = int(raw)
     except (TypeError, ValueError) as exc:
         raise ApiError('InvalidTimeout.ExceedLimit', 'The specified Timeout is not valid.', 403) from exc
-    if not TIMEOUT_RANGE[0] <= value <= TIMEOUT_RANGE[1]:
-        raise ApiError('InvalidTimeout.ExceedLimit', f'The Timeout must be between {TIMEOUT_RANGE[0]} and {TIMEOUT_RANGE[1]} seconds.', 403)
+    # The reference gives no upper bound and no code (issue9-alibaba.md B2): these are the emulator's.
+    if not low <= value <= TIMEOUT_RANGE[1]:
+        raise ApiError('InvalidTimeout.ExceedLimit', f'The Timeout must be between {low} and {TIMEOUT_RANGE[1]} seconds.', 403)
     return value
 
 
@@ -311,7 +420,30 @@ def _command_type(ctx: CallContext) -> str:
     return value
 
 
+def _defined_parameters(content: str, enabled: bool) -> None:
+    """The {{name}} parameters a command defines (PYSDK RunCommand/CreateCommand command_content): at most 20,
+    names of [A-Za-z0-9_-] up to 64 bytes, the acs:: prefix kept for the built-ins. Codes: DOCS21 CreateCommand."""
+    if not enabled:
+        return
+    custom: set[str] = set()
+    for name in _PARAM_RE.findall(content):
+        if name.lower().startswith('acs::'):
+            if name.lower() not in {b.lower() for b in BUILTIN_PARAMETERS}:
+                raise ApiError('CmdParam.InvalidParamName', f'The parameter name {name} is not valid: the acs:: prefix is reserved '
+                               'for built-in parameters.', 403)
+            continue
+        if len(name.encode('utf-8')) > MAX_PARAMETER_KEY:
+            raise ApiError('CmdParamName.ExceedLimit', f'The parameter name {name[:20]}... is longer than {MAX_PARAMETER_KEY} bytes.', 403)
+        if not _PARAM_NAME_RE.match(name):
+            raise ApiError('CmdParam.InvalidParamName', f'The parameter name {name} is not valid: use letters, digits, _ and -.', 403)
+        custom.add(name.lower())
+    if len(custom) > MAX_DEFINED_PARAMETERS:
+        # The limit is documented; its error code is in no source read.
+        raise ApiError('ParameterCount.ExceedLimit', f'The command defines {len(custom)} parameters, more than {MAX_DEFINED_PARAMETERS}.', 403)
+
+
 def _parameters(ctx: CallContext, command: Command) -> dict[str, str]:
+    """The custom parameter values of RunCommand/InvokeCommand (PYSDK parameters; codes: DOCS25 InvokeCommand)."""
     raw = ctx.param('Parameters')
     values: dict[str, str] = {}
     if raw is not None:
@@ -321,26 +453,141 @@ def _parameters(ctx: CallContext, command: Command) -> dict[str, str]:
             raise ApiError('InvalidParameter.Parameters', 'The specified Parameters is not a JSON object.', 400) from exc
         if not isinstance(parsed, dict):
             raise ApiError('InvalidParameter.Parameters', 'The specified Parameters is not a JSON object.', 400)
-        values = {str(k): '' if v is None else str(v) for k, v in parsed.items()}
-    if values and not command.enable_parameter:
-        raise ApiError('Parameter.Disabled', 'Custom parameters are disabled for this command: set EnableParameter to true.', 403)
-    missing = [n for n in command.parameter_names if n not in values]
+        if parsed and not command.enable_parameter:
+            raise ApiError('Parameter.Disabled', 'Custom parameters are disabled for this command: set EnableParameter to true.', 400)
+        if len(parsed) > MAX_PARAMETER_VALUES:
+            raise ApiError('ParameterCount.ExceedLimit', f'At most {MAX_PARAMETER_VALUES} custom parameters may be given, not {len(parsed)}.', 403)
+        for key, value in parsed.items():
+            if not key:
+                raise ApiError('InvalidParameter.Parameters', 'A parameter key is empty.', 400)
+            if len(key) > MAX_PARAMETER_KEY:
+                raise ApiError('ParameterKey.ExceedLimit', f'The parameter key {key[:20]}... is longer than {MAX_PARAMETER_KEY} characters.', 403)
+            if key.lower() in {k.lower() for k in values}:
+                raise ApiError('ParameterKey.Duplicate', f'The parameter {key} is given twice (names are case-insensitive).', 403)
+            if not isinstance(value, str):
+                raise ApiError('ParameterType.NotSupported', f'The value of parameter {key} must be a string.', 403)
+            values[key] = value
+    defined = {name.lower() for name in command.parameter_names}
+    extra = [key for key in values if key.lower() not in defined]
+    if extra:
+        raise ApiError('Parameter.NotMatched', f'The parameters {", ".join(extra)} are not defined in the command.', 403)
+    given = {key.lower() for key in values}
+    missing = [name for name in command.parameter_names if name.lower() not in given]
     if missing:
-        raise ApiError('Parameter.Missing', f'The command needs values for the parameters: {", ".join(missing)}.', 400)
+        raise ApiError('Parameter.MissingValue', f'The command needs values for the parameters: {", ".join(missing)}.', 400)
     return values
 
 
-def _repeat(ctx: CallContext) -> tuple[str, str]:
+def rate_seconds(frequency: str) -> int | None:
+    """The interval of a rate(...) frequency in seconds, or None when it is not one."""
+    match = _RATE_RE.match(frequency.strip())
+    return int(match.group(1)) * _RATE_UNITS[match.group(2).lower()] if match else None
+
+
+def _cron_values(field_text: str, low: int, high: int) -> list[int]:
+    """The values a seconds/minutes/hours cron field allows: *, n, a-b, with /step, in comma lists."""
+    found: set[int] = set()
+    for part in field_text.split(','):
+        base, _slash, step_text = part.partition('/')
+        step = int(step_text) if step_text else 1
+        if base in ('*', '?'):
+            first, last = low, high
+        elif '-' in base:
+            first, last = (int(x) for x in base.split('-', 1))
+        else:
+            first = int(base)
+            last = high if step_text else first
+        if step < 1 or not low <= first <= last <= high:
+            raise ValueError(part)
+        found.update(range(first, last + 1, step))
+    return sorted(found)
+
+
+def cron_min_interval(expression: str) -> int:
+    """The shortest gap in seconds between two runs of a cron expression (`<sec> <min> <hour> <dom> <month> <dow>
+    [<year>] [<tz>]`), from its second, minute and hour fields (the day fields only lengthen gaps). ValueError
+    when those fields do not parse."""
+    fields = expression.split()
+    if not 6 <= len(fields) <= 8:
+        raise ValueError(expression)
+    seconds = _cron_values(fields[0], 0, 59)
+    minutes = _cron_values(fields[1], 0, 59)
+    hours = _cron_values(fields[2], 0, 23)
+    times = sorted(h * 3600 + m * 60 + sec for h in hours for m in minutes for sec in seconds)
+    gaps = [b - a for a, b in zip(times, times[1:])] + [times[0] + 86400 - times[-1]]
+    return min(gaps)
+
+
+def _repeat(ctx: CallContext, timeout: int) -> tuple[str, str]:
+    """RepeatMode and Frequency (PYSDK/DOCS25 repeat_mode and frequency; codes: DOCS25 InvokeCommand)."""
     mode = str(ctx.param('RepeatMode', 'Once'))
     if mode not in REPEAT_MODES:
-        raise ApiError('InvalidRepeatMode', f'The specified RepeatMode {mode} is not valid.', 400)
-    frequency = str(ctx.param('Frequency', '') or '')
-    if mode == 'Period':
-        if not frequency:
-            raise ApiError('MissingParam.Frequency', 'A Frequency is required when RepeatMode is Period.', 400)
-        if not (_RATE_RE.match(frequency) or frequency.startswith('at(') or len(frequency.split()) in (6, 7)):
-            raise ApiError('InvalidParam.Frequency', f'The specified Frequency {frequency} is not valid.', 400)
+        raise ApiError('InvalidRepeatMode.NotFound', f'The specified RepeatMode {mode} does not exist.', 404)
+    frequency = str(ctx.param('Frequency', '') or '').strip()
+    # "If Frequency is given, the mode is Period whatever RepeatMode says."
+    if frequency:
+        mode = 'Period'
+    if mode != 'Period':
+        return mode, ''
+    if not frequency:
+        raise ApiError('MissingParam.Frequency', 'A Frequency is required when RepeatMode is Period.', 400)
+    rate = rate_seconds(frequency)
+    if rate is not None:
+        if not RATE_RANGE[0] <= rate <= RATE_RANGE[1] or rate <= timeout:
+            raise ApiError('InvalidParam.Frequency', f'The rate interval of {frequency} must be between {RATE_RANGE[0]} seconds and '
+                           f'7 days and longer than the Timeout ({timeout} seconds).', 400)
+        return mode, frequency
+    at = _AT_RE.match(frequency)
+    if at is not None:
+        try:
+            datetime.datetime.strptime(at.group(1), '%Y-%m-%d %H:%M:%S')
+        except ValueError as exc:
+            raise ApiError('InvalidParam.Frequency', f'The time in {frequency} is not valid.', 400) from exc
+        return mode, frequency
+    try:
+        interval = cron_min_interval(frequency)
+    except ValueError as exc:
+        raise ApiError('InvalidParam.Frequency', f'The specified Frequency {frequency} is not valid: use rate(...), at(...) '
+                       'or a cron expression.', 400) from exc
+    if interval < max(CRON_MIN_INTERVAL, timeout):
+        raise ApiError('InvalidParam.Frequency', f'The cron expression {frequency} runs every {interval} seconds: at least '
+                       f'{CRON_MIN_INTERVAL} seconds and the Timeout ({timeout} seconds) must pass between two runs.', 400)
     return mode, frequency
+
+
+def _container(ctx: CallContext) -> tuple[str, str]:
+    """ContainerId: 64 hex characters with an optional runtime prefix (PYSDK container_id; code: DOCS25)."""
+    container_id = str(ctx.param('ContainerId', '') or '')
+    container_name = str(ctx.param('ContainerName', '') or '')
+    if container_id and not _CONTAINER_ID_RE.match(container_id):
+        raise ApiError('InvalidContainerId.Malformed', 'The specified parameter ContainerId is not valid.', 400)
+    if container_name and not _CONTAINER_NAME_RE.match(container_name):
+        raise ApiError('InvalidContainerName.Malformed', 'The specified parameter ContainerName is not valid.', 400)
+    return container_id, container_name
+
+
+def _check_size(content: str, limit: int) -> None:
+    """CommandContent after Base64, with the custom parameters substituted, within the limit (B1)."""
+    size = len(base64.b64encode(content.encode('utf-8')))
+    if size > limit:
+        raise ApiError('CmdContent.ExceedLimit', f'The maximum length of a command is exceeded: {size} bytes after Base64 encoding '
+                       f'and parameter substitution, above {limit}.', 403)
+
+
+def _runnable(command: Command, instances: list[EcsInstance]) -> None:
+    """Every instance must be able to run the command, or the call fails (DOCS25 InvokeCommand usage notes: "If
+    multiple ECS instances are specified and one of the instances does not meet the requirements for running the
+    command, the call fails"; InvalidInstance.NotMatch, 400 in DOCS25, 403 in DOCS21). The reference also lists
+    per-instance codes (InstanceNotRunning, CommandNotApplicable) for what is found after the task was made: the
+    emulator picks the stricter call-time failure for a stopped instance and a command of the wrong OS, and keeps
+    the per-instance Aborted/ClientNotRunning for an agent that is offline at delivery."""
+    for instance in instances:
+        if instance.status != 'Running':
+            raise ApiError('InvalidInstance.NotMatch', f'The specified instance type does not match the command: {instance.instance_id} '
+                           f'is {instance.status}, not Running.', 400)
+        if not _applicable(command.command_type, instance.os_type):
+            raise ApiError('InvalidInstance.NotMatch', f'The specified instance type does not match the command: {instance.instance_id} '
+                           f'runs {instance.os_type}, which cannot run {command.command_type}.', 400)
 
 
 def _fingerprint(ctx: CallContext) -> str:
@@ -376,9 +623,11 @@ def _new_id(prefix: str, region: str) -> str:
 
 
 def _substitute(content: str, values: dict[str, str], enabled: bool) -> str:
+    """{{name}} replaced by its value (names are case-insensitive); unknown names stay as they are."""
     if not enabled:
         return content
-    return _PARAM_RE.sub(lambda m: values.get(m.group(1), m.group(0)), content)
+    lowered = {key.lower(): value for key, value in values.items()}
+    return _PARAM_RE.sub(lambda m: lowered.get(m.group(1).lower(), m.group(0)), content)
 
 
 def _builtins(inv: Invocation, instance: EcsInstance) -> dict[str, str]:
@@ -392,7 +641,7 @@ def _target_root(state: EmulatorState, inv: Invocation, instance: EcsInstance) -
     container = inv.container_id or inv.container_name
     if not container:
         return instance.sandbox
-    key = re.sub(r'[^A-Za-z0-9_.\-]', '_', container.split('://')[-1])
+    key = re.sub(r'[^A-Za-z0-9_.\-]', '_', container.split('://')[-1].lstrip('/'))
     root = sandbox_dir(state.state_dir, 'ali-ecs-containers', instance.instance_id, key)
     root.mkdir(parents=True, exist_ok=True)
     return root
@@ -420,21 +669,59 @@ def _agent_ready(instance: EcsInstance) -> str:
     return ''
 
 
+def _kill_main(process: Any) -> None:
+    """SIGKILL to the script's main process only, as the agent does on timeout and cancel (ProcessCmd.Cancel and the
+    timeout timer in agent/util/process/process.go: p.command.Process.Kill()). The process group the agent made for it
+    is never signalled by the task engine, so children live on."""
+    try:
+        os.kill(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _agent_exit_code(returncode: int | None) -> int:
+    """What the agent reports for an exit: Go's ProcessState.ExitCode() is -1 for a death by signal (process.go)."""
+    if returncode is None or returncode < 0:
+        return -1
+    return returncode
+
+
+async def _keep_reading(process: Any, collector: asyncio.Future) -> None:
+    """After the agent reported, the pipes stay open until every writer is gone (the agent's copy goroutines keep
+    reading, so a background child never gets SIGPIPE); then the process's resources are released."""
+    try:
+        await collector
+    except asyncio.CancelledError:
+        pass
+    finally:
+        process.close()
+
+
 async def _execute(state: EmulatorState, inv: Invocation, run: InstanceRun, instance: EcsInstance, workdir: Path, root: Path) -> None:
-    """One execution of the invocation's script on the instance, to its end."""
+    """One execution of the invocation's script on the instance, reported as the agent reports it."""
+    settings: AssistSettings = state.world.alicloud.assist
     content = _substitute(inv.content, _builtins(inv, instance), True) if inv.command.enable_parameter else inv.content
-    if inv.container_id or inv.container_name:
-        # Container targets run the content directly with /bin/sh -c (alibaba.md).
+    in_container = inv.in_container
+    if in_container:
+        # Container targets run the content with /bin/sh -c, no script file, so no interpreter line is honoured
+        # (agent/taskengine/docker/processor.go, cri/processor.go). WorkingDir and Username have no effect (API reference).
         argv = ['/bin/sh', '-c', content]
+        env = {'HOME': str(root), 'PWD': str(workdir)}
     else:
         scripts = Path(state.state_dir) / 'ali-assist' / 'scripts'
         scripts.mkdir(parents=True, exist_ok=True)
-        script = scripts / f'{inv.invoke_id}-{instance.instance_id}-{run.repeats}.sh'
+        script = scripts / f'{inv.invoke_id}-{instance.instance_id}.iv{run.repeats + 1}.sh'
         script.write_text(content, encoding='utf-8')
-        script.chmod(0o700)
-        # The agent writes the script to a file and runs `sh -c <file>`, so a shebang line is honoured.
+        # The agent writes the script with mode 0755 and runs `sh -c <file>`, so a shebang line is honoured
+        # (agent/taskengine/host/processor.go, HostProcessor.Prepare).
+        script.chmod(0o755)
         argv = ['sh', '-c', str(script)]
-    env = {'HOME': str(root), 'PWD': str(workdir), 'USER': inv.username or 'root', 'LOGNAME': inv.username or 'root'}
+        env = {'HOME': str(root), 'PWD': str(workdir), 'USER': inv.username or 'root', 'LOGNAME': inv.username or 'root'}
+    # Periodic tasks send no running output (Task.Run returns at once when Cronat is set), nor do container runs
+    # (cri/processor.go writes stdout, then stderr, once ExecSync returned).
+    report = OutputReport(settings.output_quota, stream_head=not in_container and inv.repeat_mode != 'Period')
+    run.report = report
+    run.reported = False
     run.output = bytearray()
     run.dropped = 0
     run.exit_code = None
@@ -444,7 +731,7 @@ async def _execute(state: EmulatorState, inv: Invocation, run: InstanceRun, inst
     agent.active_task_count += 1
     agent.invocation_count += 1
     try:
-        process = await state.runner.start(workdir, argv, env=env, merge_stderr=True)
+        process = await state.runner.start(workdir, argv, env=env, merge_stderr=not in_container)
     except OSError:
         agent.active_task_count -= 1
         run.set('Error', 'ExecutionException')
@@ -452,45 +739,63 @@ async def _execute(state: EmulatorState, inv: Invocation, run: InstanceRun, inst
         return
     run.process = process
     run.set('Running')
+    stdout, stderr = bytearray(), bytearray()
 
     async def collect() -> None:
         while (item := await process.read()) is not None:
             stream, data = item
-            del stream  # one buffer for stdout and stderr, as the agent captures them
-            run.output.extend(data)
-            if len(run.output) > OUTPUT_LIMIT:
-                # The agent keeps the tail and reports how much it cut.
-                cut = len(run.output) - OUTPUT_LIMIT
-                del run.output[:cut]
-                run.dropped += cut
+            if run.reported:
+                continue  # read and dropped: the report is made
+            if in_container:
+                (stderr if stream == STDERR else stdout).extend(data)
+            else:
+                report.add(data)  # one buffer for stdout and stderr, as the agent captures them
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            report.tick()
+            if not run.reported:
+                run.output = bytearray(report.head)  # the running reports, what the service shows while it runs
 
     collector = asyncio.ensure_future(collect())
+    ticks = asyncio.ensure_future(ticker())
     timed_out = False
     try:
-        exit_code = await asyncio.wait_for(process.wait(), inv.timeout)
+        if in_container:
+            # ExecSync returns once the process exited and its output is drained (containerd container_execsync.go).
+            await asyncio.wait_for(asyncio.gather(process.wait(), asyncio.shield(collector)), inv.timeout)
+        else:
+            await asyncio.wait_for(process.wait(), inv.timeout)
     except asyncio.TimeoutError:
         timed_out = True
-        process.kill()
-        exit_code = await process.wait()
+        if not in_container:
+            # The Docker and CRI processors kill nothing on timeout (they stop waiting); the host one kills the main process.
+            _kill_main(process)
+            await process.wait()
     finally:
         agent.active_task_count = max(0, agent.active_task_count - 1)
-    # The command is over: whatever it left running in the background goes too.
-    process.kill()
-    try:
-        await asyncio.wait_for(asyncio.shield(collector), DRAIN_GRACE_SECONDS)
-    except asyncio.TimeoutError:
-        collector.cancel()
-    finally:
-        process.close()
-        run.process = None
-    run.exit_code = exit_code
+    if not in_container:
+        try:
+            await asyncio.wait_for(asyncio.shield(collector), LATE_OUTPUT_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+    ticks.cancel()
+    run.process = None
+    asyncio.ensure_future(_keep_reading(process, collector))
+    if run.reported:
+        return  # stopped: Task.Cancel reported already, and the later end is not reported (basetask.go)
+    run.reported = True
+    if in_container:
+        report.add(bytes(stdout) + bytes(stderr))
+    output, dropped = report.final()
+    run.output, run.dropped = bytearray(output), dropped
+    # The agent reports exit code 1 on timeout (process.go), the process's own code otherwise.
+    run.exit_code = 1 if timed_out else _agent_exit_code(process.returncode)
     run.repeats += 1
-    if run.stop_requested:
-        run.set('Terminated', 'ExecutionInterrupted')
-        run.stop_time = run.finish_time
-    elif timed_out:
+    if timed_out:
         run.set('Timeout', 'ExecutionTimeout')
-    elif exit_code == 0:
+    elif run.exit_code == 0:
         run.set('Success')
     else:
         run.set('Failed', 'ExitCodeNonzero')
@@ -510,18 +815,23 @@ async def _run_instance(state: EmulatorState, inv: Invocation, run: InstanceRun)
         run.set('Invalid', 'CommandNotApplicable')
         return
     root = _target_root(state, inv, instance)
-    workdir = _inside(root, inv.working_dir) if inv.working_dir else root
+    # WorkingDir has no effect in a container (API reference, ContainerId): the run starts in the container's root.
+    workdir = _inside(root, inv.working_dir) if inv.working_dir and not inv.in_container else root
     if workdir is None or not workdir.is_dir():
         run.set('Invalid', 'DirectoryNotExists')
+        return
+    if inv.repeat_mode == 'DryRun':
+        # The prechecks passed; nothing runs. What the record then shows is in no source: Success, no output.
+        run.exit_code = 0
+        run.set('Success')
         return
     if inv.repeat_mode == 'Once':
         await _execute(state, inv, run, instance, workdir, root)
         return
     run.set('Scheduled')
-    rate = _RATE_RE.match(inv.frequency)
-    if inv.repeat_mode != 'Period' or rate is None:
+    interval = rate_seconds(inv.frequency)
+    if inv.repeat_mode != 'Period' or interval is None:
         return  # cron, at(...) and reboot modes wait for events the emulator never produces
-    interval = int(rate.group(1)) * _RATE_UNITS[rate.group(2)]
     while True:
         await asyncio.sleep(interval)
         if run.stop_requested or run.status != 'Scheduled':
@@ -540,16 +850,36 @@ def _start(state: EmulatorState, inv: Invocation) -> None:
         run.task = asyncio.ensure_future(_run_instance(state, inv, run))
 
 
-def _stop_run(run: InstanceRun) -> None:
+async def _cancel(run: InstanceRun, in_container: bool) -> None:
+    """The agent's Task.Cancel (basetask.go): the stopped report first (what was kept so far, exit code 0), then
+    the kill of the main process (host only: the Docker and CRI processors' Cancel does nothing)."""
+    await asyncio.sleep(DELIVERY_SECONDS)
+    process, report = run.process, run.report
+    if run.reported or process is None or report is None:
+        return
+    run.reported = True
+    output, dropped = report.stopped()
+    run.output, run.dropped = bytearray(output), dropped
+    run.exit_code = 0
+    run.repeats += 1
+    run.set('Terminated', 'ExecutionInterrupted')
+    run.stop_time = run.finish_time
+    if not in_container:
+        _kill_main(process)
+
+
+def _stop_run(settings: AssistSettings, inv: Invocation, run: InstanceRun) -> None:
+    """StopInvocation for one instance: runs not started are cancelled (API reference), later scheduled runs never
+    start; a started run is killed (the agent, stop_started 'kill') or left to finish (the reference, 'continue')."""
     run.stop_requested = True
     if run.status in ('Pending', 'Scheduled'):
         run.set('Cancelled')
         run.stop_time = run.finish_time
         if run.task is not None:
             run.task.cancel()
-    elif run.status == 'Running' and run.process is not None:
+    elif run.status == 'Running' and run.process is not None and settings.stop_started == 'kill':
         run.set('Stopping')
-        run.process.kill()
+        asyncio.ensure_future(_cancel(run, inv.in_container))
 
 
 # --------------------------------------------------------------------------- commands
@@ -557,7 +887,9 @@ def _stop_run(run: InstanceRun) -> None:
 
 def _new_command(ctx: CallContext, region: str, kept: bool) -> Command:
     command_type = _command_type(ctx)
-    content = _content(ctx)
+    limit = KEPT_CONTENT_LIMIT if kept else CONTENT_LIMIT
+    # CreateCommand takes Base64 by default, RunCommand plain text (PYSDK content_encoding).
+    content = _content(ctx, limit, default_encoding='Base64' if ctx.action == 'CreateCommand' else 'PlainText')
     try:
         text = content.decode('utf-8')
     except UnicodeDecodeError as exc:
@@ -565,22 +897,27 @@ def _new_command(ctx: CallContext, region: str, kept: bool) -> Command:
     name = str(ctx.param('Name', '') or '')
     if kept and ctx.action == 'CreateCommand' and not name:
         raise ApiError('MissingParam.Name', 'The parameter Name is required.', 400)
+    enable_parameter = _bool(ctx, 'EnableParameter', False)
+    _defined_parameters(text, enable_parameter)
     return Command(command_id=_new_id('c', region), name=name or f'command-{secrets.token_hex(4)}', command_type=command_type,
                    content=text, description=str(ctx.param('Description', '') or ''), working_dir=_working_dir(ctx),
-                   timeout=_timeout(ctx, DEFAULT_TIMEOUT), enable_parameter=_bool(ctx, 'EnableParameter', False), kept=kept)
+                   timeout=_timeout(ctx, DEFAULT_TIMEOUT), enable_parameter=enable_parameter, kept=kept)
 
 
-def _invoke(ctx: CallContext, region: str, command: Command, instances: list[EcsInstance]) -> Invocation:
+def _invoke(ctx: CallContext, region: str, command: Command, instances: list[EcsInstance], limit: int,
+            min_timeout: int = TIMEOUT_RANGE[0]) -> Invocation:
     parameters = _parameters(ctx, command)
-    mode, frequency = _repeat(ctx)
-    timeout = _timeout(ctx, command.timeout)
+    content = _substitute(command.content, parameters, command.enable_parameter)
+    _check_size(content, limit)
+    timeout = _timeout(ctx, command.timeout, min_timeout)
+    mode, frequency = _repeat(ctx, timeout)
+    container_id, container_name = _container(ctx)
+    _runnable(command, instances)
     inv = Invocation(
         invoke_id=_new_id('t', region), command=command, region=region,
-        runs=[InstanceRun(instance_id=i.instance_id) for i in instances],
-        content=_substitute(command.content, parameters, command.enable_parameter), timeout=timeout,
+        runs=[InstanceRun(instance_id=i.instance_id) for i in instances], content=content, timeout=timeout,
         working_dir=_working_dir(ctx, command.working_dir), username=str(ctx.param('Username', '') or ''),
-        parameters=parameters, repeat_mode=mode, frequency=frequency,
-        container_id=str(ctx.param('ContainerId', '') or ''), container_name=str(ctx.param('ContainerName', '') or ''),
+        parameters=parameters, repeat_mode=mode, frequency=frequency, container_id=container_id, container_name=container_name,
         termination_mode=str(ctx.param('TerminationMode', 'Process')),
     )
     command.invoke_times += 1
@@ -596,10 +933,11 @@ async def run_command(ctx: CallContext) -> dict[str, Any]:
     if earlier is not None:
         return earlier
     ids = _instance_ids(ctx, MAX_INSTANCES)
-    command = _new_command(ctx, region, kept=_bool(ctx, 'KeepCommand', False))
+    kept = _bool(ctx, 'KeepCommand', False)
+    command = _new_command(ctx, region, kept=kept)
     instances = _instances(ctx, region, ids)
     state = assist_state(ctx.state)
-    inv = _invoke(ctx, region, command, instances)
+    inv = _invoke(ctx, region, command, instances, KEPT_CONTENT_LIMIT if kept else CONTENT_LIMIT)
     state.commands[command.command_id] = command
     return _remember(ctx, {'CommandId': command.command_id, 'InvokeId': inv.invoke_id})
 
@@ -619,7 +957,8 @@ def _command(ctx: CallContext) -> Command:
     command_id = str(ctx.require('CommandId'))
     command = assist_state(ctx.state).commands.get(command_id)
     if command is None or not command.kept:
-        raise ApiError('InvalidCommandId.NotFound', f'The specified command {command_id} does not exist.', 404)
+        # The code is spelt Cmd (DOCS21 and DOCS25 InvokeCommand error tables).
+        raise ApiError('InvalidCmdId.NotFound', f'The specified command {command_id} does not exist.', 404)
     return command
 
 
@@ -632,7 +971,7 @@ async def invoke_command(ctx: CallContext) -> dict[str, Any]:
     ids = _instance_ids(ctx, MAX_INSTANCES)
     command = _command(ctx)
     instances = _instances(ctx, region, ids)
-    inv = _invoke(ctx, region, command, instances)
+    inv = _invoke(ctx, region, command, instances, KEPT_CONTENT_LIMIT, INVOKE_MIN_TIMEOUT)
     return _remember(ctx, {'InvokeId': inv.invoke_id})
 
 
@@ -716,8 +1055,15 @@ async def describe_invocations(ctx: CallContext) -> dict[str, Any]:
     region = _region(ctx)
     names = ('InvokeId', 'CommandId', 'CommandName', 'CommandType', 'InstanceId', 'InvokeStatus', 'RepeatMode')
     filters = {name: ctx.param(name) for name in names}
+    include_output = _bool(ctx, 'IncludeOutput', False)
+    if include_output and filters['InvokeId'] is None and filters['InstanceId'] is None:
+        # "When IncludeOutput is true, InvokeId or InstanceId must be given" (PYSDK, GOSDK describe_invocations_request_model.go);
+        # the code the service answers is in no source read.
+        raise ApiError('InvalidParameter', 'The specified parameter IncludeOutput is not valid: give InvokeId or InstanceId with it.', 400)
+    # Timed defaults to false: Once invocations and finished ones; true: the scheduled ones still active (PYSDK).
+    timed = _bool(ctx, 'Timed', False)
     found = [inv for inv in assist_state(ctx.state).invocations.values()
-             if inv.region == region
+             if inv.region == region and inv.timed == timed
              and (filters['InvokeId'] is None or inv.invoke_id == filters['InvokeId'])
              and (filters['CommandId'] is None or inv.command.command_id == filters['CommandId'])
              and (filters['CommandName'] is None or inv.command.name == filters['CommandName'])
@@ -726,9 +1072,8 @@ async def describe_invocations(ctx: CallContext) -> dict[str, Any]:
              and (filters['RepeatMode'] is None or inv.repeat_mode == filters['RepeatMode'])
              and _matches_status(inv.status, filters['InvokeStatus'])]
     found.sort(key=lambda i: i.creation_time, reverse=True)
-    chunk, meta = _page(ctx, found, ['DescribeInvocations', region, filters])
+    chunk, meta = _page(ctx, found, ['DescribeInvocations', region, filters, timed])
     encoding = ctx.param('ContentEncoding')
-    include_output = _bool(ctx, 'IncludeOutput', False)
     invocations = []
     for inv in chunk:
         status = inv.status
@@ -737,7 +1082,7 @@ async def describe_invocations(ctx: CallContext) -> dict[str, Any]:
             'CommandType': inv.command.command_type, 'CommandDescription': inv.command.description,
             'CommandContent': _encode(inv.command.content.encode('utf-8'), encoding),
             'Parameters': json.dumps(inv.parameters) if inv.parameters else '', 'InvocationStatus': status,
-            'InvokeStatus': legacy_status(status), 'RepeatMode': inv.repeat_mode, 'Frequency': inv.frequency, 'Timed': False,
+            'InvokeStatus': legacy_status(status), 'RepeatMode': inv.repeat_mode, 'Frequency': inv.frequency, 'Timed': inv.timed,
             'CreationTime': _time(inv.creation_time), 'Timeout': inv.timeout, 'Username': inv.username, 'WorkingDir': inv.working_dir,
             'ContainerId': inv.container_id, 'ContainerName': inv.container_name, 'Launcher': '', 'TerminationMode': inv.termination_mode,
             'OssOutputDelivery': '', 'Tags': _no_tags(),
@@ -783,7 +1128,7 @@ async def stop_invocation(ctx: CallContext) -> dict[str, Any]:
     ids = _instance_ids(ctx, MAX_STOP_INSTANCES, required=False)
     for run in inv.runs:
         if not ids or run.instance_id in ids:
-            _stop_run(run)
+            _stop_run(ctx.world.alicloud.assist, inv, run)
     return {}
 
 
@@ -831,7 +1176,7 @@ async def send_file(ctx: CallContext) -> dict[str, Any]:
     target_dir = str(ctx.require('TargetDir'))
     if '/' in name or name in ('.', '..'):
         raise ApiError('InvalidParameter.Name', 'The specified file Name is not valid.', 400)
-    content = _content(ctx, 'Content', 'ContentType', SEND_FILE_LIMIT, 'Content.ExceedLimit', 'Content.DecodeError')
+    content = _content(ctx, SEND_FILE_LIMIT, 'Content', 'ContentType', 'Content.ExceedLimit', 'Content.DecodeError')
     instances = _instances(ctx, region, ids)
     task = SendFileTask(invoke_id=_new_id('f', region), region=region, name=name, target_dir=target_dir, content=content,
                         content_type=str(ctx.param('ContentType', 'PlainText')), file_mode=str(ctx.param('FileMode', '0644')),

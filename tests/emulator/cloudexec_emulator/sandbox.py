@@ -276,6 +276,17 @@ class SandboxProcess:
             self._proc.stdin.close()
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether any process is left in the process group (every sandbox process leads a group of its own)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _pty_child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
     # A new session whose controlling terminal is the PTY on fd 0, like a real login or exec shell.
     os.setsid()
@@ -289,11 +300,12 @@ class SandboxRunner:
         self._live: set[SandboxProcess] = set()
 
     def _prune(self) -> None:
-        self._live = {p for p in self._live if p.returncode is None}
+        self._live = {p for p in self._live if p.returncode is None or _group_alive(p.pid)}
 
     @property
     def live(self) -> int:
-        """How many started processes are still running."""
+        """How many started processes are still running, or left processes running in their group (background children
+        that a service leaves alone, as Cloud Assistant's agent does after a script ends): shutdown kills those too."""
         self._prune()
         return len(self._live)
 

@@ -248,6 +248,30 @@ class EciExecSettings:
     stream: str = 'kubelet'
 
 
+# StopInvocation on a one-shot run that has started: what the sources say differs (tests/emulator/README.md).
+STOP_STARTED_MODES = ('kill', 'continue')
+
+
+@dataclass
+class AssistSettings:
+    """How the emulated Cloud Assistant (RunCommand and its agent) behaves."""
+    # The output quota the server hands the agent with each task (logQuota). The API reference says output is
+    # cut "after 24 KB" (DescribeInvocationResults, Dropped); the value itself is in no source, so 24 KB.
+    log_quota: int = 24576
+    # The agent's own floor: it applies max(logQuota, 12000) (aliyun_assist_client agent/taskengine/basetask.go,
+    # defaultQuoto). A world may lower it (to 0) to test a client against quotas no agent we know applies.
+    agent_min_quota: int = 12000
+    # StopInvocation on a started one-shot run: 'kill' (the agent: SIGKILL of the script's main process,
+    # agent/taskengine/scheduletask.go dispatchStopTask) or 'continue' (the API reference: "the executions that
+    # have started are not interrupted").
+    stop_started: str = 'kill'
+
+    @property
+    def output_quota(self) -> int:
+        """The bytes of output one execution keeps (head and tail together)."""
+        return max(self.log_quota, self.agent_min_quota)
+
+
 @dataclass
 class AliWorld:
     region: str
@@ -255,6 +279,7 @@ class AliWorld:
     container_groups: list[ContainerGroup]
     instances: list[EcsInstance]
     eci_exec: EciExecSettings = field(default_factory=EciExecSettings)
+    assist: AssistSettings = field(default_factory=AssistSettings)
 
     def credential(self, access_key_id: str) -> AliCredential | None:
         return next((c for c in self.credentials if c.access_key_id == access_key_id), None)
@@ -512,8 +537,9 @@ def _load_task(raw: dict[str, Any], where: str, cluster: EcsCluster, region: str
 
 # --------------------------------------------------------------------------- Alibaba section
 
-_ALI_KEYS = {'region', 'credentials', 'container_groups', 'instances', 'exec'}
+_ALI_KEYS = {'region', 'credentials', 'container_groups', 'instances', 'exec', 'assist'}
 _ECI_EXEC_KEYS = {'token_ttl_seconds', 'sync_timeout_seconds', 'stream'}
+_ASSIST_SETTING_KEYS = {'log_quota', 'agent_min_quota', 'stop_started'}
 _ALI_CRED_KEYS = {'access_key_id', 'access_key_secret', 'security_token', 'expired'}
 _GROUP_KEYS = {'id', 'name', 'region', 'zone', 'status', 'tags', 'containers', 'vpc_id', 'vswitch_id', 'security_group_id',
                'intranet_ip', 'cpu', 'memory', 'instance_type', 'restart_policy', 'exec_stream', '_index'}
@@ -544,7 +570,24 @@ def _load_alicloud(data: dict[str, Any], now: datetime.datetime) -> AliWorld:
         if len(ids) != len(set(ids)):
             raise WorldError(f'alicloud: duplicate {kind} ids')
     return AliWorld(region=region, credentials=creds, container_groups=groups, instances=instances,
-                    eci_exec=_load_eci_exec(data.get('exec') or {}))
+                    eci_exec=_load_eci_exec(data.get('exec') or {}), assist=_load_assist_settings(data.get('assist') or {}))
+
+
+def _load_assist_settings(raw: Any) -> AssistSettings:
+    raw = _check_keys(raw, _ASSIST_SETTING_KEYS, 'alicloud.assist')
+    settings = AssistSettings()
+    for key in ('log_quota', 'agent_min_quota'):
+        if key in raw:
+            value = raw[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise WorldError(f'alicloud.assist.{key}: expected a non-negative integer, got {value!r}')
+            setattr(settings, key, value)
+    if settings.output_quota < 1024:
+        raise WorldError(f'alicloud.assist: the output quota max(log_quota, agent_min_quota) is {settings.output_quota}; '
+                         'it must be at least 1024 bytes')
+    if 'stop_started' in raw:
+        settings.stop_started = _choice(str(raw['stop_started']), STOP_STARTED_MODES, 'alicloud.assist.stop_started')
+    return settings
 
 
 def _load_eci_exec(raw: Any) -> EciExecSettings:

@@ -121,14 +121,14 @@ def test_content_is_base64_and_limited():
 
 
 def test_run_command_fields():
-    spec = ca.RunSpec(content='echo {{who}}', working_dir='/srv', timeout=30, username='app', parameters={'who': 'me', 'n': 3},
-                      container_name='web', name='greet', keep_command=True)
+    spec = ca.RunSpec(content='echo {{who}} {{n}}', working_dir='/srv', timeout=30, username='app', parameters={'who': 'me', 'n': 3},
+                      name='greet', keep_command=True)
     spec.validate()
     fields = spec.run_command_fields('cn-hangzhou', ['i-1', 'i-2'], 'tok')
     assert fields == {
         'region_id': 'cn-hangzhou', 'instance_id': ['i-1', 'i-2'], 'client_token': 'tok', 'timeout': 30, 'repeat_mode': 'Once',
-        'working_dir': '/srv', 'username': 'app', 'container_name': 'web', 'parameters': {'who': 'me', 'n': '3'},
-        'type': 'RunShellScript', 'command_content': base64.b64encode(b'echo {{who}}').decode(), 'content_encoding': 'Base64',
+        'working_dir': '/srv', 'username': 'app', 'parameters': {'who': 'me', 'n': '3'},
+        'type': 'RunShellScript', 'command_content': base64.b64encode(b'echo {{who}} {{n}}').decode(), 'content_encoding': 'Base64',
         'keep_command': True, 'enable_parameter': True, 'name': 'greet',
     }
     # The SDK turns them into the wire form the service reads.
@@ -151,11 +151,59 @@ def test_run_command_fields():
     ({'content': 'x', 'repeat_mode': 'Period'}, 'frequency'),
     ({'content': 'x', 'client_token': 'x' * 65}, 'client_token'),
     ({'content': 'x', 'client_token': 'tök'}, 'client_token'),
+    # The service's limits (issue9-alibaba.md B1-B5), each refused before any call and named.
+    ({'content': 'a' * 13825, 'keep_command': True}, 'content'),                  # 18 KB for a kept command
+    ({'content': 'x {{v}}', 'parameters': {'v': 'b' * 18431}}, 'parameters'),    # counted with the values filled in
+    ({'content': ' '.join(f'{{{{p{n}}}}}' for n in range(11)), 'parameters': {f'p{n}': 'v' for n in range(11)}}, 'parameters'),
+    ({'content': ' '.join(f'{{{{p{n}}}}}' for n in range(21)), 'parameters': {'p0': 'v'}}, 'content'),
+    ({'content': 'x {{v}}', 'parameters': {'v': '1', 'V': '2'}}, 'parameters'),
+    ({'content': 'x {{v}}', 'parameters': {'v': '1', 'w': '2'}}, 'parameters'),
+    ({'content': 'x {{v}} {{w}}', 'parameters': {'v': '1'}}, 'parameters'),
+    ({'content': 'x {{acs::mine}}', 'parameters': {'v': '1'}}, 'content'),
+    ({'content': 'x {{' + 'k' * 65 + '}}', 'parameters': {'k' * 65: '1'}}, 'parameters'),
+    ({'command_id': 'c-1', 'timeout': 9}, 'timeout'),
+    ({'content': 'x', 'repeat_mode': 'Period', 'frequency': 'rate(59s)', 'timeout': 10}, 'frequency'),
+    ({'content': 'x', 'repeat_mode': 'Period', 'frequency': 'rate(60s)', 'timeout': 60}, 'frequency'),
+    ({'content': 'x', 'repeat_mode': 'Period', 'frequency': 'rate(8d)'}, 'frequency'),
+    ({'content': 'x', 'repeat_mode': 'Period', 'frequency': '*/5 * * * * *', 'timeout': 1}, 'frequency'),
+    ({'content': 'x', 'repeat_mode': 'Period', 'frequency': '0 * * * * ?', 'timeout': 61}, 'frequency'),
+    ({'content': 'x', 'repeat_mode': 'Period', 'frequency': 'at(2030-01-01T10:00:00Z)'}, 'frequency'),
+    ({'content': 'x', 'frequency': 'rate(5m)'}, 'frequency'),
+    ({'content': 'x', 'container_id': 'abc'}, 'container_id'),
+    ({'content': 'x', 'container_id': 'podman://' + 'a' * 64}, 'container_id'),
+    ({'content': 'x', 'container_name': '-x y'}, 'container_name'),
+    ({'content': 'x', 'container_name': 'app', 'working_dir': '/srv'}, 'working_dir'),
+    ({'content': 'x', 'container_id': 'docker://' + 'a' * 64, 'username': 'app'}, 'username'),
 ])
 def test_spec_validation(kwargs, parameter):
     with pytest.raises(ValidationError) as info:
         ca.RunSpec(**kwargs).validate()
     assert info.value.parameter == parameter
+
+
+@pytest.mark.parametrize('kwargs', [
+    {'content': 'a' * 13824, 'keep_command': True},
+    {'content': 'a' * 18432},
+    {'content': 'x {{V}} {{acs::InstanceId}}', 'parameters': {'v': 'b' * 18000}},
+    {'content': 'x', 'repeat_mode': 'Period', 'frequency': 'RATE (2 m)', 'timeout': 60},
+    {'content': 'x', 'repeat_mode': 'Period', 'frequency': '*/10 * * * * *', 'timeout': 10},
+    {'content': 'x', 'repeat_mode': 'Period', 'frequency': '0 0 12 * * ? Asia/Shanghai'},
+    {'content': 'x', 'repeat_mode': 'Period', 'frequency': 'at(2030-01-01 10:00:00 GMT+8:00)'},
+    {'content': 'x', 'repeat_mode': 'DryRun'},
+    {'content': 'x', 'container_id': 'containerd://' + 'a' * 64},
+    {'command_id': 'c-1', 'timeout': 10, 'parameters': {'any': 'value'}},
+])
+def test_spec_validation_accepts_what_the_service_accepts(kwargs):
+    ca.RunSpec(**kwargs).validate()
+
+
+def test_cron_intervals():
+    assert ca.cron_min_interval('*/10 * * * * *') == 10
+    assert ca.cron_min_interval('0 0,30 * * * ?') == 1800
+    assert ca.cron_min_interval('0 0 12 * * ?') == 86400
+    assert ca.cron_min_interval('5,55 59 23 * * ?') == 50
+    with pytest.raises(ValueError):
+        ca.cron_min_interval('0 61 * * * ?')
 
 
 def test_start_batches_by_100_with_derived_tokens():
@@ -231,8 +279,11 @@ def test_deadline_stops_and_reports():
     assert outcome.timed_out and client.count('StopInvocation') == 1
     assert outcome.unfinished == {'t-1': ids(2)}
     message = ca.deadline_message(outcome, 5)
-    assert message == ('The command did not finish within wait_timeout (5 s); still running on 2 instance(s): i-0001, i-0002; '
-                       'invocation(s) t-1 stopped with StopInvocation')
+    assert message.startswith('The command did not finish within wait_timeout (5 s); it had not finished on 2 instance(s): '
+                              'i-0001, i-0002; StopInvocation was sent for t-1: runs that had not started are cancelled, but a run '
+                              'that had started may still be running')
+    # Never that it was stopped: the reference says StopInvocation does not interrupt a started run.
+    assert 'stopped with' not in message
     assert sum(clock.sleeps) == pytest.approx(5)
 
 
@@ -245,7 +296,11 @@ def test_fail_on_and_messages():
     assert ca.failure_message(outcome) == 'The command failed on 2 of 20 instances: i-0007 (Failed, exit code 3); i-0017 (Failed, exit code 3)'
     assert [r.instance_id for r in outcome.dropped] == ['i-0009', 'i-0019']
     warning = ca.dropped_warning(outcome)
-    assert 'i-0009 (10 bytes)' in warning and 'write it to a file' in warning
+    assert 'i-0009 (10 bytes)' in warning and 'dropped the middle' in warning and 'write the output to a file' in warning
+    assert 'OssOutputDelivery' in warning and 'keeps only the last' not in warning
+    cut = outcome.dropped[0].to_dict()['output_cut']
+    assert cut['missing'] == 'middle' and cut['dropped_bytes'] == 10 and cut['kept_bytes'] == len(outcome.dropped[0].output.encode())
+    assert outcome.results[0].to_dict()['output_cut'] is None
     with pytest.raises(ValidationError):
         ca.should_fail(outcome, 'some')
 
@@ -288,7 +343,8 @@ def test_a_windows_target_gets_the_windows_remedy():
     ('Invalid', 0, 'CommandNotApplicable', None),
     ('Terminated', 0, None, None),           # stopped: no code of its own
     ('Failed', 0, 'ClientNotRunning', None),
-    ('Timeout', 137, 'ExecutionTimeout', 137),
+    ('Timeout', 1, 'ExecutionTimeout', None),     # the agent kills the script and reports 1 of its own (process.go)
+    ('Failed', -1, 'ExitCodeNonzero', -1),        # its main process died of a signal: the agent reports -1
     ('Success', None, None, None),
 ])
 def test_exit_code_only_when_the_script_gave_one(status, exit_code, error_code, expected):
@@ -320,7 +376,9 @@ def test_unknown_invoke_id_is_not_found_and_a_filtered_out_one_is_empty():
     assert info.value.code == 'InvalidInvokeId.NotFound' and not info.value.retryable
     assert str(info.value).startswith('InvalidInvokeId.NotFound: the invocation t-nope was not found in region cn-hangzhou.')
     assert 'invoke_id' in info.value.remedy and 'alicloud_region' in info.value.remedy
-    assert len(client.requests) == 2                      # no second call without other filters
+    # Found at once with Timed=false; the unknown one asked with Timed=false and true (active schedules are listed only
+    # with Timed=true), and no call by id alone without other filters.
+    assert [r.timed for r in client.requests] == [False, False, True]
     assert ca.lookup_invocations(client, AUTH, {'invoke_id': 't-1', 'invoke_status': 'Running'}, poller_factory=clock.poller) == []
     with pytest.raises(CloudExecError):
         ca.lookup_invocations(client, AUTH, {'invoke_id': 't-nope', 'invoke_status': 'Running'}, poller_factory=clock.poller)

@@ -24,28 +24,44 @@ from ansible_collections.cloudexec.core.plugins.plugin_utils import assist_trans
 
 
 class FakeEcs:
-    """RunCommand runs the script at once with sh; the output keeps its last 24 KB, the rest counts as Dropped.
+    """RunCommand runs the script at once with sh; the output is cut as the agent cuts it (aliyun_assist_client
+    agent/taskengine/basetask.go): the first `head` bytes (what it streamed while the script ran), then the tail of
+    the rest up to `quota` bytes in all, the middle counted as Dropped.
 
     never_finish: the first script never runs and stays Running. background: every script runs as a real
-    process in the background, Running until it exits (the clock given must then let real time pass).
+    process (in a process group of its own, as the agent starts it) in the background, Running until it exits (the
+    clock given must then let real time pass). stop_kills_main: StopInvocation SIGKILLs a running script's main
+    process only, as the agent does.
     """
 
     def __init__(self, status: str = 'Success', error_code: str | None = None, never_finish: bool = False,
-                 background: bool = False) -> None:
+                 background: bool = False, quota: int = 12000, head: int = 0, stop_kills_main: bool = False) -> None:
         self.results: dict[str, types.SimpleNamespace] = {}
         self.calls: list[str] = []
         self.forced_status = status
         self.error_code = error_code
         self.never_finish = never_finish
         self.background = background
+        self.quota = quota
+        self.head = head
+        self.stop_kills_main = stop_kills_main
         self.stopped: list[str] = []
         self.processes: dict[str, subprocess.Popen] = {}
+        self.scripts: list[str] = []
+
+    def kept(self, out: bytes) -> tuple[bytes, int]:
+        head = out[:min(self.head, self.quota)]
+        rest, budget = out[len(head):], self.quota - len(head)
+        if len(rest) <= budget:
+            return out, 0
+        return head + (rest[len(rest) - budget:] if budget else b''), len(rest) - budget
 
     def run_command_with_options(self, request, runtime):
         del runtime
         self.calls.append('RunCommand')
         content = base64.b64decode(request.command_content)
         assert len(request.command_content) <= ca.CONTENT_LIMIT
+        self.scripts.append(content.decode('utf-8'))
         invoke_id = f't-{len(self.calls)}'
         if self.forced_status != 'Success' and self.error_code:
             record = types.SimpleNamespace(status=self.forced_status, code=self.error_code, out=b'', rc=0)
@@ -53,7 +69,7 @@ class FakeEcs:
             record = types.SimpleNamespace(status='Running', code='', out=b'', rc=0)
         elif self.background:
             self.processes[invoke_id] = subprocess.Popen(['sh', '-c', content.decode('utf-8')], stdout=subprocess.PIPE,
-                                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
             record = types.SimpleNamespace(status='Running', code='', out=b'', rc=0)
         else:
             proc = subprocess.run(['sh', '-c', content.decode('utf-8')], capture_output=False, stdout=subprocess.PIPE,
@@ -73,10 +89,10 @@ class FakeEcs:
             record.out = proc.stdout.read()
             record.rc = proc.returncode
             record.status, record.code = ('Success', '') if proc.returncode == 0 else ('Failed', 'ExitCodeNonzero')
-        kept = record.out[-ca.OUTPUT_LIMIT:]
+        kept, dropped = self.kept(record.out)
         item = types.SimpleNamespace(
             instance_id=request.instance_id, invoke_id=request.invoke_id, invocation_status=record.status, command_id='c-1',
-            exit_code=record.rc, output=base64.b64encode(kept).decode(), dropped=len(record.out) - len(kept),
+            exit_code=record.rc, output=base64.b64encode(kept).decode(), dropped=dropped,
             error_code=record.code, error_info='', start_time='', finished_time='', stop_time='', repeats=1, username='root',
             container_id='', container_name='')
         page = types.SimpleNamespace(invocation_results=types.SimpleNamespace(invocation_result=[item]), next_token=None)
@@ -86,6 +102,12 @@ class FakeEcs:
         del runtime
         self.calls.append('StopInvocation')
         self.stopped.append(request.invoke_id)
+        proc = self.processes.get(request.invoke_id)
+        if self.stop_kills_main and proc is not None and proc.poll() is None:
+            os.kill(proc.pid, 9)
+            proc.wait()
+            record = self.results[request.invoke_id]
+            record.status, record.code, record.rc = 'Terminated', 'ExecutionInterrupted', 0
         return types.SimpleNamespace(body=types.SimpleNamespace())
 
 
@@ -113,11 +135,12 @@ def clock():
     return FakeClock()
 
 
-def transport(client, clock, memory=None, **target) -> at.AssistTransport:
+def transport(client, clock, memory=None, quota_memory=None, **target) -> at.AssistTransport:
     def factory(timeout, **kwargs):
         return Poller(timeout, clock=clock, sleep=clock.sleep, rand=lambda: 0.0, **kwargs)
     auth = AlicloudAuth(alicloud_access_key='LTAI', alicloud_secret_key='secret', alicloud_region='cn-hangzhou')
-    return at.AssistTransport(client, auth, at.Target(instance_id='i-1', **target), poller_factory=factory, memory=memory)
+    return at.AssistTransport(client, auth, at.Target(instance_id='i-1', **target), poller_factory=factory, memory=memory,
+                              quota_memory=quota_memory)
 
 
 def test_small_command_is_one_runcommand_and_one_poll(clock):
@@ -135,7 +158,7 @@ def test_large_stdin_is_staged_and_large_output_paged(clock):
     rc, out, err = transport(client, clock).exec('cat; cat /dev/null >&2', data)
     assert rc == 0 and err == b'' and out == data
     pieces = at.split_pieces(data)
-    pages = -(-(len(data) + 200) // at.PAGE)
+    pages = -(-(len(data) + 200) // at.page_size(at.DEFAULT_QUOTA))
     assert len(pieces) > 5
     # pieces, the command, its pages and the clean-up: each one RunCommand.
     assert client.calls.count('RunCommand') in (len(pieces) + 1 + pages + 1, len(pieces) + 1 + pages)
@@ -359,3 +382,145 @@ def test_a_cancelled_command_that_arrives_late_runs_nothing(tmp_path):
     output = subprocess.run(['sh', '-c', script], check=True, capture_output=True).stdout
     assert at.was_cancelled(output, nonce) and not marker.exists()
     assert not list(Path('/tmp').glob(f'.cloudexec-run-{nonce}*'))
+
+
+def test_page_and_inline_sizes_follow_the_quota():
+    for quota in (6000, 12000, 24000, 24576):
+        page = at.page_size(quota)
+        encoded = base64.encodebytes(os.urandom(page))   # 76 characters and a newline per 57 bytes, as base64(1) prints
+        assert len(encoded) <= quota - 200 and page % 57 == 0, quota
+        assert at.inline_limit(quota) + 100 <= quota
+    assert at.page_size(24576) == 17955 and at.page_size(12000) == 8664 and at.page_size(6000) == 4218
+    # Output this small fits every quota from 6000 up.
+    assert at.SAFE_INLINE + 100 <= at.MIN_QUOTA
+
+
+@pytest.mark.parametrize('service_quota', [6000, 12000, 24000, 24576])
+def test_output_of_any_size_is_whole_under_the_configured_quota(clock, service_quota):
+    client = FakeEcs(quota=service_quota)
+    t = transport(client, clock, output_quota=service_quota)
+    for size in (10, at.SAFE_INLINE + 500, service_quota - 300, 3 * service_quota + 17):
+        data = bytes(random.Random(size).randrange(256) for dummy in range(size))
+        assert t.exec(f'head -c {size} /dev/urandom >/dev/null; cat', data) == (0, data, b'')
+    assert t.quota == service_quota
+
+
+@pytest.mark.parametrize('head', [0, 2048, 6144])
+def test_a_lower_quota_is_learned_and_the_output_read_again(tmp_path, clock, head):
+    # The service keeps 6000 bytes, the transport assumes the default 12000: the first output that does not fit is
+    # cut (head and tail kept, the middle dropped); it is read again from its kept file, the command does not run again.
+    client = FakeEcs(quota=6000, head=head)
+    memory = at.QuotaMemory(str(tmp_path / 'quota'))
+    t = transport(client, clock, quota_memory=memory)
+    runs = tmp_path / 'runs'
+    data = os.urandom(9000)
+    rc, out, err = t.exec(f'echo run >> {runs}; cat', data)
+    assert (rc, out, err) == (0, data, b'') and runs.read_text() == 'run\n'
+    assert t.quota == 6000 and memory.load() == 6000 and t.stats.outputs_recovered == 1
+    # The next transport (the next task) starts from what was learned: nothing is cut any more.
+    again = transport(client, clock, quota_memory=memory)
+    assert again.quota == 6000
+    big = os.urandom(50000)
+    assert again.exec('cat', big) == (0, big, b'') and again.stats.outputs_recovered == 0
+    # No kept output is left behind on the "instance".
+    out_dirs = [line.split('=', 1)[1] for script in client.scripts for line in script.splitlines() if line.startswith('__ce_od=')]
+    assert len(out_dirs) == 2 and not [path for path in out_dirs if Path(path).exists()]
+
+
+def test_a_page_cut_by_the_service_is_read_again_in_smaller_pages(tmp_path, clock):
+    client = FakeEcs(quota=6000)
+    t = transport(client, clock, output_quota=24576)
+    source = tmp_path / 'src.bin'
+    source.write_bytes(os.urandom(100000))
+    t.fetch_file(str(source), str(tmp_path / 'back.bin'))
+    assert (tmp_path / 'back.bin').read_bytes() == source.read_bytes() and t.quota == 6000
+
+
+def test_a_quota_too_small_to_help_fails_clearly(clock):
+    client = FakeEcs(quota=900)
+    with pytest.raises(at.AssistError) as caught:
+        transport(client, clock).exec('head -c 20000 /dev/zero')
+    assert caught.value.code == 'OutputDropped' and 'kept only 900 bytes' in str(caught.value)
+
+
+@pytest.mark.parametrize('size_name', ['empty', 'text piece', 'text piece + 1', 'binary piece', 'binary piece + 1',
+                                       'page', 'page + 1'])
+def test_boundary_sizes_copy_and_fetch_byte_for_byte(tmp_path, clock, size_name):
+    sizes = {'empty': (0, b'x'), 'text piece': (at.TEXT_PIECE, b't'), 'text piece + 1': (at.TEXT_PIECE + 1, b't'),
+             'binary piece': (at.BINARY_PIECE, b'\0'), 'binary piece + 1': (at.BINARY_PIECE + 1, b'\0'),
+             'page': (at.page_size(at.DEFAULT_QUOTA), b'\0'), 'page + 1': (at.page_size(at.DEFAULT_QUOTA) + 1, b'\0')}
+    size, fill = sizes[size_name]
+    data = (fill * size)[:size] if fill != b'\0' else os.urandom(size)
+    client = FakeEcs()
+    t = transport(client, clock)
+    source = tmp_path / 'src'
+    source.write_bytes(data)
+    stats = t.put_file(str(source), str(tmp_path / 'copy'))
+    assert (tmp_path / 'copy').read_bytes() == data
+    expected_pieces = {'empty': 0, 'text piece': 1, 'text piece + 1': 2, 'binary piece': 1, 'binary piece + 1': 2}
+    if size_name in expected_pieces:
+        assert stats['pieces'] == expected_pieces[size_name]
+    fetched = t.fetch_file(str(tmp_path / 'copy'), str(tmp_path / 'back'))
+    assert (tmp_path / 'back').read_bytes() == data
+    assert fetched['pages'] == {'empty': 0, 'page': 1, 'page + 1': 2}.get(size_name, fetched['pages'])
+
+
+def test_deadline_after_the_agent_killed_the_main_process_ends_what_it_left(tmp_path):
+    # StopInvocation makes the agent SIGKILL the script's main process only: its children go to init, out of reach of
+    # the process tree, but stay in the script's process group, which the transport records and sweeps.
+    client = FakeEcs(background=True, stop_kills_main=True)
+    pids = tmp_path / 'pids'
+    command = f'sleep 300 & echo $! > {pids}; sleep 301'
+    with pytest.raises(at.AssistError) as caught:
+        transport(client, RealClock(), command_timeout=3).exec(command)
+    message = str(caught.value)
+    assert caught.value.deadline and 'it was ended: its main process had already ended' in message and 'were stopped' in message, message
+    background = int(pids.read_text())
+    deadline = time.monotonic() + 5
+    while _running(background) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(background)
+
+
+def test_describe_end_never_says_stopped_when_it_may_run():
+    gone, ended = ('gone', 0), ('ended', 3)
+    assert at.describe_end(gone, ('none', 0)) == ('it is no longer running (nothing is left in its process group)', False)
+    text, worrying = at.describe_end(gone, ('ended', 2))
+    assert not worrying and '2 process(es) it left running in its process group were stopped' in text
+    assert at.describe_end(ended, ('survived', 1))[1] and at.describe_end(gone, None)[1]
+    assert at.describe_end(None, ('none', 0))[1]
+
+
+def test_instance_that_cannot_run_the_command_is_unreachable(clock):
+    client = FakeEcs()
+
+    def refuse(request, runtime):
+        raise CloudExecError('The specified instance type does not match the command.', code='InvalidInstance.NotMatch', status=400)
+
+    client.run_command_with_options = refuse
+    with pytest.raises(at.AssistError) as caught:
+        transport(client, clock).exec('true')
+    assert caught.value.unreachable and 'nothing was run' in str(caught.value) and caught.value.remedy
+
+
+def test_container_targets_change_directory_themselves(clock, tmp_path):
+    client = FakeEcs()
+    t = transport(client, clock, container_name='app', working_dir=str(tmp_path))
+    assert t.exec('pwd') == (0, f'{tmp_path}\n'.encode(), b'')
+    with pytest.raises(at.AssistError) as caught:
+        transport(client, clock, container_name='app', working_dir=str(tmp_path / 'nope')).exec('pwd')
+    assert caught.value.code == 'DirectoryNotExists'
+
+
+def test_the_process_group_is_recorded_only_when_it_is_the_commands_own(tmp_path):
+    # A script in a group of its own (as the agent starts it) records it; one that shares its caller's group (here
+    # pytest's, or the agent's were it not to make one) records none, so the sweep can never reach other processes.
+    nonce = '0123456789abcdef'
+    record = Path(at.RUN_RECORD.format(nonce=nonce) + '.pid')
+    script = '\n'.join(at.run_record_lines(nonce) + [f'cp "$__ce_rec.pid" {tmp_path}/record']) + '\n'
+    subprocess.run(['sh', '-c', script], check=True, start_new_session=True)
+    pid, dummy, group = (tmp_path / 'record').read_text().split()
+    assert group == pid
+    subprocess.run(['sh', '-c', script], check=True)
+    assert len((tmp_path / 'record').read_text().split()) == 2    # pid and start time, no group
+    assert not record.exists()
