@@ -162,7 +162,6 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, eci
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
-from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller
 from ansible_collections.cloudexec.core.plugins.plugin_utils.inventory import (
     add_host,
     auth_from_options,
@@ -318,8 +317,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                                  provider='cloudexec', remedy='pip install alibabacloud-eci20180808')
         found: list[dict[str, t.Any]] = []
         token: str | None = None
-        poller = Poller(120.0, backoff=Backoff(initial=1.0, factor=2.0, cap=8.0), max_retries=8,
-                        what=f'DescribeContainerGroups in {auth.alicloud_region}')
+        poller = eci.api_poller(f'DescribeContainerGroups in {auth.alicloud_region}', timeout=120.0)
         while True:
             request = eci.eci_models.DescribeContainerGroupsRequest(region_id=auth.alicloud_region, limit=eci.DESCRIBE_LIMIT)
             if status:

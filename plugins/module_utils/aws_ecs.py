@@ -16,12 +16,11 @@ import typing as t
 from dataclasses import dataclass, field
 
 from ansible_collections.cloudexec.core.plugins.module_utils import aws, exec_checks, remote_shell, session_brokers
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, ValidationError
-from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, SessionClosed, ValidationError
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import ECS_EXEC_AGENT, Poller
 from ansible_collections.cloudexec.core.plugins.module_utils.ssm.session import (
     DataChannelConnectFailed,
     DataChannelSession,
-    SessionClosed,
     SessionDropped,
 )
 
@@ -155,7 +154,7 @@ def execute_command(client: t.Any, target: EcsTarget, command: str, timeout: flo
 
     wait = min(timeout, NOT_CONNECTED_WAIT)
     try:
-        answer = Poller(wait, backoff=Backoff(initial=1.0, factor=1.5, cap=4.0), max_retries=1000,
+        answer = Poller(wait, policy=ECS_EXEC_AGENT,
                         what=f'ExecuteCommand on {target.task_id}/{target.container_name}').call(start)
     except CloudExecError as error:
         cause = error if error.code == 'TargetNotConnectedException' else error.__cause__

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, exec_checks
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, ValidationError
-from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller, done, pending
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import CLOUD_ASSISTANT_INVOCATIONS, Poller, done, pending
 
 try:
     from alibabacloud_ecs20140526 import models as ecs_models
@@ -83,8 +83,6 @@ NO_EXIT_CODE_STATUSES = frozenset(('Pending', 'Scheduled', 'Running', 'Stopping'
 # Overall InvocationStatus values of a finished invocation.
 FINAL_INVOCATION_STATUSES = frozenset(('Success', 'Failed', 'PartialFailed', 'Stopped'))
 
-# First checks come quickly (most scripts are short), then back off to the agent's own ~3-5 s rhythm.
-POLL_BACKOFF = Backoff(initial=0.5, factor=1.5, cap=5.0, jitter=0.2)
 # How long a single API call may be retried when throttled (outside the result wait).
 CALL_RETRY_SECONDS = 60.0
 
@@ -185,7 +183,7 @@ def api_call(client: t.Any, auth: alicloud.AlicloudAuth, method: str, request: t
 def retried_call(client: t.Any, auth: alicloud.AlicloudAuth, method: str, request: t.Any, counter: ApiCounter | None = None,
                  poller_factory: t.Callable[..., Poller] = Poller) -> t.Any:
     """One ECS call, retried on throttling and transient errors for up to CALL_RETRY_SECONDS."""
-    poller = poller_factory(CALL_RETRY_SECONDS, backoff=POLL_BACKOFF, what=f'the {alicloud.action_name(method)} API call')
+    poller = poller_factory(CALL_RETRY_SECONDS, policy=CLOUD_ASSISTANT_INVOCATIONS, what=f'the {alicloud.action_name(method)} API call')
     return poller.call(lambda: api_call(client, auth, method, request, counter))
 
 
@@ -899,7 +897,7 @@ def wait_for(client: t.Any, auth: alicloud.AlicloudAuth, started: list[Started],
     counter = counter or ApiCounter()
     outcome = RunOutcome(started=started)
     watcher = InvocationWatcher(client, auth, [s.invoke_id for s in started], counter)
-    poller = poller_factory(wait_timeout, backoff=POLL_BACKOFF, what='the Cloud Assistant command')
+    poller = poller_factory(wait_timeout, policy=CLOUD_ASSISTANT_INVOCATIONS, what='the Cloud Assistant command')
     try:
         poller.wait(watcher.probe)
     except DeadlineExceeded:

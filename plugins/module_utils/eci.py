@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, exec_checks, remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import THROTTLING_CODES, CloudExecError, DeadlineExceeded, ValidationError
-from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import ECI_API, Poller
 from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
 
 try:
@@ -446,8 +446,9 @@ def _require_models() -> None:
                              provider='cloudexec', remedy='pip install alibabacloud-eci20180808')
 
 
-def _throttle_poller(what: str, timeout: float = 60.0) -> Poller:
-    return Poller(timeout, backoff=Backoff(initial=1.0, factor=2.0, cap=8.0), max_retries=8, what=what)
+def api_poller(what: str, timeout: float = 60.0) -> Poller:
+    """The retries of an ECI API call (throttling, 5xx), for the module, the connection and the inventory alike."""
+    return Poller(timeout, policy=ECI_API, what=what)
 
 
 def describe_groups(client: t.Any, auth: alicloud.AlicloudAuth, *, group_id: str | None = None,
@@ -464,7 +465,7 @@ def describe_groups(client: t.Any, auth: alicloud.AlicloudAuth, *, group_id: str
             request.container_group_name = group_name
         if token:
             request.next_token = token
-        body = _throttle_poller('DescribeContainerGroups').call(
+        body = api_poller('DescribeContainerGroups').call(
             lambda req=request: alicloud.call(client, 'describe_container_groups', req, auth))
         data = body.to_map() if hasattr(body, 'to_map') else dict(body or {})
         groups.extend(data.get('ContainerGroups') or [])
@@ -620,7 +621,7 @@ def exec_container_command(client: t.Any, auth: alicloud.AlicloudAuth, target: E
                 error.remedy = 'The command may have run: check its effects before repeating it'
             raise
 
-    body = _throttle_poller(f'ExecContainerCommand on {target.group_id}/{target.container_name}', retry_timeout).call(attempt)
+    body = api_poller(f'ExecContainerCommand on {target.group_id}/{target.container_name}', retry_timeout).call(attempt)
     return body.to_map() if hasattr(body, 'to_map') else dict(body or {})
 
 

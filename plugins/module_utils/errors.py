@@ -109,6 +109,30 @@ class DeadlineExceeded(CloudExecError):
         self.last = last
 
 
+class SessionClosed(CloudExecError):
+    """An exec session ended by itself: its shell exited, or the service ended it. Output before it was delivered.
+
+    One type for every transport (the SSM data channel's channel_closed, the end of an ECI exec stream).
+    input_acknowledged is False when the transport knows that nothing of the last command reached the target.
+    """
+
+    def __init__(self, message: str, *, provider: str | None = None, remedy: str | None = None, output: str = '',
+                 exit_code: int | None = None, input_acknowledged: bool | None = None) -> None:
+        super().__init__(message, code='SessionClosed', provider=provider, remedy=remedy, retryable=False)
+        self.output = output
+        self.exit_code = exit_code
+        self.input_acknowledged = input_acknowledged
+
+
+class CommandAbandoned(CloudExecError):
+    """The caller of a running command went away (or asked to stop): the command must be ended, not waited for."""
+
+    def __init__(self, reason: str, started: bool) -> None:
+        super().__init__(f'the command was abandoned: {reason}', code='CommandAbandoned', provider='cloudexec', retryable=False)
+        self.reason = reason
+        self.started = started
+
+
 def is_retryable_code(code: str | None, status: int | None = None) -> bool:
     """Whether an error code (or a bare 5xx / 429 status) is worth retrying later."""
     if code in THROTTLING_CODES or code in TRANSIENT_CODES:

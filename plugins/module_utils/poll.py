@@ -6,7 +6,9 @@
 
 Every module and plugin that polls a result (Cloud Assistant invocations, an agent coming up, a
 session becoming ready) or retries a throttled call goes through Poller, so the behaviour is the
-same everywhere and is tested once, with a fake clock.
+same everywhere and is tested once, with a fake clock. How each kind of wait backs off is a named
+WaitPolicy below: a caller picks a policy, never figures, so changing a figure here changes every
+wait of that kind.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded
 
@@ -47,6 +49,41 @@ class Backoff:
         """The delay for the attempt-th wait, given a random number in [0, 1)."""
         ceiling = self.ceiling(attempt)
         return ceiling - ceiling * self.jitter * rand
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """How one kind of wait backs off between probes, and how many retryable errors in a row it accepts."""
+
+    name: str
+    backoff: Backoff
+    max_retries: int = 10
+
+    def tuned(self, *, initial: float | None = None, cap: float | None = None) -> WaitPolicy:
+        """The same policy with a user's own first delay or longest delay (connection options)."""
+        initial = self.backoff.initial if initial is None else initial
+        cap = max(self.backoff.cap if cap is None else cap, initial)
+        return replace(self, backoff=replace(self.backoff, initial=initial, cap=cap))
+
+
+# Every kind of wait in the collection. Why each has its figures:
+# A throttled or failing API call (5xx, resets): AWS's and Alibaba's own SDK back-off, half a second doubling.
+API_RETRY = WaitPolicy('api-retry', Backoff(initial=0.5, factor=2.0, cap=10.0))
+# Alibaba Cloud keeps refusing a throttled API for the rest of the minute (per account and API): wait longer between
+# tries of an ECI call, give up after 8.
+ECI_API = WaitPolicy('eci-api', Backoff(initial=1.0, factor=2.0, cap=8.0), max_retries=8)
+# ExecuteCommand's TargetNotConnectedException while the agent starts, or until a session worker frees: it is
+# only retryable because the agent is expected to come; the deadline (not a count) bounds it.
+ECS_EXEC_AGENT = WaitPolicy('ecs-exec-agent', Backoff(initial=1.0, factor=1.5, cap=4.0), max_retries=1000)
+# SSM ResumeSession after a lost websocket: AWS's session-manager-plugin waits 100-200 ms, doubling to 5 s,
+# for 5 retries (sessionhandler.go / retryer.go).
+SSM_RESUME = WaitPolicy('ssm-resume', Backoff(initial=0.2, factor=2.0, cap=5.0, jitter=0.5), max_retries=5)
+# Cloud Assistant invocations of the module (many instances), and its calls retried when throttled: quick first
+# checks, then the agent's ~3-5 s rhythm (it reports every few seconds, and Alibaba's own tools poll every 3 to 5 s).
+CLOUD_ASSISTANT_INVOCATIONS = WaitPolicy('cloud-assistant-invocations', Backoff(initial=0.5, factor=1.5, cap=5.0, jitter=0.2))
+# One ali_assist command: most are short, so the first check is early; the connection's poll_initial and poll_max
+# options tune the first and longest delays (WaitPolicy.tuned).
+CLOUD_ASSISTANT_COMMAND = WaitPolicy('cloud-assistant-command', Backoff(initial=0.2, factor=1.6, cap=2.0, jitter=0.2))
 
 
 @dataclass(frozen=True)
@@ -94,8 +131,7 @@ class Poller:
         self,
         timeout: float,
         *,
-        backoff: Backoff | None = None,
-        max_retries: int = 10,
+        policy: WaitPolicy = API_RETRY,
         what: str = 'the operation',
         on_progress: t.Callable[[PollEvent], None] | None = None,
         clock: t.Callable[[], float] = time.monotonic,
@@ -105,8 +141,9 @@ class Poller:
         if timeout <= 0:
             raise ValueError('timeout must be positive')
         self.timeout = timeout
-        self.backoff = backoff or Backoff()
-        self.max_retries = max_retries
+        self.policy = policy
+        self.backoff = policy.backoff
+        self.max_retries = policy.max_retries
         self.what = what
         self.on_progress = on_progress
         self._clock = clock
@@ -163,8 +200,3 @@ class Poller:
     def call(self, func: t.Callable[[], T]) -> T:
         """Call func once, retrying only throttling/transient errors within the deadline."""
         return self.wait(lambda: done(func()))
-
-
-def retrying(func: t.Callable[[], T], timeout: float = 60.0, **kwargs: t.Any) -> T:
-    """Shorthand for Poller(timeout, **kwargs).call(func)."""
-    return Poller(timeout, **kwargs).call(func)

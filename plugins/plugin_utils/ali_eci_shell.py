@@ -18,12 +18,8 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, eci, remote_shell
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, ValidationError
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, SessionClosed, ValidationError
 from ansible_collections.cloudexec.core.plugins.plugin_utils.persistent_shell import PersistentShell, bootstrap_command
-
-
-class SessionClosed(CloudExecError):
-    """The exec stream ended normally: the long-lived shell exited (or the service ended the session)."""
 
 
 class EciByteChannel:
@@ -64,11 +60,9 @@ class EciByteChannel:
             # The service's own words when it gave any (a start failure: "OCI runtime exec failed ...").
             detail = f' ({status.message})' if status.message else (
                 f' with exit code {status.exit_code}' if status.exit_code else ' (success)')
-        exc = SessionClosed(f'the shell of the ECI exec session in {self.where} ended{detail}', code='SessionClosed',
-                            provider='alicloud', remedy='Retry: a new session will be opened', retryable=False)
-        if not sent:
-            exc.input_acknowledged = False  # type: ignore[attr-defined]  # nothing of the command was sent
-        return exc
+        # When the send itself found the stream closed, nothing of the command reached the shell.
+        return SessionClosed(f'the shell of the ECI exec session in {self.where} ended{detail}', provider='alicloud',
+                             remedy='Retry: a new session will be opened', input_acknowledged=None if sent else False)
 
     def close(self) -> None:
         """Close the websocket. The shell then reads end of file and exits; a command it still runs goes on

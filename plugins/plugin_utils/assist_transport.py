@@ -43,7 +43,7 @@ from ansible_collections.cloudexec.core.plugins.module_utils import alicloud
 from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca
 from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded
-from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller, done, pending
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import CLOUD_ASSISTANT_COMMAND, Poller, done, pending
 
 # Room left in a RunCommand script for our own lines around a staged piece (bytes before Base64).
 SCRIPT_LIMIT = ca.CONTENT_LIMIT // 4 * 3          # 18432 bytes of script fit 24 KB of Base64
@@ -701,9 +701,8 @@ class AssistTransport:
         StopInvocation) and raises AssistError.
         """
         deadline = float(timeout or self.target.command_timeout)
-        backoff = Backoff(initial=self.target.poll_initial, factor=1.6, cap=max(self.target.poll_max, self.target.poll_initial),
-                          jitter=0.2)
-        poller = self.poller_factory(deadline, backoff=backoff, what=f'the command on {self.target.describe()}')
+        policy = CLOUD_ASSISTANT_COMMAND.tuned(initial=self.target.poll_initial, cap=self.target.poll_max)
+        poller = self.poller_factory(deadline, policy=policy, what=f'the command on {self.target.describe()}')
         # An invocation started a while ago (a page started ahead of the one waited for) is checked at once.
         first = [time.monotonic() - self._started_at.get(invoke_id, time.monotonic()) < self.target.poll_initial]
 

@@ -40,8 +40,7 @@ import time
 import typing as t
 
 from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded
-from ansible_collections.cloudexec.core.plugins.plugin_utils.persistent_shell import CommandAbandoned
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, CommandAbandoned, DeadlineExceeded
 
 # Where each transport's session opener lives: "module:function" taking (options, log) and returning
 # a ready PersistentShell. Imported lazily so a broker loads only its own cloud's SDK.

@@ -16,7 +16,7 @@ import time
 import typing as t
 
 from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, CommandAbandoned, DeadlineExceeded
 
 
 class ByteChannel(t.Protocol):
@@ -57,15 +57,6 @@ def _as_sent(value: t.Any) -> t.Any:
 
 class ShellBroken(CloudExecError):
     """The long-lived shell can no longer be trusted (a command overran its deadline, the session ended)."""
-
-
-class CommandAbandoned(CloudExecError):
-    """The caller of a running command went away (or asked to stop): the command must be ended, not waited for."""
-
-    def __init__(self, reason: str, started: bool) -> None:
-        super().__init__(f'the command was abandoned: {reason}', code='CommandAbandoned', provider='cloudexec', retryable=False)
-        self.reason = reason
-        self.started = started
 
 
 # How often a running command checks whether its caller is still there.

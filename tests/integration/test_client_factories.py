@@ -10,7 +10,7 @@ import pytest
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, aws, eci  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller, WaitPolicy  # noqa: E402  pylint: disable=wrong-import-position
 from alibabacloud_ecs20140526 import models as ecs_models  # noqa: E402  pylint: disable=wrong-import-position
 from alibabacloud_eci20180808 import models as eci_models  # noqa: E402  pylint: disable=wrong-import-position
 from helpers import refused_endpoint, silent_endpoint  # noqa: E402  pylint: disable=wrong-import-position
@@ -117,7 +117,7 @@ def test_alicloud_throttling_is_retried_by_the_poller(user_env):
     client = alicloud.ecs_client(auth)
     request = ecs_models.DescribeInstancesRequest(region_id=auth.alicloud_region)
     seen = []
-    poller = Poller(30, backoff=Backoff(initial=0.05, cap=0.2), on_progress=lambda e: seen.append(e.error.code))
+    poller = Poller(30, policy=WaitPolicy('fast', Backoff(initial=0.05, cap=0.2)), on_progress=lambda e: seen.append(e.error.code))
     body = poller.call(lambda: alicloud.call(client, 'describe_instances', request, auth))
     assert body.total_count == 5
     assert seen == ['Throttling.User', 'Throttling.User']

@@ -38,8 +38,8 @@ import typing as t
 import urllib.parse
 import uuid
 
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
-from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, SessionClosed
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import Poller, SSM_RESUME
 from ansible_collections.cloudexec.core.plugins.module_utils.ssm.channel import (
     RESEND_GIVE_UP_AFTER,
     ChannelClosedEvent,
@@ -119,8 +119,7 @@ DEFAULT_TERMINAL_SIZE = (300, 100)
 # Resuming a lost connection, as AWS's client does (sessionhandler.go OpenDataChannel: RepeatableExponentialRetryer,
 # first call at once, then delays from 100-200 ms doubling up to 5 s, 5 retries): at most RESUME_ATTEMPTS
 # ResumeSession calls and reconnections per loss, within RESUME_TIMEOUT seconds.
-RESUME_ATTEMPTS = 6
-RESUME_BACKOFF = Backoff(initial=0.2, factor=2.0, cap=5.0, jitter=0.5)
+RESUME_ATTEMPTS = SSM_RESUME.max_retries + 1
 RESUME_TIMEOUT = 60.0
 # AES-GCM nonce length used by AWS (encrypter.go).
 _NONCE_SIZE = 12
@@ -174,15 +173,6 @@ class SessionDropped(CloudExecError):
         self.input_acknowledged = input_acknowledged
         # Why ResumeSession did not bring the session back (None: it was not tried).
         self.resume_error = resume_error
-
-
-class SessionClosed(CloudExecError):
-    """The agent ended the session (channel_closed); every output byte before it was delivered."""
-
-    def __init__(self, message: str, *, output: str = '', exit_code: int | None = None) -> None:
-        super().__init__(message, code='SessionClosed', provider=PROVIDER, retryable=False)
-        self.output = output
-        self.exit_code = exit_code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -592,7 +582,7 @@ class DataChannelSession:
         info = self._closed_info or ChannelClosed()
         output = _sanitize(info.output, self._redact)
         message = 'the agent closed the session' + (': %s' % output if output else '')
-        return SessionClosed(message, output=output, exit_code=self.exit_code)
+        return SessionClosed(message, provider=PROVIDER, output=output, exit_code=self.exit_code)
 
     def _lost(self, exc: BaseException | None, why: str = '', resume_error: CloudExecError | None = None) -> CloudExecError:
         details = self._close_details(exc) if exc is not None else ''
@@ -673,7 +663,7 @@ class DataChannelSession:
                                      provider=PROVIDER, retryable=True) from None
             self._ws = ws
 
-        Poller(RESUME_TIMEOUT, backoff=RESUME_BACKOFF, max_retries=RESUME_ATTEMPTS - 1, what='resuming the session to %s' % self.host,
+        Poller(RESUME_TIMEOUT, policy=SSM_RESUME, what='resuming the session to %s' % self.host,
                clock=self._clock, sleep=self._sleep).call(attempt)
         self._write_closed = False
         self._frames_on_connection = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -16,7 +17,7 @@ from Tea.exceptions import TeaException  # noqa: E402  pylint: disable=wrong-imp
 from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.cloudexec.core.plugins.module_utils.alicloud import AlicloudAuth  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, ValidationError  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.cloudexec.core.plugins.module_utils.poll import Poller  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import API_RETRY, Poller  # noqa: E402  pylint: disable=wrong-import-position
 
 AUTH = AlicloudAuth(alicloud_access_key='LTAI', alicloud_secret_key='secret', alicloud_region='cn-hangzhou')
 
@@ -33,7 +34,9 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.now += seconds
 
-    def poller(self, timeout: float, **kwargs) -> Poller:
+    def poller(self, timeout: float, max_retries: int | None = None, **kwargs) -> Poller:
+        if max_retries is not None:
+            kwargs['policy'] = replace(kwargs.get('policy', API_RETRY), max_retries=max_retries)
         return Poller(timeout, clock=self.clock, sleep=self.sleep, rand=lambda: 0.0, **kwargs)
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded
-from ansible_collections.cloudexec.core.plugins.module_utils.poll import Backoff, Poller, done, pending, retrying
+from ansible_collections.cloudexec.core.plugins.module_utils.poll import (
+    API_RETRY, CLOUD_ASSISTANT_COMMAND, Backoff, Poller, WaitPolicy, done, pending,
+)
 
 
 class FakeClock:
@@ -26,8 +28,10 @@ class FakeClock:
         self.now += seconds
 
 
-def make_poller(clock: FakeClock, timeout: float = 30.0, rand: float = 0.0, **kwargs) -> Poller:
-    return Poller(timeout, clock=clock, sleep=clock.sleep, rand=lambda: rand, **kwargs)
+def make_poller(clock: FakeClock, timeout: float = 30.0, rand: float = 0.0, backoff: Backoff | None = None, max_retries: int = 10,
+                **kwargs) -> Poller:
+    policy = WaitPolicy('test', backoff or Backoff(), max_retries)
+    return Poller(timeout, policy=policy, clock=clock, sleep=clock.sleep, rand=lambda: rand, **kwargs)
 
 
 def throttled() -> CloudExecError:
@@ -154,7 +158,7 @@ def test_call_retries_a_throttled_call_until_deadline():
         raise throttled()
 
     with pytest.raises(DeadlineExceeded) as info:
-        retrying(always_throttled, timeout=5, clock=clock, sleep=clock.sleep, rand=lambda: 0.0, max_retries=100)
+        make_poller(clock, timeout=5, max_retries=100).call(always_throttled)
     assert 'last error: Throttling.User' in str(info.value)
     assert sum(clock.sleeps) == pytest.approx(5.0)
 
@@ -183,7 +187,7 @@ def test_giving_up_names_the_last_error_and_its_remedy():
                              provider='alicloud', retryable=True, remedy='Check the network')
 
     with pytest.raises(DeadlineExceeded) as info:
-        retrying(reset, timeout=5, clock=clock, sleep=clock.sleep, rand=lambda: 0.0, max_retries=100, what='the RunCommand API call')
+        make_poller(clock, timeout=5, max_retries=100, what='the RunCommand API call').call(reset)
     text = str(info.value)
     assert text.startswith('DeadlineExceeded: Gave up waiting for the RunCommand API call after 5 seconds; last error: '
                            'Connection.Error: the connection to https://ecs.example:443 failed (Connection reset by peer)')
@@ -194,3 +198,14 @@ def test_giving_up_names_the_last_error_and_its_remedy():
 def test_invalid_backoff_is_refused(kwargs):
     with pytest.raises(ValueError):
         Backoff(**kwargs)
+
+
+def test_the_default_policy_is_the_api_retry_one():
+    poller = Poller(10)
+    assert poller.policy is API_RETRY and poller.max_retries == 10
+
+
+def test_a_tuned_policy_keeps_its_factor_and_never_caps_below_its_first_delay():
+    tuned = CLOUD_ASSISTANT_COMMAND.tuned(initial=3.0, cap=1.0)
+    assert (tuned.backoff.initial, tuned.backoff.cap, tuned.backoff.factor) == (3.0, 3.0, CLOUD_ASSISTANT_COMMAND.backoff.factor)
+    assert CLOUD_ASSISTANT_COMMAND.tuned().backoff == CLOUD_ASSISTANT_COMMAND.backoff
