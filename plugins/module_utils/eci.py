@@ -32,27 +32,15 @@ The WebSocketUri carries its token in the query: the whole URI is a secret, neve
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 import typing as t
-import urllib.parse
 from dataclasses import dataclass, field
 
-from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, exec_checks, remote_shell
+from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, exec_checks, remote_shell, websocket
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import THROTTLING_CODES, CloudExecError, DeadlineExceeded, ValidationError
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import ECI_API, Poller
-from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
-
-try:
-    from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
-    from websockets.sync.client import connect as _websockets_connect
-except ImportError:
-    HAS_WEBSOCKETS = False
-    _websockets_connect = None  # pylint: disable=invalid-name
-    ConnectionClosed = ConnectionClosedOK = None  # pylint: disable=invalid-name
-else:
-    HAS_WEBSOCKETS = True
+from ansible_collections.cloudexec.core.plugins.module_utils.websocket import ConnectionClosed, ConnectionClosedOK
 
 try:
     from alibabacloud_eci20180808 import models as eci_models
@@ -84,9 +72,6 @@ _STREAMS = {CHANNEL_STDOUT: STDOUT, CHANNEL_STDERR: STDERR, CHANNEL_STATUS: STAT
 
 # Stdin goes out in pieces of this size, so one big script does not become one huge message.
 SEND_CHUNK = 32 * 1024
-PING_INTERVAL = 30.0
-PING_TIMEOUT = 30.0
-CLOSE_TIMEOUT = 2.0
 # After the end marker, how long to wait for the status message and the close (politeness, not needed).
 END_GRACE = 2.0
 # Extra seconds the Sync HTTP read timeout gets over the command timeout (network, scheduling): a quarter of
@@ -102,8 +87,7 @@ KILL_GRACE = 2.0
 
 # websockets logs request lines (the URI, with its token) at DEBUG: its connections get this logger,
 # which never enables DEBUG whatever the root logger says.
-_WS_LOGGER = logging.getLogger('ansible_collections.cloudexec.core.eci.websocket')
-_WS_LOGGER.setLevel(logging.INFO)
+_WS_LOGGER = websocket.quiet_logger('eci')
 
 # The Sync wrapper: one argv item of at most 256 characters. Arguments: $1 nonce, $2 chdir, $3 creates,
 # $4 removes ('' when unset), then the command's argv. Markers are remote_shell's, so OutputParser reads them.
@@ -208,17 +192,6 @@ class EciStreamClosed(CloudExecError):
         self.status = status
 
 
-def _supported_kwargs(func: t.Callable[..., t.Any]) -> frozenset[str] | None:
-    import inspect  # pylint: disable=import-outside-toplevel
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return None
-    return frozenset(params)
-
-
 class EciExecStream:
     """One ECI exec websocket, driven by the caller (no threads of ours).
 
@@ -232,22 +205,15 @@ class EciExecStream:
     def __init__(self, uri: str, *, connect_timeout: float = 30.0, log: t.Callable[[str], None] | None = None,
                  connect: t.Callable[..., t.Any] | None = None, proxy: str | bool | None = True,
                  clock: t.Callable[[], float] = time.monotonic) -> None:
-        if connect is None and not HAS_WEBSOCKETS:
-            raise CloudExecError('the websockets library is required on the controller for ECI exec streams',
-                                 code='MissingDependency', provider='cloudexec', retryable=False,
-                                 remedy='pip install "websockets>=12.0" (see the collection requirements.txt)')
-        parts = urllib.parse.urlsplit(uri or '')
-        if parts.scheme not in ('ws', 'wss') or not parts.hostname:
-            raise CloudExecError('the exec WebSocketUri must be a ws:// or wss:// URL with a host', code='InvalidParameter',
-                                 provider='cloudexec', retryable=False, remedy='Pass WebSocketUri from ExecContainerCommand unchanged')
+        if connect is None:
+            websocket.require('ECI exec streams')
+        websocket.check_url(uri, 'the exec WebSocketUri', 'Pass WebSocketUri from ExecContainerCommand unchanged')
         self._uri = uri
-        self._secrets = sorted({s for s in (uri, parts.query, parts.path + '?' + parts.query, urllib.parse.unquote(parts.query),
-                                            *urllib.parse.parse_qs(parts.query).get('token', []), *urllib.parse.parse_qs(parts.query).get('s', []))
-                                if len(s) > 3}, key=len, reverse=True)
-        self.host = parts.hostname if parts.port is None else f'{parts.hostname}:{parts.port}'
+        self._redact = websocket.Redactor(uri)
+        self.host = websocket.host_of(uri)
         self.connect_timeout = connect_timeout
         self._log_callback = log
-        self._connect = connect or _websockets_connect
+        self._connect = connect
         self._proxy = proxy
         self._clock = clock
         self._ws: t.Any = None
@@ -264,11 +230,6 @@ class EciExecStream:
 
     __str__ = __repr__
 
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, '<redacted>')
-        return text
-
     def _log(self, line: str) -> None:
         if self._log_callback is not None:
             self._log_callback(self._redact(line))
@@ -279,16 +240,9 @@ class EciExecStream:
             raise CloudExecError('the exec stream was already opened', code='StreamAlreadyOpen', provider='cloudexec', retryable=False)
         self._opened = True
         self._log(f'opening the ECI exec stream to {self.host}')
-        kwargs: dict[str, t.Any] = {
-            'open_timeout': self.connect_timeout, 'max_size': None, 'compression': None, 'user_agent_header': USER_AGENT,
-            'ping_interval': PING_INTERVAL, 'ping_timeout': PING_TIMEOUT, 'close_timeout': CLOSE_TIMEOUT,
-            'logger': _WS_LOGGER, 'proxy': None if self._proxy is False else self._proxy, 'legacy': True,
-        }
-        supported = _supported_kwargs(self._connect)
-        if supported is not None:
-            kwargs = {key: value for key, value in kwargs.items() if key in supported}
         try:
-            self._ws = self._connect(self._uri, **kwargs)
+            self._ws = websocket.connect(self._uri, connect=self._connect, connect_timeout=self.connect_timeout, logger=_WS_LOGGER,
+                                         proxy=self._proxy)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             # Any failure means no stream; `from None` because the original text may carry the URI.
             raise self._connect_error(exc) from None

@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import logging
 import os
-import re
 import time
 import typing as t
 import urllib.parse
 import uuid
 
+from ansible_collections.cloudexec.core.plugins.module_utils import websocket
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, SessionClosed
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import Poller, SSM_RESUME
 from ansible_collections.cloudexec.core.plugins.module_utils.ssm.channel import (
@@ -74,16 +73,7 @@ from ansible_collections.cloudexec.core.plugins.module_utils.ssm.payloads import
     parse_exit_code,
 )
 from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
-
-try:
-    from websockets.exceptions import ConnectionClosed
-    from websockets.sync.client import connect as _websockets_connect
-except ImportError:
-    HAS_WEBSOCKETS = False
-    _websockets_connect = None  # pylint: disable=invalid-name
-    ConnectionClosed = None  # pylint: disable=invalid-name
-else:
-    HAS_WEBSOCKETS = True
+from ansible_collections.cloudexec.core.plugins.module_utils.websocket import CLOSE_TIMEOUT, ConnectionClosed, sanitize as _sanitize
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -103,12 +93,6 @@ STDERR = 'stderr'
 # handshake (KMS) as its first message, and input sent during a handshake is acknowledged but dropped;
 # without a handshake the first output (about a second in) releases the input earlier.
 DEFAULT_INPUT_HOLD = 2.0
-# Websocket keepalive: AWS's client pings every 5 minutes; we ping more often so a dead route is
-# noticed (and reported as SessionDropped) within a minute rather than at the TCP timeout.
-PING_INTERVAL = 30.0
-PING_TIMEOUT = 30.0
-# Bound on the polite closing handshake, so close() never hangs on a dead peer.
-CLOSE_TIMEOUT = 2.0
 # read() keeps pulling frames that are already queued, up to this many, to hand back larger chunks.
 _COALESCE_FRAMES = 256
 # Shortest wait handed to recv(): a deadline that is due "now" must not turn into a spin.
@@ -125,15 +109,9 @@ RESUME_TIMEOUT = 60.0
 _NONCE_SIZE = 12
 _DATA_KEY_SIZE = 64
 
-# websockets logs the request line (URL path and query) and frame bodies (the token) at DEBUG. Its
-# connections get this logger, which never enables DEBUG whatever the root logger says.
-_WS_LOGGER = logging.getLogger('ansible_collections.cloudexec.core.ssm.websocket')
-_WS_LOGGER.setLevel(logging.INFO)
+_WS_LOGGER = websocket.quiet_logger('ssm')
 _LOGGER = logging.getLogger(__name__)
 
-_REDACTED = '<redacted>'
-_ANSI_RE = re.compile(r'\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])')
-_CONTROL_RE = re.compile(r'[\x00-\x1f\x7f-\x9f]+')
 
 # ResumeSession errors that say this session will not come back (as opposed to throttling, 5xx, the network).
 _RESUME_REFUSED_CODES = frozenset(('DoesNotExistException', 'BadRequest', 'BadRequestException', 'InvalidParameters',
@@ -208,46 +186,6 @@ class SessionStats:
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-class _Redactor:
-    """Replaces the tokens and every piece of the stream URLs but their host in a text."""
-
-    def __init__(self, stream_url: str, token: str) -> None:
-        self._secrets: list[str] = []
-        self.add(stream_url, token)
-
-    def add(self, stream_url: str, token: str) -> None:
-        """Keep these secrets out of texts too (a URL and token from ResumeSession)."""
-        parts = urllib.parse.urlsplit(stream_url)
-        candidates = {token, stream_url, parts.path, parts.query, parts.path + '?' + parts.query, *self._secrets}
-        for piece in list(candidates):
-            candidates.add(urllib.parse.unquote(piece))
-            candidates.add(urllib.parse.quote(piece, safe=''))
-        # Longest first, so a URL is replaced whole before its path is; tiny pieces ('/') are not secrets.
-        self._secrets = sorted((item for item in candidates if len(item) > 3), key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, _REDACTED)
-        return text
-
-
-def _sanitize(text: str, redact: t.Callable[[str], str], limit: int = 500) -> str:
-    """Make agent-supplied text safe for a log line or an error: no escapes, no control characters, bounded."""
-    text = _CONTROL_RE.sub(' ', _ANSI_RE.sub('', text))
-    text = redact(' '.join(text.split()))
-    return text if len(text) <= limit else text[:limit] + '...'
-
-
-def _supported_kwargs(func: t.Callable[..., t.Any]) -> frozenset[str] | None:
-    """Return the named keyword parameters of func (None: unknown, pass everything)."""
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return None
-    return frozenset(name for name, param in params.items() if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD))
-
-
 def _default_log(line: str) -> None:
     _LOGGER.debug('%s', line)
 
@@ -276,10 +214,8 @@ class DataChannelSession:
                  give_up_after: float = RESEND_GIVE_UP_AFTER, resume_session: ResumeSession | None = None,
                  terminal_size: tuple[int, int] | None = DEFAULT_TERMINAL_SIZE,
                  sleep: t.Callable[[float], None] = time.sleep) -> None:
-        if not HAS_WEBSOCKETS:
-            raise CloudExecError('the websockets library is required on the controller for ECS Exec sessions',
-                                 code='MissingDependency', provider='cloudexec', retryable=False,
-                                 remedy='pip install "websockets>=12.0" (see the collection requirements.txt)')
+        if connect is None:
+            websocket.require('ECS Exec sessions')
         parts = urllib.parse.urlsplit(stream_url or '')
         if parts.scheme not in ('wss', 'ws') or not parts.hostname:
             # The URL itself stays out of the message: its path and query locate the session.
@@ -291,7 +227,7 @@ class DataChannelSession:
                                  retryable=False, remedy='Pass session.tokenValue from the ExecuteCommand response')
         self._stream_url = stream_url
         self._token = token
-        self._redact = _Redactor(stream_url, token)
+        self._redact = websocket.Redactor(stream_url, token)
         self.host = parts.hostname if parts.port is None else '%s:%d' % (parts.hostname, parts.port)
         self.session_id = session_id
         self.target_id = target_id
@@ -299,7 +235,7 @@ class DataChannelSession:
         self.client_version = client_version
         self.input_hold = input_hold
         self._log_callback = log or _default_log
-        self._connect = connect or _websockets_connect
+        self._connect = connect
         self._clock = clock
         self._proxy = proxy
         self._extra_headers = dict(extra_headers or {})
@@ -411,34 +347,17 @@ class DataChannelSession:
 
     def _dial(self, url: str) -> t.Any:
         """Open a websocket to url; raises DataChannelConnectFailed (whose text never holds the URL)."""
-        kwargs: dict[str, t.Any] = {
-            'open_timeout': self.connect_timeout,
-            'max_size': None,          # output frames are small, but the protocol has no limit of its own
-            'compression': None,       # AWS's client (gorilla's default dialer) does not negotiate deflate
-            'user_agent_header': self.client_version,
-            'ping_interval': PING_INTERVAL,
-            'ping_timeout': PING_TIMEOUT,
-            'close_timeout': CLOSE_TIMEOUT,
-            'logger': _WS_LOGGER,
-            'proxy': None if self._proxy is False else self._proxy,  # websockets >= 15 only
-            'legacy': True,            # websockets >= 17.1: connect() without a with-block, on purpose
-        }
-        if self._extra_headers:
-            kwargs['additional_headers'] = self._extra_headers
-        if self._ssl_context is not None:
-            kwargs['ssl'] = self._ssl_context
-        supported = _supported_kwargs(self._connect)
-        if supported is not None:
-            kwargs = {key: value for key, value in kwargs.items() if key in supported}
         try:
-            return self._connect(url, **kwargs)
+            return websocket.connect(url, connect=self._connect, connect_timeout=self.connect_timeout, logger=_WS_LOGGER,
+                                     user_agent=self.client_version, proxy=self._proxy, extra_headers=self._extra_headers,
+                                     ssl_context=self._ssl_context)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             # OSError, TimeoutError, InvalidHandshake, InvalidURI, InvalidProxy...: all mean "no channel".
             # `from None`: the original exception's text may carry the URL.
             raise self._connect_error(exc) from None
 
     def _log_proxy(self) -> None:
-        if self._proxy is True and HAS_WEBSOCKETS:
+        if self._proxy is True and websocket.HAS_WEBSOCKETS:
             try:
                 from websockets.proxy import get_proxy  # pylint: disable=import-outside-toplevel
                 from websockets.uri import parse_uri  # pylint: disable=import-outside-toplevel

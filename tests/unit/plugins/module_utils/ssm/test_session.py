@@ -507,7 +507,7 @@ def test_usage_errors_and_idempotent_close(fake_agent_factory):
 
 
 def test_missing_websockets_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(session_module, 'HAS_WEBSOCKETS', False)
+    monkeypatch.setattr(session_module.websocket, 'HAS_WEBSOCKETS', False)
     with pytest.raises(CloudExecError) as caught:
         DataChannelSession('wss://ssmmessages.eu-west-1.amazonaws.com/v1/data-channel/s?role=x', 'tok')
     assert caught.value.code == 'MissingDependency' and 'pip install' in caught.value.remedy
