@@ -229,11 +229,11 @@ def run_script(client: t.Any, target: EcsTarget, command: str | t.Sequence[str],
                chdir: str | None = None, creates: str | None = None, removes: str | None = None, timeout: float = 600,
                log: t.Callable[[str], None] | None = None, clock: t.Callable[[], float] = time.monotonic,
                generate_data_key: t.Callable[[str, dict[str, str]], tuple[bytes, bytes]] | None = None,
-               resume_session: t.Callable[[str], tuple[str | None, str]] | None = None) -> ScriptRun:
+               resume_session: t.Callable[[str], tuple[str | None, str]] | None = None, end_on_deadline: bool = True) -> ScriptRun:
     """Run one command in a fresh session and read its framed output until the end marker.
 
-    The deadline covers the whole run; when it passes the session is closed (which ends the command on a
-    terminal, as the agent hangs up the PTY) and the error says the command may have run partly.
+    The deadline covers the whole run; when it passes the session is closed, the command's processes are ended
+    from a second session (end_command) and the error says what became of them.
     generate_data_key (aws.kms_data_key_provider) answers clusters that encrypt sessions with KMS;
     resume_session (aws.ssm_session_resumer) brings a lost connection back to the same session.
     """
@@ -246,34 +246,54 @@ def run_script(client: t.Any, target: EcsTarget, command: str | t.Sequence[str],
                                  generate_data_key=generate_data_key, resume_session=resume_session)
     where = f'{target.task_id}/{target.container_name}'
     with channel:
-        while True:
-            remaining = deadline - clock()
-            if remaining <= 0:
-                state = ('it had started; it was ended by closing the session' if parser.started
-                         else 'no output had come yet; if it had started, closing the session ended it')
-                raise DeadlineExceeded(f'The command in {where} did not finish within {timeout:g} seconds ({state})',
-                                       remedy='Raise timeout, or run long jobs in the background (nohup) and poll for them')
-            try:
-                data = channel.read(min(remaining, 1.0))
-            except SessionClosed as exc:
-                # Output before channel_closed has all been delivered: the end marker must be in it.
-                if parser.result is None:
-                    raise CloudExecError(f'The session to {where} closed before the command reported its exit code',
-                                         code='SessionClosedEarly', provider='aws', retryable=False,
-                                         remedy=('The command ran at least in part: check its effects before running it again'
-                                                 if parser.started else
-                                                 f'Check that {shell} exists in the container')) from exc
-                break
-            except (SessionDropped, DataChannelConnectFailed) as exc:
-                # ECS Exec starts the command as soon as the agent accepts the channel, not when output
-                # arrives (the first output comes about a second later): once the channel was opened, a
-                # loss never proves that the command did not run.
-                raise CloudExecError(f'The connection to {where} was lost while the command ran ({exc.message})',
-                                     code='SessionDropped', provider='aws', retryable=False,
-                                     remedy=('The command had started and may have finished: check its effects before running it again'
+        try:
+            result = remote_shell.read_result(channel.read, parser, deadline=deadline, clock=clock)
+        except SessionClosed as exc:
+            # Output before channel_closed has all been delivered: the end marker must be in it.
+            result = parser.result
+            if result is None:
+                raise CloudExecError(f'The session to {where} closed before the command reported its exit code',
+                                     code='SessionClosedEarly', provider='aws', retryable=False,
+                                     remedy=('The command ran at least in part: check its effects before running it again'
                                              if parser.started else
-                                             'The command may have run: check its effects before running it again')) from exc
-            if data and parser.feed(data) is not None:
-                break
-    return ScriptRun(session_id=session.session_id, result=t.cast(remote_shell.CommandResult, parser.result),
+                                             f'Check that {shell} exists in the container')) from exc
+        except (SessionDropped, DataChannelConnectFailed) as exc:
+            # ECS Exec starts the command as soon as the agent accepts the channel, not when output
+            # arrives (the first output comes about a second later): once the channel was opened, a
+            # loss never proves that the command did not run.
+            raise CloudExecError(f'The connection to {where} was lost while the command ran ({exc.message})',
+                                 code='SessionDropped', provider='aws', retryable=False,
+                                 remedy=('The command had started and may have finished: check its effects before running it again'
+                                         if parser.started else
+                                         'The command may have run: check its effects before running it again')) from exc
+    if result is None and not end_on_deadline:
+        raise DeadlineExceeded(f'The command in {where} did not finish within {timeout:g} seconds')
+    if result is None:
+        # Closing the session does not surely end the command (the agent keeps a disconnected session, and kills
+        # only the shell's pid when a session ends): a second session ends its processes, found by the nonce.
+        clause, worrying = end_command(client, target, nonce, shell=shell, log=log, clock=clock,
+                                       generate_data_key=generate_data_key, resume_session=resume_session)
+        state = 'it had started' if parser.started else 'no output had come yet'
+        raise DeadlineExceeded(f'The command in {where} did not finish within {timeout:g} seconds ({state}); {clause}',
+                               remedy='Raise timeout, or run long jobs in the background (nohup) and poll for them'
+                               + ('; check whether it still runs' if worrying else ''))
+    return ScriptRun(session_id=session.session_id, result=result,
                      stats=channel.stats.as_dict())
+
+
+# How long ending an overrun command may take (a second session and the kill script).
+KILL_TIMEOUT = 30.0
+
+
+def end_command(client: t.Any, target: EcsTarget, nonce: str, *, shell: str = '/bin/sh', **run_options: t.Any) -> tuple[str, bool]:
+    """End, from a second session, the processes of the command whose script holds nonce; (what happened, worrying).
+
+    worrying means the command may still run.
+    """
+    kill_nonce = remote_shell.new_nonce()
+    script = remote_shell.find_by_nonce_script(nonce) + remote_shell.kill_tree_script('"$__ce_r"', '"$__ce_rt"', nonce=kill_nonce)
+    try:
+        run = run_script(client, target, script, shell=shell, timeout=KILL_TIMEOUT, end_on_deadline=False, **run_options)
+    except CloudExecError as exc:
+        return f'it may still be running: no session could be opened to end it ({exc.code}: {exc.message})', True
+    return remote_shell.describe_kill_outcome(remote_shell.parse_kill_outcome(run.result.stdout, kill_nonce))

@@ -596,33 +596,6 @@ def _raw(text: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Ending a command that overran its deadline
 # ---------------------------------------------------------------------------------------------
-def find_by_nonce_script(nonce: str) -> str:
-    """sh lines that set __ce_r and __ce_rt to the pid and start time of the outermost process whose argv holds nonce.
-
-    Our Sync wrapper and stream shell carry their nonce in their argv (and their subshells inherit it), so
-    /proc/PID/cmdline finds them even when none of their output arrived. grep's own argv holds the pattern
-    `<nonce minus its last character>[<last character>]`, which does not match itself. Without /proc or grep
-    nothing can be looked at: the script then exits printing no outcome, which the caller reports as "may
-    still be running", never as "gone".
-    """
-    if not re.fullmatch(r'[0-9a-f]{8,64}', nonce):
-        raise ValueError('a nonce is hex digits')
-    pattern = f'{nonce[:-1]}[{nonce[-1]}]'
-    return '\n'.join([
-        remote_shell.STAT_READER,
-        '{ [ -r /proc/$$/cmdline ] && command -v grep; } >/dev/null 2>&1 || exit 0',
-        '__ce_m=',
-        f"for __ce_f in $(grep -l -- '{pattern}' /proc/[0-9]*/cmdline 2>/dev/null); do "
-        '__ce_f=${__ce_f#/proc/}; __ce_m="$__ce_m ${__ce_f%/cmdline}"; done',
-        '__ce_r=; __ce_rt=',
-        'for __ce_p in $__ce_m; do',
-        '  __ce_st "$__ce_p" || continue',
-        '  case " $__ce_m " in *" $__ce_pp "*) continue;; esac',  # a subshell of another match: not the outermost
-        '  __ce_r=$__ce_p; __ce_rt=$__ce_t; break',
-        'done',
-    ]) + '\n'
-
-
 def end_command(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, nonce: str, *,
                 log: t.Callable[[str], None] | None = None, clock: t.Callable[[], float] = time.monotonic,
                 connect: t.Callable[..., t.Any] | None = None, timeout: float = KILL_TIMEOUT) -> tuple[str, bool]:
@@ -633,7 +606,7 @@ def end_command(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, n
     worrying means the command may still run.
     """
     kill_nonce = remote_shell.new_nonce()
-    script = find_by_nonce_script(nonce) + remote_shell.kill_tree_script('"$__ce_r"', '"$__ce_rt"', grace=KILL_GRACE, nonce=kill_nonce)
+    script = remote_shell.find_by_nonce_script(nonce) + remote_shell.kill_tree_script('"$__ce_r"', '"$__ce_rt"', grace=KILL_GRACE, nonce=kill_nonce)
     deadline = clock() + timeout
     output = bytearray()
     try:
@@ -730,25 +703,24 @@ def run_stream(client: t.Any, auth: alicloud.AlicloudAuth, target: EciTarget, co
     parser = remote_shell.OutputParser(nonce)
     shell_errors = bytearray()
     where = f'{target.group_id}/{target.container_name}'
-    overran = False
     with EciExecStream(uri, connect_timeout=max(1.0, min(30.0, deadline - clock())), log=log, connect=connect) as stream:
-        # `exit` ends the shell after the wrapper; the wrapper is a subshell, so nothing it does can skip it.
-        stream.send(script.encode('latin-1') + b'exit\n')
-        while parser.result is None:
-            remaining = deadline - clock()
-            if remaining <= 0:
-                overran = True
-                break
-            try:
-                events = stream.read(min(remaining, 1.0))
-            except EciStreamClosed as exc:
-                raise _ended_early(where, exc.status, shell_errors, parser.started) from None
-            for name, data in events:
+
+        def read(seconds: float) -> bytes:
+            out = bytearray()
+            for name, data in stream.read(seconds):
                 if name == STDOUT:
-                    parser.feed(data)
+                    out += data
                 elif name == STDERR:
                     # The command's stderr travels in the framed stdout; this is the shell's own (wrapper failures).
                     shell_errors.extend(data[:4096])
+            return bytes(out)
+
+        # `exit` ends the shell after the wrapper; the wrapper is a subshell, so nothing it does can skip it.
+        stream.send(script.encode('latin-1') + b'exit\n')
+        try:
+            overran = remote_shell.read_result(read, parser, deadline=deadline, clock=clock) is None
+        except EciStreamClosed as exc:
+            raise _ended_early(where, exc.status, shell_errors, parser.started) from None
         if not overran:
             # Let the service finish (status and close) briefly; the result is already complete.
             grace = min(END_GRACE, max(0.0, deadline - clock()))

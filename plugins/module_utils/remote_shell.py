@@ -19,8 +19,11 @@ import base64
 import re
 import secrets
 import shlex
+import time
 import typing as t
 from dataclasses import dataclass
+
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CommandAbandoned
 
 # What the wrapper reports in its last marker besides the exit code.
 RAN = 'ran'
@@ -189,6 +192,35 @@ class OutputParser:
         return CommandResult(rc=rc, stdout=stdout, stderr=stderr, outcome=RAN, crlf=crlf)
 
 
+# How often a command that waits for its output asks whether its caller is still there.
+CANCEL_CHECK_INTERVAL = 0.2
+
+
+def read_result(read: t.Callable[[float], bytes], parser: OutputParser, *, deadline: float,
+                clock: t.Callable[[], float] = time.monotonic,
+                cancelled: t.Callable[[], str | None] | None = None) -> CommandResult | None:
+    """The one read loop of every exec transport: feed parser from read(seconds) until the END marker.
+
+    Returns the result, or None when the deadline passed first (the caller says what that means and ends the
+    command). A reason from cancelled(), asked a few times a second, raises CommandAbandoned at once. Whatever
+    read() raises (the session ended or was lost) goes to the caller, which knows what it means for its transport;
+    parser.started then tells whether the command could have run.
+    """
+    while parser.result is None:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return None
+        if cancelled is not None:
+            reason = cancelled()
+            if reason:
+                raise CommandAbandoned(reason, started=parser.started)
+            remaining = min(remaining, CANCEL_CHECK_INTERVAL)
+        data = read(min(remaining, 1.0))
+        if data:
+            parser.feed(data)
+    return parser.result
+
+
 # --- ending an abandoned command -----------------------------------------------------------------
 #
 # A command whose caller went away (Ansible's `timeout:` keyword, Ctrl-C, a killed worker) must not
@@ -245,6 +277,33 @@ def kill_tree_script(pid_word: str, start_word: str, *, grace: float = 2.0, nonc
         f'__ce_w=0; while __ce_alive && [ "$__ce_w" -lt {ticks} ]; do sleep 0.2 2>/dev/null || sleep 1; __ce_w=$((__ce_w + 1)); done',
         'if __ce_alive; then kill -KILL $__ce_all 2>/dev/null; sleep 0.2 2>/dev/null || sleep 1; fi',
         f'if __ce_alive; then {report} {KILL_SURVIVED} "$__ce_n"; else {report} {KILL_ENDED} "$__ce_n"; fi',
+    ]) + '\n'
+
+
+def find_by_nonce_script(nonce: str) -> str:
+    """sh lines that set __ce_r and __ce_rt to the pid and start time of the outermost process whose argv holds nonce.
+
+    A one-shot exec carries its nonce in its argv (ECS Exec's `sh -c <script>`, ECI's Sync wrapper and stream shell),
+    and its subshells inherit that argv, so /proc/PID/cmdline finds them even when none of their output arrived. grep's own argv holds the pattern
+    `<nonce minus its last character>[<last character>]`, which does not match itself. Without /proc or grep
+    nothing can be looked at: the script then exits printing no outcome, which the caller reports as "may
+    still be running", never as "gone".
+    """
+    if not re.fullmatch(r'[0-9a-f]{8,64}', nonce):
+        raise ValueError('a nonce is hex digits')
+    pattern = f'{nonce[:-1]}[{nonce[-1]}]'
+    return '\n'.join([
+        STAT_READER,
+        '{ [ -r /proc/$$/cmdline ] && command -v grep; } >/dev/null 2>&1 || exit 0',
+        '__ce_m=',
+        f"for __ce_f in $(grep -l -- '{pattern}' /proc/[0-9]*/cmdline 2>/dev/null); do "
+        '__ce_f=${__ce_f#/proc/}; __ce_m="$__ce_m ${__ce_f%/cmdline}"; done',
+        '__ce_r=; __ce_rt=',
+        'for __ce_p in $__ce_m; do',
+        '  __ce_st "$__ce_p" || continue',
+        '  case " $__ce_m " in *" $__ce_pp "*) continue;; esac',  # a subshell of another match: not the outermost
+        '  __ce_r=$__ce_p; __ce_rt=$__ce_t; break',
+        'done',
     ]) + '\n'
 
 

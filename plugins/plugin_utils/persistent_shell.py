@@ -59,8 +59,6 @@ class ShellBroken(CloudExecError):
     """The long-lived shell can no longer be trusted (a command overran its deadline, the session ended)."""
 
 
-# How often a running command checks whether its caller is still there.
-CANCEL_CHECK_INTERVAL = 0.2
 
 
 class PersistentShell:
@@ -118,27 +116,20 @@ class PersistentShell:
         heard_before = self._heard()
         try:
             self.channel.send(script.encode('latin-1'))
-            while True:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    # The shell is still busy with the command; nothing can interrupt it on a raw
-                    # terminal: the caller ends the session and the command's processes.
-                    self.broken = 'a command overran its timeout'
-                    raise DeadlineExceeded(
-                        f'The command in {self.where} did not finish within {timeout:g} seconds '
-                        f'({"it had started" if parser.started else "it may not have started"})',
-                        remedy='Raise the timeout, or use async for long jobs')
-                if cancelled is not None:
-                    reason = cancelled()
-                    if reason:
-                        self.broken = 'a command was abandoned'
-                        raise CommandAbandoned(reason, started=parser.started)
-                    remaining = min(remaining, CANCEL_CHECK_INTERVAL)
-                result = parser.feed(self.channel.read(min(remaining, 1.0)))
-                if result is not None:
-                    return result
+            result = remote_shell.read_result(self.channel.read, parser, deadline=deadline, clock=self._clock, cancelled=cancelled)
+            if result is None:
+                # The shell is still busy with the command, and nothing can interrupt it on a raw terminal: the
+                # caller ends the session and the command's processes.
+                self.broken = 'a command overran its timeout'
+                raise DeadlineExceeded(f'The command in {self.where} did not finish within {timeout:g} seconds '
+                                       f'({"it had started" if parser.started else "it may not have started"})',
+                                       remedy='Raise the timeout, or use async for long jobs')
+            return result
+        except CommandAbandoned:
+            self.broken = 'a command was abandoned'
+            raise
         except CloudExecError as exc:
-            if not isinstance(exc, (DeadlineExceeded, CommandAbandoned)):
+            if not isinstance(exc, DeadlineExceeded):
                 self.broken = exc.code or 'session ended'
                 exc.may_have_run = self._may_have_run(exc, parser, heard_before)  # type: ignore[attr-defined]
             raise

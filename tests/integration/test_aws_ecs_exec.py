@@ -158,7 +158,8 @@ def test_no_secrets_in_vvvv(emu):
     for record in run.results:
         assert not forbidden_keys(record['result']), record
         assert emu['aws']['secret_key'] not in json.dumps(record['result'])
-    assert emu.calls('aws-ecs', 'ExecuteCommand') == 4
+    # Four commands, and the second session that ended the one that timed out.
+    assert emu.calls('aws-ecs', 'ExecuteCommand') == 5
 
 
 # ---- the fast world ------------------------------------------------------------------------------
@@ -224,6 +225,8 @@ def test_playbook(fast_emu):
     assert timed_out['error']['code'] == 'DeadlineExceeded'
     assert timed_out['msg'].startswith(f'DeadlineExceeded: The command in {WEB}/web did not finish within 2 seconds (it had started')
     assert 'Raise timeout' in timed_out['msg']
+    # A second session looked for what was left of it (found by its nonce) and says so.
+    assert 'it is no longer running' in timed_out['msg'] or 'it was ended' in timed_out['msg'], timed_out['msg']
     # The sleep would take 31 s; the margin over 2 s is module start-up on a busy machine.
     assert 2.0 <= run.task_seconds('timeout') < 10.0
     assert not sandbox_processes('sleep 31.25')
@@ -240,8 +243,9 @@ def test_playbook(fast_emu):
         assert not forbidden_keys(record['result']), record
     assert run.stats['localhost']['failures'] == 0 and run.stats['localhost']['ignored'] == 4
     # One session per command that ran or was skipped by creates/removes in the container (not the
-    # refused credentials, not the bad chdir that the wrapper itself refused: it ran one too).
-    assert fast_emu.calls('aws-ecs', 'ExecuteCommand') == 19
+    # refused credentials, not the bad chdir that the wrapper itself refused: it ran one too), and the second
+    # session that ended the command that timed out.
+    assert fast_emu.calls('aws-ecs', 'ExecuteCommand') == 20
     assert 'frames_invalid' not in ws(fast_emu)
     assert fast_emu.admin('GET', 'health')['sandbox_processes'] == 0
 

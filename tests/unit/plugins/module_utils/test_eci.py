@@ -335,7 +335,7 @@ def test_find_by_nonce_ends_the_shell_that_carries_it_and_nothing_else():
         target.stdin.write(b'( sleep 300 & wait )\n')
         target.stdin.flush()
         time.sleep(0.3)
-        script = eci.find_by_nonce_script(nonce) + remote_shell.kill_tree_script('"$__ce_r"', '"$__ce_rt"', grace=0.5, nonce='11')
+        script = remote_shell.find_by_nonce_script(nonce) + remote_shell.kill_tree_script('"$__ce_r"', '"$__ce_rt"', grace=0.5, nonce='11')
         output = subprocess.run(['sh', '-c', script], capture_output=True, check=True, timeout=30).stdout
         kind, count = remote_shell.parse_kill_outcome(output, '11')
         assert kind == remote_shell.KILL_ENDED and count >= 3, output   # the shell, its subshell, sleep
@@ -353,7 +353,7 @@ def test_find_by_nonce_ends_the_shell_that_carries_it_and_nothing_else():
 
 def test_find_by_nonce_takes_only_hex():
     with pytest.raises(ValueError):
-        eci.find_by_nonce_script("x'; rm -rf /")
+        remote_shell.find_by_nonce_script("x'; rm -rf /")
 
 
 def test_dropped_stream_after_input_says_the_command_may_have_run():
