@@ -27,6 +27,7 @@ author:
 extends_documentation_fragment:
   - cloudexec.core.alicloud_auth.plugins
   - cloudexec.core.alicloud_auth.ecs_endpoint
+  - cloudexec.core.connection
 options:
   instance_id:
     description:
@@ -80,14 +81,12 @@ options:
       - name: CLOUDEXEC_ALI_ASSIST_OUTPUT_QUOTA
   command_timeout:
     description:
-      - Seconds one command may run, between 1 and 86370. When they pass, the invocation is stopped with
-        C(StopInvocation) and the command's processes on the instance are ended (the agent alone would leave its
-        children running), and the task fails saying so.
+      - Seconds one command (or one file transfer) may run, between 1 and 86370. When they pass, the invocation is
+        stopped with C(StopInvocation) and the command's processes on the instance are ended (the agent alone would
+        leave its children running), and the task fails saying so.
       - A command abandoned by Ansible's C(timeout) keyword is ended the same way; one left by a run interrupted with
         Ctrl-C is ended by the next task on that instance. What became of it is said at C(-v), or as a warning when it
         may still run.
-    type: int
-    default: 600
     vars:
       - name: ansible_ali_assist_command_timeout
     env:
@@ -124,17 +123,6 @@ options:
     env:
       - name: CLOUDEXEC_ALI_ASSIST_PIECE_CACHE
   pipelining:
-    description:
-      - Send modules on the stdin of the Python interpreter instead of copying them first. Saves several commands per task.
-    type: bool
-    default: false
-    env:
-      - name: ANSIBLE_PIPELINING
-    ini:
-      - section: defaults
-        key: pipelining
-      - section: connection
-        key: pipelining
     vars:
       - name: ansible_pipelining
       - name: ansible_ali_assist_pipelining
@@ -193,38 +181,29 @@ EXAMPLES = r'''
 '''
 
 import os
-import shlex
 
-from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
-from ansible.module_utils.common.text.converters import to_bytes, to_text
-from ansible.plugins.connection import ConnectionBase
+from ansible.errors import AnsibleError
 from ansible.utils.display import Display
 
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud
 from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
-from ansible_collections.cloudexec.core.plugins.plugin_utils import assist_transport as at
+from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_memory as memory
+from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_transport as at
 from ansible_collections.cloudexec.core.plugins.plugin_utils import broker
+from ansible_collections.cloudexec.core.plugins.plugin_utils.connection_base import CloudExecConnection, InProcessClient
 
 display = Display()
 
 
-class Connection(ConnectionBase):
-    """Cloud Assistant RunCommand as an Ansible connection."""
+class Connection(CloudExecConnection):
+    """Cloud Assistant RunCommand as an Ansible connection: a polled transport, in the task's worker."""
 
     transport = 'cloudexec.core.ali_assist'
-    has_pipelining = True
-    has_tty = False
+    label = 'Cloud Assistant'
+    has_connect_timeout = False
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._transport: at.AssistTransport | None = None
-
-    @property
-    def _host(self) -> str:
-        return self._play_context.remote_addr
-
-    def _target(self) -> at.Target:
+    def _target_options(self) -> dict:
         instance_id = self.get_option('instance_id') or self._play_context.remote_addr
         if not instance_id:
             raise AnsibleError('cloudexec.core.ali_assist needs an instance: set ansible_ali_assist_instance_id (or ansible_host)')
@@ -249,168 +228,48 @@ class Connection(ConnectionBase):
             ca.check_container(self.get_option('container_id'), self.get_option('container_name'))
         except CloudExecError as exc:
             raise AnsibleError(f'cloudexec.core.ali_assist: {exc}') from None
-        return at.Target(instance_id=instance_id, container_id=self.get_option('container_id'),
-                         container_name=self.get_option('container_name'), username=self.get_option('username'),
-                         working_dir=self.get_option('working_dir'), command_timeout=timeout, poll_initial=poll_initial,
-                         poll_max=max(poll_max, poll_initial), piece_cache=self.get_option('piece_cache') or None,
-                         output_quota=quota)
+        target = at.Target(instance_id=instance_id, container_id=self.get_option('container_id'),
+                           container_name=self.get_option('container_name'), username=self.get_option('username'),
+                           working_dir=self.get_option('working_dir'), command_timeout=timeout, poll_initial=poll_initial,
+                           poll_max=max(poll_max, poll_initial), piece_cache=self.get_option('piece_cache') or None,
+                           output_quota=quota)
+        return {'target': target}
 
-    def _run_ledger(self, auth, target) -> at.RunLedger:
+    def _describe_target(self, options: dict) -> str:
+        return f'instance {options["target"].describe()}'
+
+    def _open_client(self, options: dict) -> InProcessClient:
+        target = options['target']
+        auth = alicloud.AlicloudAuth.from_options(self.get_option)
+        client = alicloud.ecs_client(auth)
+        display.vvv(f'ALI ASSIST: instance {target.describe()} in {auth.alicloud_region}', host=self._host)
+        return InProcessClient(at.AssistTransport(
+            client, auth, target, log=lambda msg: display.vvv(f'ALI ASSIST: {msg}', host=self._host), notify=self._notify,
+            memory=self._piece_memory(auth, target), ledger=self._run_ledger(auth, target), quota_memory=self._quota_memory(auth, target)))
+
+    def _controller_file(self, what: str, auth, target, extra: dict | None = None) -> tuple[str, str] | None:
+        """(private control directory, key) for what this controller keeps about the target; None when it cannot keep it."""
+        try:
+            directory = broker.control_dir()
+        except (CloudExecError, OSError) as exc:
+            display.vvv(f'ALI ASSIST: no {what} ({exc})', host=self._host)
+            return None
+        key = broker.broker_key(f'ali_assist-{what}', {'region': auth.alicloud_region, 'instance': target.instance_id,
+                                                       'container': target.container_id or target.container_name, **(extra or {})})
+        return directory, key
+
+    def _run_ledger(self, auth, target) -> memory.RunLedger:
         """Where the commands in flight on this target are noted, so a later task can end those of an interrupted run."""
-        try:
-            directory = broker.control_dir()
-        except (CloudExecError, OSError) as exc:
-            display.vvv(f'ALI ASSIST: no run ledger ({exc})', host=self._host)
-            return at.RunLedger(None, '')
-        key = broker.broker_key('ali_assist-runs', {'region': auth.alicloud_region, 'instance': target.instance_id,
-                                                    'container': target.container_id or target.container_name})
-        return at.RunLedger(directory, key[:16])
+        found = self._controller_file('runs', auth, target)
+        return memory.RunLedger(found[0], found[1][:16]) if found else memory.RunLedger(None, '')
 
-    def _quota_memory(self, auth, target) -> at.QuotaMemory:
+    def _quota_memory(self, auth, target) -> memory.QuotaMemory:
         """The output quota learned on this target (a file in the private control directory), if it can be kept."""
-        try:
-            directory = broker.control_dir()
-        except (CloudExecError, OSError) as exc:
-            display.vvv(f'ALI ASSIST: no quota memory ({exc})', host=self._host)
-            return at.QuotaMemory(None)
-        key = broker.broker_key('ali_assist-quota', {'region': auth.alicloud_region, 'instance': target.instance_id,
-                                                     'container': target.container_id or target.container_name})
-        return at.QuotaMemory(os.path.join(directory, f'assist-{key}.quota'))
+        found = self._controller_file('quota', auth, target)
+        return memory.QuotaMemory(os.path.join(found[0], f'assist-{found[1]}.quota') if found else None)
 
-    def _piece_memory(self, auth, target) -> at.PieceMemory:
+    def _piece_memory(self, auth, target) -> memory.PieceMemory:
         """What this controller sent to the target's piece cache (a file in the private control directory), if it can keep it."""
-        if not target.piece_cache:
-            return at.PieceMemory(None)
-        try:
-            directory = broker.control_dir()
-        except (CloudExecError, OSError) as exc:
-            display.vvv(f'ALI ASSIST: no piece memory ({exc})', host=self._host)
-            return at.PieceMemory(None)
-        key = broker.broker_key('ali_assist-pieces', {'region': auth.alicloud_region, 'instance': target.instance_id,
-                                                      'container': target.container_id or target.container_name,
-                                                      'user': target.username, 'cache': target.piece_cache})
-        return at.PieceMemory(os.path.join(directory, f'assist-{key}.pieces'))
-
-    def _connect(self):
-        if self._transport is None:
-            target = self._target()
-            try:
-                auth = alicloud.AlicloudAuth.from_options(self.get_option)
-                client = alicloud.ecs_client(auth)
-            except CloudExecError as exc:
-                raise AnsibleConnectionFailure(f'Cannot use Cloud Assistant: {exc}') from None
-            self._transport = at.AssistTransport(client, auth, target, log=lambda msg: display.vvv(f'ALI ASSIST: {msg}', host=self._host),
-                                                 memory=self._piece_memory(auth, target), notify=self._notify,
-                                                 ledger=self._run_ledger(auth, target), quota_memory=self._quota_memory(auth, target))
-            display.vvv(f'ALI ASSIST: instance {target.describe()} in {auth.alicloud_region}', host=self._host)
-        self._connected = True
-        return self
-
-    def _notify(self, text: str, worrying: bool) -> None:
-        """What became of an abandoned command: a warning when it may still run, else a -v message."""
-        if worrying:
-            display.warning(f'{self._host}: {text}')
-        else:
-            display.v(text, host=self._host)
-
-    def _run(self, cmd: str, in_data: bytes | None) -> tuple[int, bytes, bytes]:
-        self._connect()
-        transport = self._transport
-        if transport is None:
-            raise AnsibleConnectionFailure('cloudexec.core.ali_assist: no transport')
-        before = dict(transport.stats.counter.calls)
-        try:
-            result = transport.exec(cmd, in_data)
-        except at.AssistError as exc:
-            raise self._ansible_error(exc) from None
-        except CloudExecError as exc:
-            raise AnsibleConnectionFailure(f'Cloud Assistant failed: {exc}') from None
-        spent = {k: v - before.get(k, 0) for k, v in transport.stats.counter.calls.items() if v - before.get(k, 0)}
-        display.vvvv(f'ALI ASSIST: API calls for this command: {spent}', host=self._host)
-        return result
-
-    @staticmethod
-    def _ansible_error(exc: at.AssistError) -> AnsibleError:
-        if exc.unreachable:
-            return AnsibleConnectionFailure(str(exc))
-        return AnsibleError(str(exc) + (' The command may have run.' if exc.may_have_run and not exc.deadline else ''))
-
-    def exec_command(self, cmd, in_data=None, sudoable=True):
-        super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
-        display.vvv(f'EXEC {cmd}', host=self._host)
-        stdin = to_bytes(in_data) if in_data is not None else None
-        prompt = None
-        if sudoable and self.become and self.become.expect_prompt():
-            prompt = self._become_prompt()
-            if prompt is not None:
-                # sudo -S reads the password from the first line of stdin when it needs one; the command gets the rest.
-                password = to_bytes(self.become.get_option('become_pass') or '')
-                stdin = password + b'\n' + (stdin or b'')
-        rc, stdout, stderr = self._run(to_text(cmd), stdin)
-        if prompt is not None:
-            if rc != 0 and (self.become.check_incorrect_password(stderr) or self.become.check_missing_password(stderr)):
-                raise AnsibleError(f'Incorrect {self.become.name} password (the target refused it)')
-            if stderr.startswith(prompt):
-                stderr = stderr[len(prompt):]
-                if stderr.startswith(b'\n'):
-                    stderr = stderr[1:]
-        return rc, stdout, stderr
-
-    def _become_prompt(self) -> bytes | None:
-        """The prompt sudo prints before reading the password from stdin; None when no password will be asked for."""
-        name = getattr(self.become, 'name', '').rsplit('.', 1)[-1]
-        password = self.become.get_option('become_pass')
-        if name != 'sudo':
-            if password:
-                raise AnsibleError(f'cloudexec.core.ali_assist cannot answer the password prompt of become_method {name}: it reads '
-                                   'the password from a terminal. Use become_method sudo, or let the user become without a password.')
-            return None
-        if not password:
-            return None
-        user = self.become.get_option('become_user') or 'root'
-        exe = self.become.get_option('become_exe') or 'sudo'
-        rc, dummy_out, dummy_err = self._run(f'{shlex.quote(exe)} -n -u {shlex.quote(user)} true', None)
-        if rc == 0:
-            return None
-        return to_bytes(self.become.prompt)
-
-    def put_file(self, in_path, out_path):
-        super().put_file(in_path, out_path)
-        display.vvv(f'PUT {in_path} TO {out_path}', host=self._host)
-        if not os.path.exists(to_bytes(in_path, errors='surrogate_or_strict')):
-            raise AnsibleFileNotFound(f'file or module does not exist: {in_path}')
-        self._connect()
-        try:
-            stats = self._transport.put_file(in_path, out_path)
-        except at.AssistError as exc:
-            if exc.unreachable:
-                raise AnsibleConnectionFailure(str(exc)) from None
-            raise AnsibleError(f'Failed to copy {in_path} to {out_path}: {exc}') from None
-        except CloudExecError as exc:
-            raise AnsibleError(f'Failed to copy {in_path} to {out_path}: {exc}') from None
-        display.vvvv(f'PUT done: {stats["bytes"]} bytes in {stats["pieces"]} piece(s)', host=self._host)
-
-    def fetch_file(self, in_path, out_path):
-        super().fetch_file(in_path, out_path)
-        display.vvv(f'FETCH {in_path} TO {out_path}', host=self._host)
-        self._connect()
-        try:
-            stats = self._transport.fetch_file(in_path, out_path)
-        except at.RemoteFileMissing as exc:
-            raise AnsibleFileNotFound(str(exc)) from None
-        except at.AssistError as exc:
-            if exc.unreachable:
-                raise AnsibleConnectionFailure(str(exc)) from None
-            raise AnsibleError(f'Failed to fetch {in_path}: {exc}') from None
-        except CloudExecError as exc:
-            raise AnsibleError(f'Failed to fetch {in_path}: {exc}') from None
-        display.vvvv(f'FETCH done: {stats["bytes"]} bytes in {stats["pages"]} page(s)', host=self._host)
-
-    def reset(self):
-        """Nothing to reset: there is no session."""
-        self.close()
-
-    def close(self):
-        """Forget the client (a new task builds its own)."""
-        self._transport = None
-        self._connected = False
+        found = self._controller_file('pieces', auth, target, {'user': target.username, 'cache': target.piece_cache}) \
+            if target.piece_cache else None
+        return memory.PieceMemory(os.path.join(found[0], f'assist-{found[1]}.pieces') if found else None)

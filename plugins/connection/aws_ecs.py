@@ -20,6 +20,8 @@ author:
   - cloudexec.core maintainers (@cloudexec)
 extends_documentation_fragment:
   - cloudexec.core.aws_auth.plugins
+  - cloudexec.core.connection
+  - cloudexec.core.connection.session
 options:
   cluster:
     description:
@@ -52,57 +54,20 @@ options:
     description:
       - Seconds the background session may stay unused before it is closed.
       - ECS itself ends sessions after 20 minutes without traffic.
-    type: int
-    default: 600
     vars:
       - name: ansible_aws_ecs_idle_timeout
-    env:
-      - name: CLOUDEXEC_IDLE_TIMEOUT
   connect_timeout:
-    description:
-      - Seconds to wait for a new session to be ready (API call, websocket, shell start-up).
-      - Also how long a command waits for the host's session while another caller's command uses it (another
-        C(ansible) run, or tasks delegated to this host); then the task fails saying since when the session is busy.
-      - Must be above 0.
-    type: int
-    default: 60
     vars:
       - name: ansible_aws_ecs_connect_timeout
   command_timeout:
-    description:
-      - Seconds one command may run. When it passes, the command's processes are ended on the target and the task fails.
-      - "A command abandoned otherwise (Ansible's C(timeout) keyword, Ctrl-C, C(meta: reset_connection)) is ended the
-        same way, and the next task runs at once. What became of it is said at C(-v), or as a warning when it may
-        still run."
-      - Must be above 0.
-    type: int
-    default: 3600
     vars:
       - name: ansible_aws_ecs_command_timeout
   pipelining:
-    description:
-      - Send modules on the stdin of the Python interpreter instead of copying them first.
-    type: bool
-    default: false
-    env:
-      - name: ANSIBLE_PIPELINING
-    ini:
-      - section: defaults
-        key: pipelining
-      - section: connection
-        key: pipelining
     vars:
       - name: ansible_pipelining
       - name: ansible_aws_ecs_pipelining
 notes:
-  - The session token and stream URL never reach logs at any verbosity. Credentials reach the background broker on
-    its standard input, not its command line.
-  - The broker's socket lives in C(~/.ansible/cp/cloudexec), a directory only the user can read
-    (set E(CLOUDEXEC_CONTROL_DIR) to move it).
-  - Become works with C(sudo), with or without a password (the password is sent on the command's stdin for
-    C(sudo -S), never on a command line), and with C(su) and other methods when they need no password. Those read a
-    password from a terminal, which the session's commands do not have, so setting one for them fails the task with
-    an error that says so.
+  - The session token and stream URL never reach logs at any verbosity.
 '''
 
 EXAMPLES = r'''
@@ -129,15 +94,15 @@ EXAMPLES = r'''
 from ansible.errors import AnsibleError
 
 from ansible_collections.cloudexec.core.plugins.module_utils.auth_options import AWS_AUTH_ARGSPEC
-from ansible_collections.cloudexec.core.plugins.plugin_utils.brokered_connection import BrokeredConnection
+from ansible_collections.cloudexec.core.plugins.plugin_utils.connection_base import SessionConnection
 
 
-class Connection(BrokeredConnection):
+class Connection(SessionConnection):
     """ECS Exec as an Ansible connection."""
 
     transport = 'cloudexec.core.aws_ecs'
     broker_kind = 'aws_ecs'
-    session_label = 'ECS Exec'
+    label = 'ECS Exec'
 
     def _target_options(self) -> dict:
         options = {name: self.get_option(name) for name in AWS_AUTH_ARGSPEC}

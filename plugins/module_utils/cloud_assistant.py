@@ -463,8 +463,8 @@ class RunSpec:
 
 
 @dataclass
-class Target:
-    """An instance as the preflight saw it."""
+class InstanceState:
+    """An instance as the preflight saw it (what DescribeInstances and DescribeCloudAssistantStatus said)."""
 
     instance_id: str
     status: str | None = None
@@ -513,10 +513,10 @@ def instances_by_tags(client: t.Any, auth: alicloud.AlicloudAuth, tags: dict[str
 
 
 def check_targets(client: t.Any, auth: alicloud.AlicloudAuth, instance_ids: list[str], counter: ApiCounter | None = None,
-                  poller_factory: t.Callable[..., Poller] = Poller) -> list[Target]:
+                  poller_factory: t.Callable[..., Poller] = Poller) -> list[InstanceState]:
     """Each instance's existence, status, OS and Cloud Assistant agent state (batched: 100 / 50 per call)."""
     require_models()
-    targets = {instance_id: Target(instance_id) for instance_id in instance_ids}
+    targets = {instance_id: InstanceState(instance_id) for instance_id in instance_ids}
     for chunk in batches(instance_ids, MAX_DESCRIBE_INSTANCES):
         request = ecs_models.DescribeInstancesRequest(region_id=auth.alicloud_region, instance_ids=json.dumps(chunk),
                                                       max_results=MAX_DESCRIBE_INSTANCES)
@@ -542,7 +542,7 @@ def check_targets(client: t.Any, auth: alicloud.AlicloudAuth, instance_ids: list
     return [targets[i] for i in instance_ids]
 
 
-def target_failures(targets: list[Target], command_type: str | None = None) -> dict[str, exec_checks.Check]:
+def target_failures(targets: list[InstanceState], command_type: str | None = None) -> dict[str, exec_checks.Check]:
     """instance id -> the first failed check of each instance that cannot run this command; empty when all can."""
     failures = {}
     for target in targets:
@@ -552,7 +552,7 @@ def target_failures(targets: list[Target], command_type: str | None = None) -> d
     return failures
 
 
-def target_problems(targets: list[Target], command_type: str | None = None) -> dict[str, str]:
+def target_problems(targets: list[InstanceState], command_type: str | None = None) -> dict[str, str]:
     """instance id -> why it cannot run this command; empty when all can."""
     return {instance_id: check.detail for instance_id, check in target_failures(targets, command_type).items()}
 

@@ -61,8 +61,6 @@ CHANNEL_STDOUT = 1
 CHANNEL_STDERR = 2
 CHANNEL_STATUS = 3
 CHANNEL_RESIZE = 4
-# v5.channel.k8s.io: a message on this channel closes the channel named by its payload.
-CHANNEL_CLOSE = 255
 STDOUT = 'stdout'
 STDERR = 'stderr'
 STATUS = 'status'
@@ -120,11 +118,6 @@ def decode_frame(frame: bytes) -> tuple[int, bytes]:
     if not frame:
         raise ValueError('an exec message must start with a channel byte')
     return frame[0], bytes(frame[1:])
-
-
-def resize_payload(width: int, height: int) -> bytes:
-    """The channel-4 payload that sets a TTY's size."""
-    return json.dumps({'Width': int(width), 'Height': int(height)}, separators=(',', ':')).encode()
 
 
 @dataclass(frozen=True)
@@ -291,15 +284,6 @@ class EciExecStream:
             self.input_sent = True
             self._send_frame(encode_frame(CHANNEL_STDIN, data[start:start + SEND_CHUNK]))
             self.bytes_out += min(SEND_CHUNK, len(data) - start)
-
-    def resize(self, width: int, height: int) -> None:
-        """Set the TTY size (channel 4); meaningful only for TTY sessions."""
-        self._send_frame(encode_frame(CHANNEL_RESIZE, resize_payload(width, height)))
-
-    def close_stdin(self) -> None:
-        """Signal the end of stdin the v5.channel.k8s.io way. A kubelet (v4 at most) ignores it: there, stdin
-        ends only with the socket, so our commands never wait for it (the scripts end with `exit`)."""
-        self._send_frame(encode_frame(CHANNEL_CLOSE, bytes((CHANNEL_STDIN,))))
 
     def read(self, timeout: float) -> list[tuple[str, bytes]]:
         """Wait up to timeout for output; [(STDOUT|STDERR|STATUS, bytes), ...] ([] on timeout).

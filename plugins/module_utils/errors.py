@@ -124,6 +124,18 @@ class SessionClosed(CloudExecError):
         self.input_acknowledged = input_acknowledged
 
 
+class RemoteFileNotFound(CloudExecError):
+    """The file to fetch does not exist on the target, or cannot be read there (every transport raises this one)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code='FileNotFound', provider='cloudexec', retryable=False)
+
+    @classmethod
+    def of(cls, path: str, where: str) -> RemoteFileNotFound:
+        """The error for path on where."""
+        return cls(f'{path} does not exist or is not a readable file on {where}')
+
+
 class CommandAbandoned(CloudExecError):
     """The caller of a running command went away (or asked to stop): the command must be ended, not waited for."""
 

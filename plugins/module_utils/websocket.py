@@ -22,7 +22,7 @@ from ansible_collections.cloudexec.core.plugins.module_utils.errors import Cloud
 from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
 
 try:
-    from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
+    from websockets.exceptions import ConnectionClosed, ConnectionClosedOK  # pylint: disable=unused-import  # for the streams
     from websockets.sync.client import connect as websockets_connect
 except ImportError:
     HAS_WEBSOCKETS = False

@@ -40,7 +40,7 @@ import time
 import typing as t
 
 from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, CommandAbandoned, DeadlineExceeded
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, CommandAbandoned, DeadlineExceeded, RemoteFileNotFound
 
 # Where each transport's session opener lives: "module:function" taking (options, log) and returning
 # a ready PersistentShell. Imported lazily so a broker loads only its own cloud's SDK.
@@ -76,6 +76,7 @@ class BrokerError(CloudExecError):
 
     may_have_run = False
     deadline = False
+    unreachable = False
 
 
 def _broker_lost(message: str, code: str) -> BrokerError:
@@ -174,7 +175,8 @@ def error_header(exc: CloudExecError, *, may_have_run: bool | None = None) -> di
     if may_have_run is None:
         may_have_run = bool(getattr(exc, 'may_have_run', True))
     return {'ok': False, 'error': {'message': exc.message, 'code': exc.code, 'provider': exc.provider, 'remedy': exc.remedy,
-                                   'may_have_run': may_have_run, 'deadline': isinstance(exc, DeadlineExceeded)}}
+                                   'may_have_run': may_have_run, 'deadline': isinstance(exc, DeadlineExceeded),
+                                   'unreachable': bool(getattr(exc, 'unreachable', False))}}
 
 
 def _failure(message: str, code: str, remedy: str, *, may_have_run: bool) -> dict[str, t.Any]:
@@ -183,14 +185,28 @@ def _failure(message: str, code: str, remedy: str, *, may_have_run: bool) -> dic
                                    'may_have_run': may_have_run, 'deadline': False}}
 
 
-def error_from_header(header: dict[str, t.Any]) -> BrokerError:
+def error_from_header(header: dict[str, t.Any]) -> CloudExecError:
     """The CloudExecError a broker failure header describes."""
     error = header.get('error') or {}
+    if error.get('code') == 'FileNotFound':
+        return RemoteFileNotFound(error.get('message') or 'the file to fetch does not exist on the target')
     exc = BrokerError(error.get('message') or 'the session broker failed', code=error.get('code'), provider=error.get('provider'),
                       remedy=error.get('remedy'), retryable=False)
     exc.may_have_run = error.get('may_have_run', True)
     exc.deadline = error.get('deadline', False)
+    exc.unreachable = error.get('unreachable', False)
     return exc
+
+
+# Requests that need the shell.
+_WORK_OPS = ('exec', 'put', 'fetch')
+
+
+def _describe(header: dict[str, t.Any]) -> str:
+    """A request in words for a note (its command's start, or the file it moves)."""
+    if header.get('op') == 'exec':
+        return repr(str(header.get('command'))[:80])
+    return f'{header.get("op")} {header.get("in_path")!r} to {header.get("out_path")!r}'
 
 
 def caller_left(conn: socket.socket) -> bool:
@@ -207,13 +223,18 @@ def caller_left(conn: socket.socket) -> bool:
 # --- client side (in the connection plugin) -----------------------------------------------------
 
 class BrokerClient:
-    """Talks to the broker of one target, starting it when it is not running."""
+    """Talks to the broker of one target, starting it when it is not running: a stream transport's TransportClient.
+
+    A command queued behind another caller's waits at most the target's connect_timeout (a new session would take
+    about as long); the broker may also need connect_timeout and ABANDON_GRACE to end a command that overran.
+    """
 
     def __init__(self, kind: str, options: dict[str, t.Any], *, key_options: dict[str, t.Any] | None = None,
                  start_timeout: float = 120.0, log: t.Callable[[str], None] | None = None,
                  notify: t.Callable[[str, bool], None] | None = None) -> None:
         self.kind = kind
         self.options = options
+        self.connect_timeout = float(options.get('connect_timeout') or 60)
         self.key = broker_key(kind, key_options if key_options is not None else options)
         self.start_timeout = start_timeout
         self._log = log or (lambda msg: None)
@@ -367,22 +388,35 @@ class BrokerClient:
         # A broker that had already exited refuses or resets at once: safe to start a new one.
         return not isinstance(exc, (ConnectionRefusedError, BrokenPipeError, FileNotFoundError))
 
-    def exec(self, command: str, stdin: bytes | None, timeout: float, wait: float = DEFAULT_QUEUE_WAIT,
-             connect_timeout: float = 60.0) -> tuple[int, bytes, bytes]:
-        """Run a command through the broker's shell.
-
-        timeout bounds the command; wait, how long to queue behind another caller's command; the broker may
-        also need a new session (connect_timeout) and ABANDON_GRACE to end a command that overran.
-        """
+    def _work(self, header: dict[str, t.Any], timeout: float, *payloads: bytes) -> tuple[dict[str, t.Any], list[bytes]]:
+        """A request for the shell: timeout bounds its work; it queues at most connect_timeout behind another caller."""
         if timeout <= 0:
             raise BrokerError(f'command_timeout must be a positive number of seconds, not {timeout:g}', code='InvalidParameter',
                               provider='cloudexec', remedy='Set command_timeout to a number of seconds above 0', retryable=False)
+        wait = self.connect_timeout
+        reply, data = self.request(dict(header, timeout=timeout, wait=wait), *payloads,
+                                   reply_within=wait + timeout + 2 * self.connect_timeout + ABANDON_GRACE)
+        if not reply.get('ok'):
+            raise error_from_header(reply)
+        return reply, data
+
+    def run(self, command: str, stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
+        """Run a command through the broker's shell: (rc, stdout, stderr)."""
         payloads = [stdin] if stdin is not None else []
-        header, data = self.request({'op': 'exec', 'command': command, 'stdin': stdin is not None, 'timeout': timeout, 'wait': wait},
-                                    *payloads, reply_within=wait + timeout + 2 * connect_timeout + ABANDON_GRACE)
-        if not header.get('ok'):
-            raise error_from_header(header)
-        return int(header['rc']), data[0], data[1]
+        reply, data = self._work({'op': 'exec', 'command': command, 'stdin': stdin is not None}, timeout, *payloads)
+        return int(reply['rc']), data[0], data[1]
+
+    def put_file(self, in_path: str, out_path: str, timeout: float) -> dict[str, t.Any]:
+        """Copy a local file to the target (the broker reads it: it runs as this user, on this machine)."""
+        return self._work({'op': 'put', 'in_path': os.path.abspath(in_path), 'out_path': out_path}, timeout)[0]['stats']
+
+    def fetch_file(self, in_path: str, out_path: str, timeout: float) -> dict[str, t.Any]:
+        """Copy a file of the target to a local file (the broker writes it)."""
+        return self._work({'op': 'fetch', 'in_path': in_path, 'out_path': os.path.abspath(out_path)}, timeout)[0]['stats']
+
+    def reset(self) -> None:
+        """reset_connection: the broker ends its session (and a command that still runs), then exits."""
+        self.stop()
 
     def stop(self) -> None:
         """Ask the broker to end its session and exit (reset_connection), ending a command that still runs."""
@@ -489,8 +523,8 @@ class Broker:
         """Serve one request; (None, []) when there is nobody left to answer."""
         self.requests += 1
         op = header.get('op')
-        if op == 'exec':
-            return self._exec(conn, header, payloads)
+        if op in _WORK_OPS:
+            return self._serve_work(conn, header, payloads)
         if op == 'stats':
             # target: what the open session reaches, e.g. "aws_ecs:<task id>/<container>" (no secret), so that a
             # refused new session can name the brokers holding the target's few sessions (module_utils/session_brokers.py).
@@ -502,7 +536,9 @@ class Broker:
             return self._stop(), []
         return {'ok': False, 'error': {'message': f'unknown broker request {op!r}', 'code': 'BadRequest', 'may_have_run': False}}, []
 
-    def _exec(self, conn: socket.socket, header: dict[str, t.Any], payloads: list[bytes]) -> tuple[dict[str, t.Any] | None, list[bytes]]:
+    def _serve_work(self, conn: socket.socket, header: dict[str, t.Any],
+                    payloads: list[bytes]) -> tuple[dict[str, t.Any] | None, list[bytes]]:
+        """A command or a file transfer: queued for the shell, dropped if its caller left, ended if abandoned."""
         timeout = float(header.get('timeout') or 0)
         if timeout <= 0:
             return _failure(f'command_timeout must be above 0 seconds, not {timeout:g}', 'InvalidParameter',
@@ -519,7 +555,7 @@ class Broker:
                 self._drop_departed(header)
                 return None, []
             self.busy_since = time.time()
-            reply, data = self._run(conn, header, payloads, timeout)
+            reply, data = self._work(conn, header, payloads, timeout)
             if reply is not None:
                 reply['notes'] = self._take_notes() + reply.get('notes', [])
             return reply, data
@@ -550,18 +586,25 @@ class Broker:
 
     def _drop_departed(self, header: dict[str, t.Any]) -> None:
         self.dropped += 1
-        self._queue_note(self._note(f'A request whose caller had left before it could run was dropped, not run: '
-                                    f'{str(header.get("command"))[:80]!r}', False))
+        self._queue_note(self._note(f'A request whose caller had left before it could run was dropped, not run: {_describe(header)}', False))
 
     def _stopping_reply(self) -> dict[str, t.Any]:
         return _failure('the session is being closed (reset_connection, or its last command could not be ended)', 'BrokerStopping',
                         'Retry: a new session is opened', may_have_run=False)
 
-    def _run(self, conn: socket.socket, header: dict[str, t.Any], payloads: list[bytes],
-             timeout: float) -> tuple[dict[str, t.Any] | None, list[bytes]]:
-        """Run the command (the lock is held); end it if its caller leaves or its time runs out."""
+    def _work(self, conn: socket.socket, header: dict[str, t.Any], payloads: list[bytes],
+              timeout: float) -> tuple[dict[str, t.Any] | None, list[bytes]]:
+        """Do the request with the shell (the lock is held); end its command if its caller leaves or its time runs out."""
         stdin = payloads[0] if header.get('stdin') else None
         started = time.time()
+        op = header.get('op')
+
+        def work(shell: t.Any) -> tuple[dict[str, t.Any], list[bytes]]:
+            if op == 'exec':
+                result = shell.run(header['command'], stdin=stdin, timeout=timeout, cancelled=cancelled)
+                return {'ok': True, 'rc': result.rc, 'crlf': result.crlf}, [result.stdout, result.stderr]
+            transfer = shell.put_file if op == 'put' else shell.fetch_file
+            return {'ok': True, 'stats': transfer(header['in_path'], header['out_path'], timeout=timeout, cancelled=cancelled)}, []
 
         def cancelled() -> str | None:
             if self.stopping.is_set():
@@ -572,8 +615,7 @@ class Broker:
 
         for attempt in (1, 2):
             try:
-                result = self._healthy_shell().run(header['command'], stdin=stdin, timeout=timeout, cancelled=cancelled)
-                break
+                return work(self._healthy_shell())
             except CommandAbandoned as exc:
                 self.abandoned += 1
                 note = self._end_abandoned(started, exc.reason)
@@ -595,7 +637,7 @@ class Broker:
                 if attempt == 2 or getattr(exc, 'may_have_run', True):
                     return error_header(exc), []
                 self.log(f'session lost before the command started ({exc.code}); reopening once')
-        return {'ok': True, 'rc': result.rc, 'crlf': result.crlf}, [result.stdout, result.stderr]
+        raise AssertionError('unreachable')
 
     @staticmethod
     def _answer(conn: socket.socket, reply: dict[str, t.Any]) -> bool:

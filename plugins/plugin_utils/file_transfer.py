@@ -18,9 +18,11 @@ import secrets
 import shlex
 import typing as t
 
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, RemoteFileNotFound
 
 CHUNK_SIZE = 4 * 1024 * 1024
+# The smallest chunk worth a round trip, whatever a transport's ceiling says.
+MIN_CHUNK_SIZE = 64 * 1024
 
 # A runner: (command line, stdin or None) -> (rc, stdout, stderr). The connection plugin passes one
 # that goes through its session broker.
@@ -34,10 +36,6 @@ _REMOTE_SHA256 = ('if command -v sha256sum >/dev/null 2>&1; then sha256sum < {pa
 
 class TransferError(CloudExecError):
     """A file could not be moved, or arrived different from what was sent."""
-
-
-class RemoteFileNotFound(TransferError):
-    """The remote file of a fetch does not exist or cannot be read."""
 
 
 def _check(result: tuple[int, bytes, bytes], what: str) -> bytes:
@@ -55,7 +53,15 @@ def _matches(remote: bytes, digest: str, size: int) -> bool:
     return text.lower() == digest
 
 
-def put_file(run: Runner, in_path: str, out_path: str, chunk_size: int = CHUNK_SIZE) -> dict[str, t.Any]:
+def chunk_size(max_stdin: int | None) -> int:
+    """The upload chunk for a transport whose commands carry at most max_stdin bytes of stdin (None: no limit)."""
+    if max_stdin is None:
+        return CHUNK_SIZE
+    return max(MIN_CHUNK_SIZE, min(CHUNK_SIZE, max_stdin))
+
+
+def put_file(run: Runner, in_path: str, out_path: str, chunk_size: int = CHUNK_SIZE,  # pylint: disable=redefined-outer-name
+             where: str = 'the target') -> dict[str, t.Any]:
     """Copy a local file to out_path on the target through a temporary file renamed into place.
 
     The last chunk travels with the check and the rename in one command, so a file that fits one
@@ -76,7 +82,7 @@ def put_file(run: Runner, in_path: str, out_path: str, chunk_size: int = CHUNK_S
             chunks += 1
             if not following:
                 break
-            _check(run(f'cat {redirect} {quoted_partial}', current), f'Writing {out_path}')
+            _check(run(f'cat {redirect} {quoted_partial}', current), f'Writing {out_path} on {where}')
             current = following
     # A mismatch exits 97, which no step of this command can produce on its own.
     final = (f'cat {redirect} {quoted_partial} || exit 1; d=$({_REMOTE_SHA256.format(path=quoted_partial)}); '
@@ -84,19 +90,19 @@ def put_file(run: Runner, in_path: str, out_path: str, chunk_size: int = CHUNK_S
              f'*) rm -f {quoted_partial}; echo "checksum mismatch: $d" >&2; exit 97;; esac')
     rc, out, err = run(final, current)
     if rc == 97:
-        raise TransferError(f'{out_path} arrived different from {in_path} (checksum mismatch)', code='ChecksumMismatch',
+        raise TransferError(f'{out_path} arrived on {where} different from {in_path} (checksum mismatch)', code='ChecksumMismatch',
                             provider='cloudexec', remedy='Retry; if it persists, report it with -vvv output', retryable=False)
-    _check((rc, out, err), f'Writing {out_path}')
+    _check((rc, out, err), f'Writing {out_path} on {where}')
     return {'bytes': size, 'chunks': chunks, 'sha256': digest.hexdigest()}
 
 
-def fetch_file(run: Runner, in_path: str, out_path: str, chunk_size: int = CHUNK_SIZE) -> dict[str, t.Any]:
+def fetch_file(run: Runner, in_path: str, out_path: str, chunk_size: int = CHUNK_SIZE,  # pylint: disable=redefined-outer-name
+               where: str = 'the target') -> dict[str, t.Any]:
     """Copy in_path from the target to a local file, chunk by chunk, and verify it."""
     quoted = shlex.quote(in_path)
     rc, out, err = run(f'test -f {quoted} && test -r {quoted} && wc -c < {quoted}', None)
     if rc != 0:
-        raise RemoteFileNotFound(f'{in_path} does not exist or is not a readable file on the target', code='FileNotFound',
-                                 provider='cloudexec', retryable=False)
+        raise RemoteFileNotFound.of(in_path, where)
     del err
     size = int(out.decode().strip() or 0)
     block = 1024 * 1024

@@ -2,11 +2,13 @@
 # Copyright (c) 2026 cloudexec.core contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""One long-lived remote POSIX shell behind an exec session, running Ansible's commands one at a time.
+"""One long-lived remote POSIX shell behind an exec session: the stream transports' side of the contract.
 
 Opening an exec session costs an API call, a websocket and the agent's start-up (about a second on
-ECS). A connection plugin pays that once per host: the session runs `sh -s` reading scripts from its
-terminal in raw mode, and every command is a remote_shell.wrap() script framed with its own nonce.
+ECS). A connection pays that once per host: the session runs `sh -s` reading scripts from its stdin
+(a terminal in raw mode on ECS Exec, a pipe on ECI), and every command is a remote_shell.wrap() script
+framed with its own nonce. Files move over the same session (file_transfer.py), in chunks sized below
+what one command's stdin may carry on the channel. It keeps the transport contract of transport.py.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import typing as t
 
 from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, CommandAbandoned, DeadlineExceeded
+from ansible_collections.cloudexec.core.plugins.plugin_utils import file_transfer
 
 
 class ByteChannel(t.Protocol):
@@ -30,6 +33,12 @@ class ByteChannel(t.Protocol):
 
     def close(self) -> None:
         """End the session."""
+
+    # Optionally, `max_send`: the most bytes one send() may carry (the SSM channel's outgoing buffer).
+
+
+# Room a command's own wrapper lines take in a send, beside its stdin.
+_WRAPPER_ROOM = 8192
 
 
 def bootstrap_command(nonce: str, shell: str = '/bin/sh') -> str:
@@ -57,8 +66,6 @@ def _as_sent(value: t.Any) -> t.Any:
 
 class ShellBroken(CloudExecError):
     """The long-lived shell can no longer be trusted (a command overran its deadline, the session ended)."""
-
-
 
 
 class PersistentShell:
@@ -133,6 +140,39 @@ class PersistentShell:
                 self.broken = exc.code or 'session ended'
                 exc.may_have_run = self._may_have_run(exc, parser, heard_before)  # type: ignore[attr-defined]
             raise
+
+    def max_stdin(self) -> int | None:
+        """The most stdin bytes one command can carry on this channel (None: no limit), as the script encodes them.
+
+        A script goes out in one send; on the SSM channel a send must fit the outgoing buffer whole. Binary stdin
+        travels as base64 (76 characters and a newline per 57 bytes) or, without base64 on the target, as printf
+        octal escapes (up to 4 characters a byte).
+        """
+        limit = getattr(self.channel, 'max_send', None)
+        if not limit:
+            return None
+        room = max(limit - _WRAPPER_ROOM, 1)
+        return room * 57 // 77 if self.have_base64 else room // 4
+
+    def _runner(self, deadline: float, cancelled: t.Callable[[], str | None] | None) -> file_transfer.Runner:
+        def run(command: str, stdin: bytes | None) -> tuple[int, bytes, bytes]:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise DeadlineExceeded(f'The file transfer to {self.where} did not finish in time', remedy='Raise command_timeout')
+            result = self.run(command, stdin=stdin, timeout=remaining, cancelled=cancelled)
+            return result.rc, result.stdout, result.stderr
+        return run
+
+    def put_file(self, in_path: str, out_path: str, *, timeout: float = 3600.0,
+                 cancelled: t.Callable[[], str | None] | None = None) -> dict[str, t.Any]:
+        """Copy a local file to out_path on the target, in chunks that fit one command's stdin, checksummed."""
+        return file_transfer.put_file(self._runner(self._clock() + timeout, cancelled), in_path, out_path,
+                                      chunk_size=file_transfer.chunk_size(self.max_stdin()), where=self.where)
+
+    def fetch_file(self, in_path: str, out_path: str, *, timeout: float = 3600.0,
+                   cancelled: t.Callable[[], str | None] | None = None) -> dict[str, t.Any]:
+        """Copy in_path from the target to a local file, checksummed."""
+        return file_transfer.fetch_file(self._runner(self._clock() + timeout, cancelled), in_path, out_path, where=self.where)
 
     def _heard(self) -> tuple[int, int] | None:
         """(acknowledgements, frames) received so far, where the transport counts them (SSM does)."""

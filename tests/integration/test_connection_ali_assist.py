@@ -217,11 +217,12 @@ def test_large_outputs_under_every_output_quota(quota_emulator, tmp_path, contro
 
 def boundary_files() -> dict[str, bytes]:
     """Files of exactly one piece (text and binary), one page (of the default output quota), and one byte over each."""
-    from ansible_collections.cloudexec.core.plugins.plugin_utils import assist_transport as at  # pylint: disable=import-outside-toplevel
+    from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_pieces as ap  # pylint: disable=import-outside-toplevel
+    from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_transport as at  # pylint: disable=import-outside-toplevel
 
     page = at.page_size(at.DEFAULT_QUOTA)
-    return {'empty': b'', 'text-piece': b't' * at.TEXT_PIECE, 'text-piece-1': b't' * (at.TEXT_PIECE + 1),
-            'binary-piece': os.urandom(at.BINARY_PIECE), 'binary-piece-1': os.urandom(at.BINARY_PIECE + 1),
+    return {'empty': b'', 'text-piece': b't' * ap.TEXT_PIECE, 'text-piece-1': b't' * (ap.TEXT_PIECE + 1),
+            'binary-piece': os.urandom(ap.BINARY_PIECE), 'binary-piece-1': os.urandom(ap.BINARY_PIECE + 1),
             'page': os.urandom(page), 'page-1': os.urandom(page + 1)}
 
 
@@ -243,7 +244,7 @@ def test_an_empty_file_copies_and_fetches(emu, tmp_path, control_dir):
 def test_boundary_sized_files_through_the_transport(emu, tmp_path):
     """put_file and fetch_file of every boundary size against the emulator, with the real SDK."""
     from ansible_collections.cloudexec.core.plugins.module_utils import alicloud  # pylint: disable=import-outside-toplevel
-    from ansible_collections.cloudexec.core.plugins.plugin_utils import assist_transport as at  # pylint: disable=import-outside-toplevel
+    from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_transport as at  # pylint: disable=import-outside-toplevel
 
     ali = emu['alicloud']
     auth = alicloud.AlicloudAuth(alicloud_access_key=ali['access_key'], alicloud_secret_key=ali['secret_key'],

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import time
 import typing as t
 import urllib.parse
@@ -52,6 +51,7 @@ from ansible_collections.cloudexec.core.plugins.module_utils.ssm.channel import 
     StreamData,
     UnexpectedMessage,
 )
+from ansible_collections.cloudexec.core.plugins.module_utils.ssm.kms import GenerateDataKey, SessionCipher, new_session_key
 from ansible_collections.cloudexec.core.plugins.module_utils.ssm.messages import (
     ACKNOWLEDGE,
     OUTPUT_STREAM_DATA,
@@ -75,14 +75,6 @@ from ansible_collections.cloudexec.core.plugins.module_utils.ssm.payloads import
 from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
 from ansible_collections.cloudexec.core.plugins.module_utils.websocket import CLOSE_TIMEOUT, ConnectionClosed, sanitize as _sanitize
 
-try:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-else:
-    HAS_CRYPTOGRAPHY = True
-
 PROVIDER = 'aws'
 
 # Stream names used by read_streams().
@@ -105,9 +97,6 @@ DEFAULT_TERMINAL_SIZE = (300, 100)
 # ResumeSession calls and reconnections per loss, within RESUME_TIMEOUT seconds.
 RESUME_ATTEMPTS = SSM_RESUME.max_retries + 1
 RESUME_TIMEOUT = 60.0
-# AES-GCM nonce length used by AWS (encrypter.go).
-_NONCE_SIZE = 12
-_DATA_KEY_SIZE = 64
 
 _WS_LOGGER = websocket.quiet_logger('ssm')
 _LOGGER = logging.getLogger(__name__)
@@ -121,7 +110,6 @@ _CONNECT_REMEDY = ('Check that this host can reach the ssmmessages endpoint on p
                    'ssmmessages VPC endpoint for private subnets), then start a new session with ExecuteCommand: its token '
                    'is single use and expires within minutes')
 
-GenerateDataKey = t.Callable[[str, t.Dict[str, str]], t.Tuple[bytes, bytes]]
 # ResumeSession for a session id: (stream URL or None for the original one, token); raises CloudExecError,
 # retryable when trying again may help (throttling, 5xx, network), not when the session cannot be resumed.
 ResumeSession = t.Callable[[str], t.Tuple[t.Optional[str], str]]
@@ -269,7 +257,7 @@ class DataChannelSession:
         self._failure: CloudExecError | None = None
         self._write_closed = False          # a send met a closed connection; receiving decides what it means
         self._write_closed_at = 0.0
-        self._aead: tuple[t.Any, t.Any] | None = None  # (encrypt, decrypt) AESGCM objects
+        self._cipher: SessionCipher | None = None        # the session key, once KMS gave one
 
     # -- presentation ------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -403,13 +391,6 @@ class DataChannelSession:
         self._settle_write_loss()
         self._raise_failure()
 
-    def send_terminal_size(self, cols: int, rows: int) -> None:
-        """Tell the remote PTY its size (ECS Exec honours it; a wide terminal avoids line wrapping)."""
-        self._check_usable()
-        self._submit(PayloadType.SIZE, build_size(cols, rows))
-        self._settle_write_loss()
-        self._raise_failure()
-
     def read_streams(self, timeout: float) -> list[tuple[str, bytes]]:
         """Pump for up to timeout seconds; return [(STDOUT|STDERR, bytes), ...] in order, [] on timeout.
 
@@ -434,6 +415,12 @@ class DataChannelSession:
     def read(self, timeout: float) -> bytes:
         """Like read_streams() with stdout and stderr merged in arrival order (b'' on timeout)."""
         return b''.join(data for _stream, data in self.read_streams(timeout))
+
+    @property
+    def max_send(self) -> int:
+        """The most bytes one send() can take: the outgoing buffer holds OUTGOING_BUFFER_CAPACITY messages (AWS's
+        client's figure), and a send must fit it whole, before any of it is acknowledged."""
+        return self._channel.outgoing_capacity * self._channel.payload_size
 
     def flush(self, timeout: float) -> bool:
         """Pump until all input is acknowledged (True) or timeout passes (False); output is kept for read()."""
@@ -821,61 +808,21 @@ class DataChannelSession:
         self._send_stream(PayloadType.HANDSHAKE_RESPONSE, response.to_json())
         if failure is not None:
             self._set_failure(failure)
-        elif self._aead is not None:
-            self._channel.set_cipher(self._encrypt, self._decrypt)
+        elif self._cipher is not None:
+            self._channel.set_cipher(self._cipher.seal, self._cipher.open)
 
     def _setup_kms(self, request: KMSEncryptionRequest) -> dict[str, t.Any]:
-        if not HAS_CRYPTOGRAPHY:
-            raise CloudExecError('the cryptography package is required for KMS-encrypted ECS Exec sessions',
-                                 code='MissingDependency', provider='cloudexec', retryable=False, remedy='pip install cryptography')
-        if not self.session_id or not self.target_id:
-            raise CloudExecError('KMS encryption needs the session id and the target id (ecs:<cluster>_<taskId>_<runtimeId>)',
-                                 code='KMSEncryptionFailed', provider='cloudexec', retryable=False,
-                                 remedy='Pass session_id and target_id to DataChannelSession')
-        context = {'aws:ssm:SessionId': self.session_id, 'aws:ssm:TargetId': self.target_id}
-        if request.challenge:
-            # Newer agents decrypt the key with the challenge in the context when we acknowledge it.
-            context['aws:ssm:RandomChallenge'] = request.challenge
-        generate = t.cast(GenerateDataKey, self._generate_data_key)
-        try:
-            plaintext, ciphertext = generate(request.kms_key_id, dict(context))
-        except CloudExecError:
-            raise
-        except Exception as exc:  # pylint: disable=broad-exception-caught
-            raise CloudExecError('KMS GenerateDataKey failed: %s' % type(exc).__name__, code='KMSEncryptionFailed',
-                                 provider=PROVIDER, retryable=False,
-                                 remedy='Allow kms:GenerateDataKey on the cluster key for the caller') from None
-        if len(plaintext) != _DATA_KEY_SIZE:
-            raise CloudExecError('KMS returned a %d-byte data key, the session needs %d' % (len(plaintext), _DATA_KEY_SIZE),
-                                 code='KMSEncryptionFailed', provider=PROVIDER, retryable=False,
-                                 remedy='Call GenerateDataKey with NumberOfBytes=64')
-        # AWS's client decrypts with the first half and encrypts with the second (encrypter.go).
-        self._aead = (AESGCM(bytes(plaintext[32:])), AESGCM(bytes(plaintext[:32])))
+        self._cipher, ciphertext = new_session_key(t.cast(GenerateDataKey, self._generate_data_key), request.kms_key_id,
+                                                   self.session_id, self.target_id, request.challenge)
         return kms_encryption_result(ciphertext, True if request.challenge else None)
 
-    def _encrypt(self, data: bytes) -> bytes:
-        if self._aead is None:
-            raise SSMProtocolError('no session key to encrypt with')
-        nonce = os.urandom(_NONCE_SIZE)
-        return nonce + self._aead[0].encrypt(nonce, data, None)
-
-    def _decrypt(self, data: bytes) -> bytes:
-        if self._aead is None:
-            raise SSMProtocolError('no session key to decrypt with')
-        if len(data) < _NONCE_SIZE:
-            raise SSMProtocolError('encrypted payload is shorter than its nonce')
-        try:
-            return self._aead[1].decrypt(data[:_NONCE_SIZE], data[_NONCE_SIZE:], None)
-        except InvalidTag:
-            raise SSMProtocolError('encrypted payload failed authentication (wrong data key?)') from None
-
     def _on_challenge(self, challenge: EncryptionChallenge) -> None:
-        if self._aead is None:
+        if self._cipher is None:
             self._set_failure(CloudExecError('the agent sent an encryption challenge but no KMS key was agreed',
                                              code='DataChannelProtocolError', provider=PROVIDER, retryable=False))
             return
         try:
-            answer = self._encrypt(self._decrypt(challenge.challenge))
+            answer = self._cipher.seal(self._cipher.open(challenge.challenge))
         except SSMProtocolError as exc:
             self._set_failure(CloudExecError('cannot answer the agent encryption challenge: %s' % exc, code='KMSEncryptionFailed',
                                              provider=PROVIDER, retryable=False))

@@ -309,8 +309,8 @@ def test_fail_on_and_messages():
 
 
 def test_targets():
-    targets = [ca.Target('i-1', 'Running', 'linux', True), ca.Target('i-2'), ca.Target('i-3', 'Stopped', 'linux'),
-               ca.Target('i-4', 'Running', 'linux', False, '2026-01-01T00:00:00Z'), ca.Target('i-5', 'Running', 'windows', True)]
+    targets = [ca.InstanceState('i-1', 'Running', 'linux', True), ca.InstanceState('i-2'), ca.InstanceState('i-3', 'Stopped', 'linux'),
+               ca.InstanceState('i-4', 'Running', 'linux', False, '2026-01-01T00:00:00Z'), ca.InstanceState('i-5', 'Running', 'windows', True)]
     problems = ca.target_problems(targets, 'RunShellScript')
     assert problems == {'i-2': 'not found in this region', 'i-3': 'instance is Stopped, not Running',
                         'i-4': 'Cloud Assistant agent is offline, last heartbeat 2026-01-01T00:00:00Z',
@@ -322,7 +322,7 @@ def test_targets():
 
 
 def test_a_windows_target_gets_the_windows_remedy():
-    targets = [ca.Target('i-1', 'Running', 'linux', True), ca.Target('i-5', 'Running', 'windows', True)]
+    targets = [ca.InstanceState('i-1', 'Running', 'linux', True), ca.InstanceState('i-5', 'Running', 'windows', True)]
     error = ca.targets_error(ca.target_failures(targets, 'RunShellScript'), 2, 'RunShellScript')
     assert error.remedy == ('i-5 run Windows, where RunShellScript does not run: give them a PowerShell script with type '
                             'RunPowerShellScript (or a Bat script with type RunBatScript) in a task of their own; the ali_ecs '
@@ -331,7 +331,7 @@ def test_a_windows_target_gets_the_windows_remedy():
     assert error.remedy.startswith('i-1 run Linux, where RunPowerShellScript does not run: give them a shell script with type '
                                    'RunShellScript')
     # Other problems keep their remedy next to it.
-    mixed = targets + [ca.Target('i-4', 'Stopped', 'linux')]
+    mixed = targets + [ca.InstanceState('i-4', 'Stopped', 'linux')]
     error = ca.targets_error(ca.target_failures(mixed, 'RunShellScript'), 3, 'RunShellScript')
     assert 'Start the instances' in error.remedy and 'i-5 run Windows' in error.remedy
 

@@ -12,9 +12,7 @@ command (a new session that kills the old shell's process tree) is exercised for
 from __future__ import annotations
 
 import os
-import select
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -24,35 +22,7 @@ import pytest
 from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
 from ansible_collections.cloudexec.core.plugins.plugin_utils import broker
-from ansible_collections.cloudexec.core.plugins.plugin_utils.persistent_shell import PersistentShell, bootstrap_command
-
-
-class LocalChannel:
-    """A ByteChannel over a local shell's pipes; close() lets the shell run on (stdin at EOF)."""
-
-    def __init__(self, nonce: str) -> None:
-        self.proc = subprocess.Popen(['sh', '-c', bootstrap_command(nonce)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def send(self, data: bytes) -> None:
-        try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError):
-            raise CloudExecError('the local shell is gone', code='SessionClosed') from None
-
-    def read(self, timeout: float) -> bytes:
-        ready, _w, _x = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            return b''
-        data = os.read(self.proc.stdout.fileno(), 65536)
-        if not data:
-            raise CloudExecError('the local shell ended', code='SessionClosed')
-        return data
-
-    def close(self) -> None:
-        if not self.proc.stdin.closed:
-            self.proc.stdin.close()
+from ansible_collections.cloudexec.core.plugins.plugin_utils.persistent_shell import PersistentShell
 
 
 def running(pid: int) -> bool:
@@ -72,13 +42,13 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
 
 
 @pytest.fixture
-def served(tmp_path, monkeypatch):
+def served(tmp_path, monkeypatch, local_channel):
     """A Broker on a local shell, serving a Unix socket in a thread; yields (broker, socket path, channels opened)."""
-    channels: list[LocalChannel] = []
+    channels: list = []
 
     def open_shell(self):
         nonce = remote_shell.new_nonce()
-        channel = LocalChannel(nonce)
+        channel = local_channel(nonce)
         channels.append(channel)
         shell = PersistentShell(channel, nonce, where='local')
         shell.wait_ready(10)
@@ -237,7 +207,7 @@ def test_zero_timeouts_are_refused(served):
     reply, _data = broker.recv_message(sock)
     assert reply['error']['code'] == 'InvalidParameter' and 'command_timeout' in reply['error']['message']
     with pytest.raises(broker.BrokerError) as info:
-        broker.BrokerClient('local', {}).exec('echo hi', None, 0)
+        broker.BrokerClient('local', {}).run('echo hi', None, 0)
     assert info.value.code == 'InvalidParameter'
 
 
@@ -247,7 +217,7 @@ def test_the_client_abandons_on_interruption_and_reports(served, tmp_path, monke
     pid_file = tmp_path / 'pid'
     monkeypatch.setenv('CLOUDEXEC_CONTROL_DIR', str(tmp_path / 'cp'))
     notes = []
-    client = broker.BrokerClient('local', {}, notify=lambda text, worrying: notes.append((text, worrying)))
+    client = broker.BrokerClient('local', {'connect_timeout': 5}, notify=lambda text, worrying: notes.append((text, worrying)))
     client._sock = connect(path)  # pylint: disable=protected-access
 
     class Interrupted(BaseException):
@@ -265,7 +235,7 @@ def test_the_client_abandons_on_interruption_and_reports(served, tmp_path, monke
 
     monkeypatch.setattr(broker, 'recv_message', interrupted_recv)
     with pytest.raises(Interrupted):
-        client.exec(f'echo $$ > {pid_file}; exec sleep 300', None, 60, wait=5, connect_timeout=10)
+        client.run(f'echo $$ > {pid_file}; exec sleep 300', None, 60)
     assert notes and 'was abandoned' in notes[0][0] and not notes[0][1], notes
     assert not running(int(pid_file.read_text()))
 

@@ -143,9 +143,8 @@ def test_stderr_kept_apart_by_read_streams_and_merged_by_read(fake_agent_factory
 
 def test_terminal_size_is_sent_as_size_payload(fake_agent_factory):
     agent = fake_agent_factory()
-    with _session(agent) as session:
+    with _session(agent, terminal_size=(500, 50)) as session:
         _read_until(session, 2)
-        session.send_terminal_size(500, 50)
         assert session.flush(5)
     assert agent.sizes == [(500, 50)]
 

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import base64
 import collections
-import contextlib
 import hashlib
-import json
 import os
 import re
 import shlex
@@ -42,14 +40,23 @@ from dataclasses import dataclass, field
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud
 from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca
 from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, RemoteFileNotFound
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import CLOUD_ASSISTANT_COMMAND, Poller, done, pending
+from ansible_collections.cloudexec.core.plugins.plugin_utils.ali_assist_memory import PieceMemory, QuotaMemory, RunLedger
+from ansible_collections.cloudexec.core.plugins.plugin_utils.ali_assist_pieces import (
+    CACHE_MAX,
+    SHA256_SCRIPT,
+    STAGE_WAIT,
+    Staged,
+    assemble_lines,
+    cache_dir_word,
+    content_pieces,
+    fits,
+    parse_stage_failure,
+    piece_script,
+    split_pieces,
+)
 
-# Room left in a RunCommand script for our own lines around a staged piece (bytes before Base64).
-SCRIPT_LIMIT = ca.CONTENT_LIMIT // 4 * 3          # 18432 bytes of script fit 24 KB of Base64
-PIECE_OVERHEAD = 640
-TEXT_PIECE = SCRIPT_LIMIT - PIECE_OVERHEAD        # raw bytes of a text piece (here-document)
-BINARY_PIECE = (TEXT_PIECE // 77) * 57            # raw bytes of a base64 piece (76 characters + newline per 57 bytes)
 # Output quota: the bytes of one execution's output the service keeps whole. Every agent whose code we read keeps at
 # least 12000 (aliyun_assist_client agent/taskengine/basetask.go, defaultQuoto): the default assumes no more. The
 # transport is made for any quota from MIN_QUOTA up, and learns a lower one when the service cuts output.
@@ -60,23 +67,15 @@ QUOTA_MARGIN = 256
 # Framed output this small survives any quota from MIN_QUOTA up: its file on the instance goes at once.
 SAFE_INLINE = MIN_QUOTA - QUOTA_MARGIN
 # A learned quota below this is not believed (something else cut the output).
-LEARN_FLOOR = 1024
+LEARN_FLOOR = QuotaMemory.FLOOR
 # Pages of a file read back at once (started ahead of the one being waited for).
 PAGE_WINDOW = 32
 # Where a command keeps its framed output on the instance while the controller may still need it.
 OUT_DIR = '/tmp/.cloudexec-out-{nonce}'
-# How long a command waits for its staged parts (they are started just before it).
-STAGE_WAIT = 120
 # RunCommand calls in flight at once when staging pieces or reading pages (RunCommand is throttled per account).
 PARALLEL_STARTS = 4
 # Seconds the service itself may run a script beyond command_timeout before it kills it (our deadline comes first).
 SERVICE_GRACE = 30
-# Piece cache: data up to CACHE_MAX bytes (Ansible's module payloads) is cut at content-defined boundaries and its
-# pieces are kept on the target by SHA-256, so the next task that sends the same module sends only what changed.
-CACHE_MAX = 1024 * 1024
-CACHE_MIN_PIECE = 4096
-CACHE_BOUNDARY_MASK = (1 << 13) - 1           # a boundary every ~8 KB past the minimum: pieces of ~12 KB on average
-CACHE_EXPIRE_MINUTES = 24 * 60                # pieces unused this long are removed from the target
 
 # Per-instance error codes that mean the host cannot be reached (nothing ran).
 UNREACHABLE_CODES = frozenset(('InstanceNotRunning', 'ClientNotRunning', 'ClientNotResponse', 'ClientIsUpgrading',
@@ -95,9 +94,6 @@ _CANCELLED = re.compile(rb'@@CE([0-9a-f]+):CANCELLED@@')
 _KEPT = re.compile(rb'@@CE([0-9a-f]+):KEPT:(\d+)@@')
 _GROUP = re.compile(rb'@@CE([0-9a-f]+):GROUP:([a-z]+):(\d+)@@')
 _SPILL = re.compile(rb'@@CE([0-9a-f]+):SPILL:([^:\n]+):(\d+):([0-9a-f]{64}|size)@@')
-_STAGE = re.compile(rb'@@CE([0-9a-f]+):STAGE:([a-z]+)@@')
-# The gear table of the content-defined chunker: 256 fixed pseudo-random 32-bit values (any fixed table works).
-_GEAR = tuple(int.from_bytes(hashlib.sha256(b'cloudexec-gear-%d' % i).digest()[:4], 'big') for i in range(256))
 
 
 class AssistError(CloudExecError):
@@ -154,309 +150,6 @@ class Stats:
 # --------------------------------------------------------------------------- pure helpers (unit-tested)
 
 
-def split_pieces(data: bytes) -> list[tuple[str, bytes]]:
-    """data cut into (kind, bytes) pieces that each fit one RunCommand: 'text' (here-document) or 'b64'."""
-    pieces: list[tuple[str, bytes]] = []
-    pos = 0
-    while pos < len(data):
-        chunk = data[pos:pos + TEXT_PIECE]
-        text = _text_prefix(chunk, at_end=pos + len(chunk) >= len(data))
-        if text:
-            pieces.append(('text', text))
-            pos += len(text)
-        else:
-            chunk = data[pos:pos + BINARY_PIECE]
-            pieces.append(('b64', chunk))
-            pos += len(chunk)
-    return pieces
-
-
-def _text_prefix(chunk: bytes, at_end: bool) -> bytes:
-    """The longest prefix of chunk that travels as text in a here-document (UTF-8, no NUL or CR), or b''."""
-    if b'\0' in chunk or b'\r' in chunk:
-        return b''
-    try:
-        chunk.decode('utf-8')
-    except UnicodeDecodeError as exc:
-        # A character cut by the chunk boundary ends the piece early; anything else is binary.
-        if not at_end and exc.start >= len(chunk) - 3 and exc.start > 0:
-            cut = chunk[:exc.start]
-            try:
-                cut.decode('utf-8')
-            except UnicodeDecodeError:
-                return b''
-            return cut
-        return b''
-    return chunk
-
-
-def content_pieces(data: bytes) -> list[tuple[str, bytes]]:
-    """data cut where its content says (a rolling hash of the last 32 bytes), into pieces that each fit one RunCommand.
-
-    The same run of bytes gives the same pieces wherever it sits in the data: Ansible's module payloads put their
-    arguments before the module's code, so a new task with the same module changes only the pieces around its
-    arguments, and the others are found in the target's piece cache.
-    """
-    pieces: list[tuple[str, bytes]] = []
-    size = len(data)
-    start = 0
-    while start < size:
-        end = min(size, start + TEXT_PIECE)
-        cut = end
-        rolling = 0
-        for pos in range(start, end):
-            rolling = ((rolling << 1) + _GEAR[data[pos]]) & 0xFFFFFFFF
-            # Cut after pos when the hash says so, but never inside a UTF-8 character (a text piece stays text).
-            if pos + 1 - start >= CACHE_MIN_PIECE and not rolling & CACHE_BOUNDARY_MASK \
-                    and (pos + 1 == size or data[pos + 1] & 0xC0 != 0x80):
-                cut = pos + 1
-                break
-        chunk = data[start:cut]
-        if _text_prefix(chunk, at_end=True) == chunk:
-            pieces.append(('text', chunk))
-        else:
-            pieces.extend(('b64', chunk[at:at + BINARY_PIECE]) for at in range(0, len(chunk), BINARY_PIECE))
-        start = cut
-    return pieces
-
-
-def cache_dir_word(piece_cache: str) -> str:
-    """The piece cache directory as one shell word ('~/' is the remote user's HOME)."""
-    if piece_cache.startswith('~/'):
-        return '"${HOME:-/root}"/' + shlex.quote(piece_cache[2:])
-    return shlex.quote(piece_cache)
-
-
-def piece_script(directory: str, name: str, kind: str, data: bytes, nonce: str) -> str:
-    """The RunCommand script that writes one piece to directory/name (a shell word and a plain name), whole or not at all."""
-    part = f'"$__ce_d"/{shlex.quote(name)}'
-    temporary = f'"$__ce_d"/{shlex.quote(f".{name}.{nonce}.tmp")}'   # hidden: no glob of the joining command sees it
-    delimiter = f'@@CE{nonce}:PIECE@@'
-    lines = ['umask 077', f'__ce_d={directory}', 'mkdir -p "$__ce_d" 2>/dev/null; [ -d "$__ce_d" ] && [ -O "$__ce_d" ] || exit 90']
-    if kind == 'text':
-        body = data.decode('utf-8')
-        lines += [f"head -c {len(data)} > {temporary} <<'{delimiter}'", body + '\n' + delimiter]
-    else:
-        encoded = base64.encodebytes(data).decode('ascii')
-        lines += [f"base64 -d > {temporary} <<'{delimiter}'", encoded + delimiter]
-    lines.append(f'mv -f {temporary} {part}')
-    return '\n'.join(lines) + '\n'
-
-
-_SHA256 = ('if command -v sha256sum >/dev/null 2>&1; then sha256sum < {path} | cut -c1-64; '
-           'elif command -v shasum >/dev/null 2>&1; then shasum -a 256 < {path} | cut -c1-64; '
-           'elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 < {path} | sed "s/.*= *//"; '
-           'else echo size; fi')
-
-
-@dataclass
-class Staged:
-    """Data on its way to the target: the part files to join, in order, and what to check, remember or clean up.
-
-    Parts are shell words: "$__ce_c"/NAME in the piece cache, "$__ce_s"/NAME in this transfer's stage directory.
-    """
-
-    parts: list[str]                    # in order (a piece used twice appears twice)
-    fresh: list[str]                    # parts being written now: wait for them
-    known: list[str]                    # parts the target should already have in its cache: check, never wait
-    digest: str                         # SHA-256 of the whole data
-    stage_dir: str = ''                 # the per-transfer directory, removed once joined (shell word)
-    cache_dir: str = ''                 # the piece cache directory (shell word); '' when the cache is not used
-    glob: bool = False                  # parts are p00000, p00001... in stage_dir, joined by a glob (any number fits)
-    seen: list[str] = field(default_factory=list)   # names to remember as seen once the join succeeded
-    kept: list[str] = field(default_factory=list)   # names to remember as kept in the cache
-
-
-def assemble_lines(staged: Staged, target: str, nonce: str) -> list[str]:
-    """sh lines that join the staged parts into target and check their SHA-256 (or report STAGE:<why> and stop).
-
-    Known parts are checked at once ('evicted' when one is gone: the controller sends them again); fresh ones are
-    waited for, up to STAGE_WAIT seconds ('missing'). The stage directory goes in every case.
-    """
-    fail = f"printf '\\n@@CE{nonce}:STAGE:%s@@\\n'"
-    lines = [f'__ce_s={staged.stage_dir}']
-    if staged.cache_dir:
-        lines.append(f'__ce_c={staged.cache_dir}')
-    if staged.known or staged.kept:
-        # Only a cache directory of our own is trusted (or one the piece scripts are about to create).
-        lines.append('[ ! -e "$__ce_c" ] || [ -O "$__ce_c" ] || { ' + fail + ' evicted; rm -rf "$__ce_s"; exit 0; }')
-    if staged.known:
-        known = ' '.join(staged.known)
-        lines += [f'for __ce_p in {known}; do [ -f "$__ce_p" ] || {{ {fail} evicted; rm -rf "$__ce_s"; exit 0; }}; done',
-                  f'touch -c {known} 2>/dev/null']
-    if staged.glob:
-        parts = '"$__ce_s"/p[0-9]*'
-        ready = f'set -- {parts}; [ -f "$1" ] && [ "$#" -ge {len(staged.parts)} ]'
-    else:
-        parts = ' '.join(staged.parts)
-        ready = f'__ce_m=0; for __ce_p in {" ".join(staged.fresh)}; do [ -f "$__ce_p" ] || __ce_m=1; done; [ "$__ce_m" = 0 ]'
-    if staged.fresh:
-        lines += [
-            '__ce_w=0',
-            f'while :; do {ready} && break',
-            f'  __ce_w=$((__ce_w + 1)); [ "$__ce_w" -gt {STAGE_WAIT * 5} ] && {{ {fail} missing; rm -rf "$__ce_s"; exit 0; }}',
-            '  sleep 0.2 2>/dev/null || sleep 1; done',
-        ]
-    # No part at all (empty data): the target is created empty (a join would find nothing to join, or read stdin).
-    join = f'cat {parts}' if staged.parts else ':'
-    lines += [f'( umask 077; {join} > {shlex.quote(target)} ) || {{ {fail} write; rm -rf "$__ce_s"; exit 0; }}',
-              'rm -rf "$__ce_s"']
-    if staged.kept:
-        lines.append(f'find "$__ce_c" -type f -mmin +{CACHE_EXPIRE_MINUTES} -exec rm -f {{}} + 2>/dev/null')
-    lines += [f'__ce_h=$({_SHA256.format(path=shlex.quote(target))})',
-              f'[ "$__ce_h" = size ] || [ "$__ce_h" = {staged.digest} ] || {{ {fail} checksum; rm -f {shlex.quote(target)}; exit 0; }}']
-    return lines
-
-
-class PieceMemory:
-    """What the controller knows of one target's pieces: a file in the private control directory.
-
-    A piece is kept in the target's cache only once it has been seen in two transfers: pieces that belong to one
-    task alone (the one that holds the task's arguments, which may be secret) are staged and removed as before, and
-    never stay on the target. Tasks run in separate worker processes, so this file is what lets one task know what
-    an earlier one sent. It is a hint: a kept piece the target lost is reported, and sent again.
-    """
-
-    LIMIT = 8192    # lines kept; past it the memory starts again (the target keeps its pieces until they expire)
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-
-    def load(self) -> tuple[set[str], set[str]]:
-        """(seen, kept) piece names."""
-        seen: set[str] = set()
-        kept: set[str] = set()
-        if not self.path:
-            return seen, kept
-        try:
-            with open(self.path, encoding='ascii') as source:
-                for line in source:
-                    state, dummy, name = line.strip().partition(' ')
-                    if len(name) == 32:
-                        (kept if state == 'kept' else seen).add(name)
-        except (OSError, UnicodeDecodeError):
-            pass
-        return seen, kept
-
-    def remember(self, seen: list[str], kept: list[str]) -> None:
-        if not self.path or not (seen or kept):
-            return
-        lines = [f'seen {name}\n' for name in seen] + [f'kept {name}\n' for name in kept]
-        try:
-            size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
-            flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if size > self.LIMIT * 38 else os.O_APPEND)
-            with os.fdopen(os.open(self.path, flags, 0o600), 'w', encoding='ascii') as sink:
-                sink.write(''.join(lines))
-        except OSError:
-            pass    # only a hint: the next task sends the pieces again
-
-    def forget(self) -> None:
-        if self.path:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
-
-
-class QuotaMemory:
-    """The output quota learned on one target: a file in the private control directory, so later tasks (worker
-    processes of their own) start from it instead of learning it again. Forgotten after a day (a quota may change)."""
-
-    MAX_AGE = 86400
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-
-    def load(self) -> int | None:
-        if not self.path:
-            return None
-        try:
-            if time.time() - os.path.getmtime(self.path) > self.MAX_AGE:
-                return None
-            with open(self.path, encoding='ascii') as source:
-                value = int(source.read().strip())
-        except (OSError, ValueError):
-            return None
-        return value if value >= LEARN_FLOOR else None
-
-    def save(self, quota: int) -> None:
-        if not self.path:
-            return
-        try:
-            with os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w', encoding='ascii') as sink:
-                sink.write(f'{quota}\n')
-        except OSError:
-            pass    # only a hint: the next task learns it again
-
-
-class RunLedger:
-    """Commands this controller started on one target and has not seen end: one small file each, in the control directory.
-
-    A worker killed by Ctrl-C dies at once (ansible-core's worker exits from its signal handler), so it cannot
-    end the command it was waiting for. Its file stays, naming the command; the next task on that target
-    finds it, sees that its writer is gone, and ends the command (see AssistTransport.end_command).
-    """
-
-    def __init__(self, directory: str | None, key: str) -> None:
-        self.directory = directory
-        self.key = key
-
-    def _path(self, nonce: str) -> str:
-        return os.path.join(t.cast(str, self.directory), f'assist-{self.key}-{nonce}.run')
-
-    def add(self, nonce: str, invoke_id: str | None = None) -> None:
-        """Note a command about to start (and, once known, its invocation)."""
-        if not self.directory:
-            return
-        record = json.dumps({'pid': os.getpid(), 'invoke_id': invoke_id, 'started': time.time()})
-        try:
-            with os.fdopen(os.open(self._path(nonce), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w', encoding='ascii') as sink:
-                sink.write(record)
-        except OSError:
-            pass    # only a safety net
-
-    def remove(self, nonce: str) -> None:
-        """The command ended, or was ended."""
-        if self.directory:
-            with contextlib.suppress(OSError):
-                os.unlink(self._path(nonce))
-
-    def orphans(self) -> list[tuple[str, str | None, float]]:
-        """(nonce, invoke id, start time) of the commands whose writer process is gone."""
-        found: list[tuple[str, str | None, float]] = []
-        prefix = f'assist-{self.key}-'
-        try:
-            names = [name for name in os.listdir(t.cast(str, self.directory)) if name.startswith(prefix) and name.endswith('.run')]
-        except (OSError, TypeError):
-            return found
-        for name in names:
-            nonce = name[len(prefix):-len('.run')]
-            try:
-                with open(os.path.join(t.cast(str, self.directory), name), encoding='ascii') as source:
-                    record = json.load(source)
-                pid = int(record['pid'])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            if pid != os.getpid() and not _process_exists(pid):
-                found.append((nonce, record.get('invoke_id'), float(record.get('started') or 0)))
-        return found
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True     # it exists, as another user's
-    return True
-
-
-def fits(script: str) -> bool:
-    """Whether a script fits one RunCommand (the limit counts its Base64)."""
-    return len(base64.b64encode(script.encode('utf-8', 'surrogateescape'))) <= ca.CONTENT_LIMIT
-
-
 def inline_limit(quota: int) -> int:
     """The largest framed output printed directly under this output quota (the rest is read back in pages)."""
     return max(SAFE_INLINE, quota - QUOTA_MARGIN)
@@ -485,7 +178,7 @@ def spill_wrapper(inner: str, nonce: str, quota: int = DEFAULT_QUOTA) -> list[st
         '__ce_n=$(wc -c < "$__ce_o" | tr -d " ")',
         f'if [ "$__ce_n" -le {SAFE_INLINE} ]; then cat "$__ce_o"; rm -rf "$__ce_od"',
         f'elif [ "$__ce_n" -le {inline_limit(quota)} ]; then cat "$__ce_o"; printf \'\\n@@CE{nonce}:KEPT:%s@@\\n\' "$__ce_n"',
-        f'else printf \'\\n@@CE{nonce}:SPILL:%s:%s:%s@@\\n\' "$__ce_o" "$__ce_n" "$({_SHA256.format(path=chr(34) + "$__ce_o" + chr(34))})"; fi',
+        f'else printf \'\\n@@CE{nonce}:SPILL:%s:%s:%s@@\\n\' "$__ce_o" "$__ce_n" "$({SHA256_SCRIPT.format(path=chr(34) + "$__ce_o" + chr(34))})"; fi',
     ]
 
 
@@ -509,14 +202,6 @@ def parse_spill(output: bytes, nonce: str) -> tuple[str, int, str] | None:
     for match in _SPILL.finditer(output):
         if match.group(1).decode() == nonce:
             return match.group(2).decode('utf-8', 'replace'), int(match.group(3)), match.group(4).decode()
-    return None
-
-
-def parse_stage_failure(output: bytes, nonce: str) -> str | None:
-    """Why staging failed ('missing', 'write', 'checksum'), or None."""
-    for match in _STAGE.finditer(output):
-        if match.group(1).decode() == nonce:
-            return match.group(2).decode()
     return None
 
 
@@ -887,9 +572,25 @@ class AssistTransport:
 
     # ---- commands
 
-    def exec(self, command: str, stdin: bytes | None = None, timeout: int | None = None, *,
-             resend: bool = True) -> tuple[int, bytes, bytes]:
-        """Run a shell command line with optional stdin; (rc, stdout, stderr) exactly as the command wrote them."""
+    def run(self, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
+            cancelled: t.Callable[[], str | None] | None = None) -> remote_shell.CommandResult:
+        """Run a shell command line with optional stdin: stdout, stderr and rc exactly as the command wrote them.
+
+        The transport contract's run (transport.py). It lives in the task's worker: nothing asks it to give up
+        (cancelled is not used); an interruption of the worker itself ends the command (run_script).
+        """
+        del cancelled
+        before = dict(self.stats.counter.calls)
+        try:
+            return self._run(command, stdin, timeout)
+        finally:
+            spent = {name: count - before.get(name, 0) for name, count in self.stats.counter.calls.items() if count - before.get(name, 0)}
+            self.log(f'API calls for this command: {spent}')
+
+    def close(self) -> None:
+        """Nothing to end: there is no session."""
+
+    def _run(self, command: str, stdin: bytes | None, timeout: float | None, resend: bool = True) -> remote_shell.CommandResult:
         nonce = remote_shell.new_nonce()
         # Cloud Assistant ignores WorkingDir in a container (API reference, ContainerId): the wrapper changes directory itself.
         wd = None if self.target.in_container else self.target.working_dir
@@ -911,7 +612,7 @@ class AssistTransport:
         if why == 'evicted' and resend:
             # The target no longer has pieces an earlier task left; the command has not started: send everything.
             self.log('the target lost cached pieces: sending them again')
-            return self.exec(command, stdin, timeout, resend=False)
+            return self._run(command, stdin, timeout, resend=False)
         if why:
             raise AssistError(f'Staging the command input on {self.target.describe()} failed ({why})', code='StagingFailed',
                               remedy='Check free space in /tmp on the instance and that base64 and head exist there; then retry')
@@ -928,7 +629,7 @@ class AssistTransport:
             raise AssistError(f'{self.target.describe()}: working_dir {self.target.working_dir} does not exist in the container; '
                               'nothing was run', code='DirectoryNotExists',
                               remedy='Set working_dir (ansible_ali_assist_working_dir) to an existing absolute directory in the container')
-        return parsed.rc, parsed.stdout, parsed.stderr
+        return parsed
 
     # ---- the output quota
 
@@ -1010,7 +711,8 @@ class AssistTransport:
 
     # ---- files
 
-    def put_file(self, in_path: str, out_path: str, *, resend: bool = True) -> dict[str, t.Any]:
+    def put_file(self, in_path: str, out_path: str, *, timeout: float | None = None,  # pylint: disable=unused-argument
+                 cancelled: t.Callable[[], str | None] | None = None, resend: bool = True) -> dict[str, t.Any]:
         """Copy a local file to out_path on the target, staged in pieces, checksummed, renamed into place."""
         with open(in_path, 'rb') as source:
             data = source.read()
@@ -1045,7 +747,7 @@ class AssistTransport:
         """A regular file's bytes on the target, read in pages and checked against its SHA-256; None when it is missing."""
         quoted = shlex.quote(path)
         script = (f'if [ -f {quoted} ] && [ -r {quoted} ]; then printf "%s:" "$(wc -c < {quoted} | tr -d " ")"; '
-                  f'{_SHA256.format(path=quoted)}; else echo missing; fi\n')
+                  f'{SHA256_SCRIPT.format(path=quoted)}; else echo missing; fi\n')
         result, output = self.run_script(script, 120)
         del result
         text = output.decode('utf-8', 'replace').strip()
@@ -1060,12 +762,13 @@ class AssistTransport:
                               remedy='Retry when the file is no longer being written')
         return data
 
-    def fetch_file(self, in_path: str, out_path: str) -> dict[str, t.Any]:
+    def fetch_file(self, in_path: str, out_path: str, *, timeout: float | None = None,  # pylint: disable=unused-argument
+                   cancelled: t.Callable[[], str | None] | None = None) -> dict[str, t.Any]:
         """Copy in_path from the target to a local file, page by page, verified."""
         pages_before = self.stats.pages
         data = self._remote_file(in_path)
         if data is None:
-            raise RemoteFileMissing(f'{in_path} does not exist or is not a readable file on {self.target.describe()}', code='FileNotFound')
+            raise RemoteFileNotFound.of(in_path, self.target.describe())
         partial = f'{out_path}.cloudexec-part'
         with open(partial, 'wb') as target:
             target.write(data)
@@ -1106,7 +809,3 @@ class AssistTransport:
             batch = [ranges.popleft() for dummy in range(min(room, len(ranges)))]
             ahead.extend(zip(batch, self.start_many([range_script(path, offset, length) for offset, length in batch], 60)))
             self.stats.pages += len(batch)
-
-
-class RemoteFileMissing(AssistError):
-    """The file to fetch does not exist or cannot be read."""

@@ -2,7 +2,7 @@
 # Copyright (c) 2026 cloudexec.core contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""assist_transport against a fake ECS client that runs each RunCommand script with the local sh, under the service's limits."""
+"""ali_assist_transport against a fake ECS client that runs each RunCommand script with the local sh, under the service's limits."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assist
 from ansible_collections.cloudexec.core.plugins.module_utils.alicloud import AlicloudAuth
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import Poller
-from ansible_collections.cloudexec.core.plugins.plugin_utils import assist_transport as at
+from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_memory as am
+from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_pieces as ap
+from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_transport as at
 
 
 class FakeEcs:
@@ -119,6 +121,12 @@ def _read_if_there(path: Path) -> bytes:
         return b''
 
 
+def ran(transport_, command, stdin=None):
+    """(rc, stdout, stderr) of the transport's run()."""
+    result = transport_.run(command, stdin=stdin)
+    return result.rc, result.stdout, result.stderr
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -145,7 +153,7 @@ def transport(client, clock, memory=None, quota_memory=None, **target) -> at.Ass
 
 def test_small_command_is_one_runcommand_and_one_poll(clock):
     client = FakeEcs()
-    rc, out, err = transport(client, clock).exec('echo out; echo err >&2; exit 5')
+    rc, out, err = ran(transport(client, clock), 'echo out; echo err >&2; exit 5')
     assert (rc, out, err) == (5, b'out\n', b'err\n')
     assert client.calls == ['RunCommand', 'DescribeInvocationResults']
     # The first check waits poll_initial (0.2 s): no call is spent before the agent can have started.
@@ -155,9 +163,9 @@ def test_small_command_is_one_runcommand_and_one_poll(clock):
 def test_large_stdin_is_staged_and_large_output_paged(clock):
     client = FakeEcs()
     data = os.urandom(70 * 1024) + 'text 汉语\n'.encode() * 4000
-    rc, out, err = transport(client, clock).exec('cat; cat /dev/null >&2', data)
+    rc, out, err = ran(transport(client, clock), 'cat; cat /dev/null >&2', data)
     assert rc == 0 and err == b'' and out == data
-    pieces = at.split_pieces(data)
+    pieces = ap.split_pieces(data)
     pages = -(-(len(data) + 200) // at.page_size(at.DEFAULT_QUOTA))
     assert len(pieces) > 5
     # pieces, the command, its pages and the clean-up: each one RunCommand.
@@ -166,11 +174,11 @@ def test_large_stdin_is_staged_and_large_output_paged(clock):
 
 def test_split_pieces_fit_and_rebuild():
     data = 'é'.encode() * 20000 + bytes(range(256)) * 100 + b'tail\n'
-    pieces = at.split_pieces(data)
+    pieces = ap.split_pieces(data)
     assert b''.join(p for dummy, p in pieces) == data
     assert {kind for kind, dummy in pieces} == {'text', 'b64'}
     for index, (kind, piece) in enumerate(pieces):
-        script = at.piece_script('/tmp/x', f'p{index:05d}', kind, piece, '0123456789abcdef')
+        script = ap.piece_script('/tmp/x', f'p{index:05d}', kind, piece, '0123456789abcdef')
         assert len(base64.b64encode(script.encode())) <= ca.CONTENT_LIMIT
 
 
@@ -185,21 +193,21 @@ def test_put_and_fetch_binary_files(tmp_path, clock):
     assert (remote / "na'me.bin").read_bytes() == source.read_bytes() and stats['pieces'] >= 8
     t.fetch_file(str(remote / "na'me.bin"), str(tmp_path / 'back.bin'))
     assert (tmp_path / 'back.bin').read_bytes() == source.read_bytes()
-    with pytest.raises(at.RemoteFileMissing):
+    with pytest.raises(at.RemoteFileNotFound):
         t.fetch_file(str(remote / 'missing'), str(tmp_path / 'x'))
 
 
 def test_agent_offline_is_unreachable(clock):
     client = FakeEcs(status='Aborted', error_code='ClientNotRunning')
     with pytest.raises(at.AssistError) as caught:
-        transport(client, clock).exec('true')
+        ran(transport(client, clock), 'true')
     assert caught.value.unreachable and 'nothing was run' in str(caught.value) and caught.value.remedy
 
 
 def test_deadline_stops_the_invocation(clock):
     client = FakeEcs(never_finish=True)
     with pytest.raises(at.AssistError) as caught:
-        transport(client, clock, command_timeout=5).exec('sleep 100')
+        ran(transport(client, clock, command_timeout=5), 'sleep 100')
     # StopInvocation, then the script that ends the process tree: it found no process (the fake never started it).
     assert caught.value.deadline and 'it is no longer running' in str(caught.value)
     assert client.stopped == ['t-1'] and client.calls.count('RunCommand') == 2
@@ -220,14 +228,14 @@ def test_throttled_poll_is_retried(clock):
         return original(request, runtime)
 
     client.describe_invocation_results_with_options = flaky
-    rc, out, dummy = transport(client, clock).exec('echo ok')
+    rc, out, dummy = ran(transport(client, clock), 'echo ok')
     assert (rc, out) == (0, b'ok\n')
 
 
 def test_parsers_ignore_other_nonces():
     out = b'x\n@@CEaaaa:SPILL:/tmp/f:10:size@@\n@@CEbbbb:STAGE:missing@@\n'
     assert at.parse_spill(out, 'aaaa') == ('/tmp/f', 10, 'size') and at.parse_spill(out, 'bbbb') is None
-    assert at.parse_stage_failure(out, 'bbbb') == 'missing' and at.parse_stage_failure(out, 'aaaa') is None
+    assert ap.parse_stage_failure(out, 'bbbb') == 'missing' and ap.parse_stage_failure(out, 'aaaa') is None
 
 
 def module_like_payload(args: str) -> bytes:
@@ -239,21 +247,21 @@ def module_like_payload(args: str) -> bytes:
 
 def test_content_pieces_rebuild_fit_and_survive_an_insertion():
     first, second = module_like_payload('{"cmd": "echo one"}'), module_like_payload('{"cmd": "echo two, with more words"}')
-    pieces_first, pieces_second = at.content_pieces(first), at.content_pieces(second)
+    pieces_first, pieces_second = ap.content_pieces(first), ap.content_pieces(second)
     assert b''.join(p for dummy, p in pieces_first) == first and b''.join(p for dummy, p in pieces_second) == second
     for kind, piece in pieces_first:
-        assert len(base64.b64encode(at.piece_script('"$__ce_c"', 'a' * 32, kind, piece, '0123456789abcdef').encode())) <= ca.CONTENT_LIMIT
+        assert len(base64.b64encode(ap.piece_script('"$__ce_c"', 'a' * 32, kind, piece, '0123456789abcdef').encode())) <= ca.CONTENT_LIMIT
     # The arguments moved every later byte: fixed-size pieces would all differ, content-defined ones mostly match.
     shared = {p for dummy, p in pieces_first} & {p for dummy, p in pieces_second}
     assert len(pieces_first) > 8 and len(shared) >= len(pieces_first) - 2
-    assert not {p for dummy, p in at.split_pieces(first)[1:]} & {p for dummy, p in at.split_pieces(second)[1:]}
+    assert not {p for dummy, p in ap.split_pieces(first)[1:]} & {p for dummy, p in ap.split_pieces(second)[1:]}
     binary = os.urandom(50000)
-    assert b''.join(p for dummy, p in at.content_pieces(binary)) == binary
+    assert b''.join(p for dummy, p in ap.content_pieces(binary)) == binary
 
 
 def test_piece_cache_keeps_shared_pieces_only_and_survives_eviction(tmp_path, clock):
     client = FakeEcs()
-    memory = at.PieceMemory(str(tmp_path / 'memory'))
+    memory = am.PieceMemory(str(tmp_path / 'memory'))
     cache = tmp_path / 'cache dir'
     t = transport(client, clock, memory=memory, piece_cache=str(cache))
     secret = f'secret-{os.urandom(8).hex()}'   # only this test's arguments hold it
@@ -261,7 +269,7 @@ def test_piece_cache_keeps_shared_pieces_only_and_survives_eviction(tmp_path, cl
     def run(number: int) -> int:
         payload = module_like_payload(f'{{"password": "{secret}-{number}"}}')
         before = t.stats.staged_pieces
-        assert t.exec('cat', payload) == (0, payload, b'')
+        assert ran(t, 'cat', payload) == (0, payload, b'')
         return t.stats.staged_pieces - before
 
     def left_on_target() -> list[Path]:
@@ -293,7 +301,7 @@ def test_large_file_is_joined_by_a_glob_in_one_script(tmp_path, clock):
     client = FakeEcs()   # refuses (asserts) any script over the content limit
     source = tmp_path / 'big.bin'
     source.write_bytes(os.urandom(6 * 1024 * 1024 + 512 * 1024))   # ~500 pieces: their names alone would not fit one script
-    t = transport(client, clock, memory=at.PieceMemory(str(tmp_path / 'memory')), piece_cache=str(tmp_path / 'cache'))
+    t = transport(client, clock, memory=am.PieceMemory(str(tmp_path / 'memory')), piece_cache=str(tmp_path / 'cache'))
     stats = t.put_file(str(source), str(tmp_path / 'copy.bin'))
     assert (tmp_path / 'copy.bin').read_bytes() == source.read_bytes()
     assert stats["pieces"] == stats["sent"] > 450 and not (tmp_path / 'cache').exists()
@@ -302,7 +310,7 @@ def test_large_file_is_joined_by_a_glob_in_one_script(tmp_path, clock):
 def test_only_module_files_go_through_the_piece_cache(tmp_path, clock):
     client = FakeEcs()
     cache = tmp_path / 'cache'
-    t = transport(client, clock, memory=at.PieceMemory(str(tmp_path / 'memory')), piece_cache=str(cache))
+    t = transport(client, clock, memory=am.PieceMemory(str(tmp_path / 'memory')), piece_cache=str(cache))
     source = tmp_path / 'secret.conf'
     source.write_bytes(module_like_payload('{"same": "content"}'))
     for index in range(3):   # the same user file three times: never kept
@@ -340,7 +348,7 @@ def test_deadline_ends_the_process_tree_on_the_instance(tmp_path):
     pids = tmp_path / 'pids'
     command = f'sleep 300 & echo $! > {pids}; sh -c "sleep 301" & wait'
     with pytest.raises(at.AssistError) as caught:
-        transport(client, RealClock(), command_timeout=4).exec(command)
+        ran(transport(client, RealClock(), command_timeout=4), command)
     assert caught.value.deadline and 'it was ended' in str(caught.value), str(caught.value)
     background = int(pids.read_text())
     deadline = time.monotonic() + 5
@@ -368,7 +376,7 @@ def test_an_interrupted_task_ends_its_command_and_reports_it(tmp_path):
     t.notify = lambda text, worrying: notes.append((text, worrying))
     t.poller_factory = lambda timeout, **kwargs: Poller(timeout, clock=clock, sleep=interrupting_sleep, rand=lambda: 0.0, **kwargs)
     with pytest.raises(KeyboardInterrupt):
-        t.exec(f'echo $$ > {pidfile}; exec sleep 300')
+        ran(t, f'echo $$ > {pidfile}; exec sleep 300')
     assert len(notes) == 1 and not notes[0][1] and 'was abandoned' in notes[0][0], notes
     assert not _running(int(pidfile.read_text()))
 
@@ -401,7 +409,7 @@ def test_output_of_any_size_is_whole_under_the_configured_quota(clock, service_q
     t = transport(client, clock, output_quota=service_quota)
     for size in (10, at.SAFE_INLINE + 500, service_quota - 300, 3 * service_quota + 17):
         data = bytes(random.Random(size).randrange(256) for dummy in range(size))
-        assert t.exec(f'head -c {size} /dev/urandom >/dev/null; cat', data) == (0, data, b'')
+        assert ran(t, f'head -c {size} /dev/urandom >/dev/null; cat', data) == (0, data, b'')
     assert t.quota == service_quota
 
 
@@ -410,18 +418,18 @@ def test_a_lower_quota_is_learned_and_the_output_read_again(tmp_path, clock, hea
     # The service keeps 6000 bytes, the transport assumes the default 12000: the first output that does not fit is
     # cut (head and tail kept, the middle dropped); it is read again from its kept file, the command does not run again.
     client = FakeEcs(quota=6000, head=head)
-    memory = at.QuotaMemory(str(tmp_path / 'quota'))
+    memory = am.QuotaMemory(str(tmp_path / 'quota'))
     t = transport(client, clock, quota_memory=memory)
     runs = tmp_path / 'runs'
     data = os.urandom(9000)
-    rc, out, err = t.exec(f'echo run >> {runs}; cat', data)
+    rc, out, err = ran(t, f'echo run >> {runs}; cat', data)
     assert (rc, out, err) == (0, data, b'') and runs.read_text() == 'run\n'
     assert t.quota == 6000 and memory.load() == 6000 and t.stats.outputs_recovered == 1
     # The next transport (the next task) starts from what was learned: nothing is cut any more.
     again = transport(client, clock, quota_memory=memory)
     assert again.quota == 6000
     big = os.urandom(50000)
-    assert again.exec('cat', big) == (0, big, b'') and again.stats.outputs_recovered == 0
+    assert ran(again, 'cat', big) == (0, big, b'') and again.stats.outputs_recovered == 0
     # No kept output is left behind on the "instance".
     out_dirs = [line.split('=', 1)[1] for script in client.scripts for line in script.splitlines() if line.startswith('__ce_od=')]
     assert len(out_dirs) == 2 and not [path for path in out_dirs if Path(path).exists()]
@@ -439,15 +447,15 @@ def test_a_page_cut_by_the_service_is_read_again_in_smaller_pages(tmp_path, cloc
 def test_a_quota_too_small_to_help_fails_clearly(clock):
     client = FakeEcs(quota=900)
     with pytest.raises(at.AssistError) as caught:
-        transport(client, clock).exec('head -c 20000 /dev/zero')
+        ran(transport(client, clock), 'head -c 20000 /dev/zero')
     assert caught.value.code == 'OutputDropped' and 'kept only 900 bytes' in str(caught.value)
 
 
 @pytest.mark.parametrize('size_name', ['empty', 'text piece', 'text piece + 1', 'binary piece', 'binary piece + 1',
                                        'page', 'page + 1'])
 def test_boundary_sizes_copy_and_fetch_byte_for_byte(tmp_path, clock, size_name):
-    sizes = {'empty': (0, b'x'), 'text piece': (at.TEXT_PIECE, b't'), 'text piece + 1': (at.TEXT_PIECE + 1, b't'),
-             'binary piece': (at.BINARY_PIECE, b'\0'), 'binary piece + 1': (at.BINARY_PIECE + 1, b'\0'),
+    sizes = {'empty': (0, b'x'), 'text piece': (ap.TEXT_PIECE, b't'), 'text piece + 1': (ap.TEXT_PIECE + 1, b't'),
+             'binary piece': (ap.BINARY_PIECE, b'\0'), 'binary piece + 1': (ap.BINARY_PIECE + 1, b'\0'),
              'page': (at.page_size(at.DEFAULT_QUOTA), b'\0'), 'page + 1': (at.page_size(at.DEFAULT_QUOTA) + 1, b'\0')}
     size, fill = sizes[size_name]
     data = (fill * size)[:size] if fill != b'\0' else os.urandom(size)
@@ -472,7 +480,7 @@ def test_deadline_after_the_agent_killed_the_main_process_ends_what_it_left(tmp_
     pids = tmp_path / 'pids'
     command = f'sleep 300 & echo $! > {pids}; sleep 301'
     with pytest.raises(at.AssistError) as caught:
-        transport(client, RealClock(), command_timeout=3).exec(command)
+        ran(transport(client, RealClock(), command_timeout=3), command)
     message = str(caught.value)
     assert caught.value.deadline and 'it was ended: its main process had already ended' in message and 'were stopped' in message, message
     background = int(pids.read_text())
@@ -499,16 +507,16 @@ def test_instance_that_cannot_run_the_command_is_unreachable(clock):
 
     client.run_command_with_options = refuse
     with pytest.raises(at.AssistError) as caught:
-        transport(client, clock).exec('true')
+        ran(transport(client, clock), 'true')
     assert caught.value.unreachable and 'nothing was run' in str(caught.value) and caught.value.remedy
 
 
 def test_container_targets_change_directory_themselves(clock, tmp_path):
     client = FakeEcs()
     t = transport(client, clock, container_name='app', working_dir=str(tmp_path))
-    assert t.exec('pwd') == (0, f'{tmp_path}\n'.encode(), b'')
+    assert ran(t, 'pwd') == (0, f'{tmp_path}\n'.encode(), b'')
     with pytest.raises(at.AssistError) as caught:
-        transport(client, clock, container_name='app', working_dir=str(tmp_path / 'nope')).exec('pwd')
+        ran(transport(client, clock, container_name='app', working_dir=str(tmp_path / 'nope')), 'pwd')
     assert caught.value.code == 'DirectoryNotExists'
 
 
