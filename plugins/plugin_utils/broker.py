@@ -20,6 +20,9 @@ and a new one ends the old shell's process tree on the target, so no host waits 
 wants. A request whose caller left before it could run is dropped, never run. Every wait has a
 deadline on both sides, and what happened to an abandoned command is told to the caller if it still
 listens, else to the next one.
+
+Why a broker of our own rather than ansible-core's persistent connections (ansible-connection): see
+docs/architecture.md.
 """
 
 from __future__ import annotations
