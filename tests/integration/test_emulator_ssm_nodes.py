@@ -356,6 +356,7 @@ def test_ec2_describe_instances(emu):
     ({'MaxResults': 4}, 'InvalidParameterValue', 'maxResults'),
     ({'Filters': [{'Name': 'color', 'Values': ['red']}]}, 'InvalidParameterValue', "The filter 'color' is invalid"),
     ({'MaxResults': 5, 'NextToken': 'garbage'}, 'InvalidPaginationToken', 'garbage'),
+    ({'DryRun': True}, 'DryRunOperation', 'DryRun flag is set'),
 ])
 def test_ec2_describe_instances_errors(emu, kwargs, code, message):
     got, text = error(client(emu, 'ec2').describe_instances, **kwargs)
@@ -560,7 +561,7 @@ def test_sessions_are_described_resumed_and_terminated(emu):
 
 def test_describe_sessions_pages_filters_and_errors(emu):
     ssm = client(emu, 'ssm')
-    mine = [ssm.start_session(Target=FLEET[0])['SessionId'] for _ in range(3)]
+    mine = [ssm.start_session(Target=FLEET[0])['SessionId'] for _attempt in range(3)]
     pages = list(ssm.get_paginator('describe_sessions').paginate(
         State='Active', Filters=[{'key': 'Target', 'value': FLEET[0]}], PaginationConfig={'PageSize': 2}))
     assert [[s['SessionId'] for s in p['Sessions']] for p in pages] == [mine[::-1][:2], mine[::-1][2:]]

@@ -17,6 +17,7 @@ From the EC2 API reference (DescribeInstances; botocore ec2 2016-11-15 model for
 - ``MaxResults`` 5..1000 (``InvalidParameterValue`` outside), not with ``InstanceId`` ("You cannot specify this
   parameter and the instance IDs parameter in the same request": ``InvalidParameterCombination``); ``NextToken``
   (``InvalidPaginationToken`` when it is not one of ours). Without MaxResults every match comes in one page.
+- ``DryRun``: ``DryRunOperation`` (412) for a caller allowed the action, ``UnauthorizedOperation`` otherwise.
 """
 from __future__ import annotations
 
@@ -99,6 +100,10 @@ def _instance(node: ManagedNode) -> dict[str, Any]:
 def describe_instances(state: EmulatorState, params: dict[str, str], region: str) -> dict[str, Any]:
     """The DescribeInstances answer (``reservationSet``, ``nextToken``) for the query-protocol layer to render."""
     aws = state.world.aws
+    if params.get('DryRun', '').lower() == 'true':
+        # "Checks whether you have the required permissions ... If you have the required permissions, the error response
+        # is DryRunOperation" (DescribeInstances DryRun); the caller's permission was checked before this.
+        raise ApiError('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.', 412)
     wanted = _query_list(params, 'InstanceId')
     malformed = [i for i in wanted if not _INSTANCE_ID.match(i)]
     if malformed:
