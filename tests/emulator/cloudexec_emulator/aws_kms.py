@@ -1,11 +1,13 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""AWS KMS (JSON 1.1, TrentService) as far as ECS Exec's session encryption needs it.
+"""AWS KMS (JSON 1.1, TrentService) as far as Session Manager's session encryption needs it.
 
-A cluster whose executeCommandConfiguration names a kmsKeyId makes the agent ask the client for a data key in the
+A cluster whose executeCommandConfiguration names a kmsKeyId (ECS Exec), or session preferences that name one (SSM
+StartSession: the session document's inputs.kmsKeyId), makes the agent ask the client for a data key in the
 session handshake. The client calls GenerateDataKey (64 bytes, with the session id and target id as encryption
 context) and sends the ciphertext blob; the agent has KMS decrypt it and both ends seal the stream with AES-GCM.
-Here the keys are the world's clusters' kms_key_id values; a ciphertext blob is the data key and its context sealed
-with a master key of this emulator process, so only this emulator can open it, as only KMS can open a real one.
+Here the keys are the world's clusters' kms_key_id values and the session preferences' and documents' kmsKeyId; a
+ciphertext blob is the data key and its context sealed with a master key of this emulator process, so only this
+emulator can open it, as only KMS can open a real one.
 """
 from __future__ import annotations
 
@@ -42,9 +44,8 @@ def _master(state: EmulatorState) -> AESGCM:
 
 def _key_arn(ctx: CallContext, key_id: str) -> str:
     """The ARN of a key the world knows (by ARN, key id or alias ARN), else NotFoundException."""
-    for cluster in ctx.world.aws.clusters:
-        arn = cluster.kms_key_id
-        if arn and key_id in (arn, arn.rsplit('/', 1)[-1]):
+    for arn in ctx.world.aws.kms_keys():
+        if key_id in (arn, arn.rsplit('/', 1)[-1]):
             return arn
     raise ApiError('NotFoundException', f"Key '{key_id}' does not exist", 400)
 

@@ -1,8 +1,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The few AWS query-protocol calls the ECS Exec preflight check makes: STS, IAM and EC2, XML answers.
+"""The few AWS query-protocol calls the collection makes: STS, IAM and EC2, XML answers.
 
-Only what ``aws_ecs_exec_check`` needs: ``sts:GetCallerIdentity``, ``iam:SimulatePrincipalPolicy`` and
-``ec2:DescribeNetworkInterfaces`` / ``ec2:DescribeVpcEndpoints``. These services have no ``X-Amz-Target``
+What ``aws_ecs_exec_check`` needs: ``sts:GetCallerIdentity``, ``iam:SimulatePrincipalPolicy`` and
+``ec2:DescribeNetworkInterfaces`` / ``ec2:DescribeVpcEndpoints``; and ``ec2:DescribeInstances`` for the SSM managed
+nodes that are EC2 instances (ec2_instances.py). These services have no ``X-Amz-Target``
 header: the server sends a SigV4-signed request here and the credential scope's service picks the product
 (the real clouds use one host per service). IAM's policy simulation is NOT evaluated from policies: for the
 task role it answers from the task's world field ``task_role_permissions_ok``, for a caller from the
@@ -17,7 +18,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from . import sigv4
+from . import ec2_instances, sigv4
 from .aws_ecs import eni_id
 from .context import EmulatorState
 from .errors import ApiError, new_request_id
@@ -119,6 +120,9 @@ def _answer(state: EmulatorState, service: str, action: str, params: dict[str, s
         if missing:
             raise ApiError('InvalidNetworkInterfaceID.NotFound', f"The networkInterface ID '{missing[0]}' does not exist", 400)
         return {'networkInterfaceSet': items}
+    if service == 'ec2' and action == 'DescribeInstances':
+        # The EC2 managed nodes (ec2_instances.py), for the SSM inventory's names and tags.
+        return ec2_instances.describe_instances(state, params, region)
     if service == 'ec2' and action == 'DescribeVpcEndpoints':
         filters = _filters(params)
         items = [{'vpcEndpointId': f'vpce-{pos:017x}', 'vpcEndpointType': 'Interface', 'vpcId': vpc, 'serviceName': name,

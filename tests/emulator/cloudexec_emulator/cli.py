@@ -76,7 +76,8 @@ def environment(info: dict[str, Any]) -> dict[str, str]:
         'AWS_ENDPOINT_URL_EC2': aws['endpoint_url'],
         # ... and clusters that encrypt ECS Exec sessions with KMS send the client to KMS for a data key.
         'AWS_ENDPOINT_URL_KMS': aws['endpoint_url'],
-        # ... and a dropped ECS Exec data channel is resumed through SSM's ResumeSession.
+        # ... and a dropped ECS Exec data channel is resumed through SSM's ResumeSession; SSM also serves the managed
+        # nodes (DescribeInstanceInformation, StartSession...), whose EC2 names and tags come from EC2 (above).
         'AWS_ENDPOINT_URL_SSM': aws['endpoint_url'],
         'ALICLOUD_ACCESS_KEY': ali['access_key'],
         'ALICLOUD_SECRET_KEY': ali['secret_key'],

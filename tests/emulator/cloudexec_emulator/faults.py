@@ -2,8 +2,8 @@
 """Fault injection: throttling, server errors, latency, and websocket degradation.
 
 Rules come from the world file (``faults:``) and the admin API. A rule matches a service
-(``aws-ecs``, ``aws-ssm``, ``ali-ecs``, ``ali-eci``, ``ws`` or ``*``) and an action (or ``*``) and carries one
-effect. Counted effects (``throttle: N``, ``server_error: N``) are consumed by the first N matching
+(``aws-ecs``, ``aws-ssm``, ``aws-kms``, ``aws-ec2``, ``aws-sts``, ``aws-iam``, ``ali-ecs``, ``ali-eci``, ``ws`` or ``*``)
+and an action (or ``*``) and carries one effect. Counted effects (``throttle: N``, ``server_error: N``) are consumed by the first N matching
 calls, then the rule is spent; ``latency_ms`` applies to every matching call. Websocket code asks
 :meth:`FaultSet.ws_policy` once per connection for ``message_latency_ms``, ``drop_after_bytes``, ``lose_ack``,
 ``duplicate_output`` and ``reorder_output`` (ECI exec, which has no acknowledgements or sequence numbers, uses only
@@ -18,7 +18,9 @@ from typing import Any
 
 from .errors import ApiError
 
-SERVICES = ('aws-ecs', 'aws-ssm', 'ali-ecs', 'ali-eci', 'ws', '*')
+# Service names as the counters know them: AWS JSON products, the query-protocol ones (aws_query.py), Alibaba's,
+# and ``ws`` for data channels (ECS Exec's with action ExecuteCommand, SSM sessions' with action StartSession).
+SERVICES = ('aws-ecs', 'aws-ssm', 'aws-kms', 'aws-ec2', 'aws-sts', 'aws-iam', 'ali-ecs', 'ali-eci', 'ws', '*')
 _EFFECTS = ('throttle', 'server_error', 'latency_ms', 'message_latency_ms', 'drop_after_bytes', 'lose_ack', 'duplicate_output',
             'reorder_output')
 # Effects that are switches rather than counts.
@@ -73,14 +75,21 @@ class WsPolicy:
     reorder_output: bool = False
 
 
-# The answers the real services give when they throttle or fail.
+# The answers the real services give when they throttle or fail. EC2 has codes of its own (EC2 API reference,
+# "Error codes for the Amazon EC2 API": RequestLimitExceeded, InternalError, Unavailable).
 def throttling_error(service: str) -> ApiError:
+    if service == 'aws-ec2':
+        return ApiError('RequestLimitExceeded', 'Request limit exceeded.', 503)
     if service.startswith('aws'):
         return ApiError('ThrottlingException', 'Rate exceeded', 400)
     return ApiError('Throttling.User', 'Request was denied due to user flow control.', 400)
 
 
 def server_error(service: str, status: int) -> ApiError:
+    if service == 'aws-ec2':
+        if status == 503:
+            return ApiError('Unavailable', 'The server is overloaded and can\'t handle the request.', 503)
+        return ApiError('InternalError', 'An internal error has occurred.', status)
     if service.startswith('aws'):
         if status == 503:
             return ApiError('ServiceUnavailableException', 'Service is unavailable. Try again later.', 503)

@@ -6,8 +6,9 @@ the emulator's own environment leaks in), in its own session and process group s
 shutdown kills the whole tree. Where the real service gives a terminal (ECS Exec, interactive ECI
 exec) the process gets a PTY: stdout and stderr then arrive merged, with terminal line endings.
 
-Layout under ``<state-dir>/sandboxes``: ``aws-ecs/<task id>/<container>``, ``ali-eci/<group id>/<container>``
-and ``ali-ecs/<instance id>``.
+Layout under ``<state-dir>/sandboxes``: ``aws-ecs/<task id>/<container>``, ``ali-eci/<group id>/<container>``,
+``ali-ecs/<instance id>`` and ``aws-ssm/<node id>`` (an SSM managed node: the sandbox stands for the node's file
+system root, its users' homes are ``home/<user>`` in it, see :func:`node_home`).
 """
 from __future__ import annotations
 
@@ -61,6 +62,20 @@ def prepare_sandboxes(world: World, state_dir: Path) -> None:
     for instance in world.alicloud.instances:
         instance.sandbox = sandbox_dir(state_dir, 'ali-ecs', instance.instance_id)
         instance.sandbox.mkdir(parents=True, exist_ok=True)
+    for node in world.aws.managed_nodes:
+        node.sandbox = sandbox_dir(state_dir, 'aws-ssm', node.node_id)
+        node.sandbox.mkdir(parents=True, exist_ok=True)
+        for user in node.users:
+            # The node's own users exist from the start (Run As needs them); ssm-user's home appears with its first session.
+            _write_become_password(node_home(node.sandbox, user), node.become_password)
+
+
+def node_home(sandbox: Path, user: str) -> Path:
+    """A managed node user's home in the node's sandbox, created if missing: ``home/<user>``, root's included, as the
+    agent sets HOME=/home/<user> for every session user (amazon-ssm-agent agent/session/shell/shell_unix.go)."""
+    home = Path(sandbox) / 'home' / user
+    home.mkdir(parents=True, exist_ok=True)
+    return home
 
 
 def _write_become_password(sandbox: Path, password: str | None) -> None:

@@ -1,5 +1,11 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The agent end of an ECS Exec data channel: what amazon-ssm-agent does for an InteractiveCommands session.
+"""The agent end of a Session Manager data channel: what amazon-ssm-agent does for a session.
+
+Two kinds of session share it, told apart by their :class:`aws_exec.ChannelSession`: ECS Exec's (the agent in
+ECS container mode, an InteractiveCommands session; described below) and SSM StartSession's on a managed node
+(``ssm_sessions.NodeSession``: a Standard_Stream shell, ``sh`` on a PTY with the shell profile typed in, or an
+InteractiveCommands ``sh -c``, as the session user; KMS when the session's preferences name a key). What differs
+is what :meth:`ChannelSession.launch` starts and the handshake's SessionType; the channel is the same.
 
 ``GET /v1/data-channel/{session_id}`` upgrades to a websocket. The first frame must be the TEXT
 OpenDataChannel JSON carrying the session's token; a wrong, reused or expired token gets the socket
@@ -50,7 +56,6 @@ import datetime
 import json
 import logging
 import os
-import shlex
 import signal
 import time
 import uuid
@@ -62,7 +67,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import aws_kms
 from . import ssm_wire as wire
-from .aws_exec import WS_SERVICE, ExecSession, TokenRefused, registry
+from .aws_exec import WS_SERVICE, ChannelSession, LaunchRefused, TokenRefused, registry
 from .context import STATE_KEY, EmulatorState
 from .faults import WsPolicy
 from .sandbox import SandboxProcess
@@ -136,7 +141,7 @@ class Connection:
         self.ended = asyncio.Event()
 
     def _count(self, event: str, amount: int = 1) -> None:
-        self.agent.state.stats.count_ws(WS_SERVICE, event, amount)
+        self.agent.state.stats.count_ws(self.agent.session.ws_service, event, amount)
 
     def enqueue(self, frame: bytes) -> None:
         if self.usable:
@@ -241,10 +246,10 @@ class AgentSession:
     It lives from the first websocket until the session ends; :meth:`serve` runs one websocket at a time.
     """
 
-    def __init__(self, state: EmulatorState, session: ExecSession) -> None:
+    def __init__(self, state: EmulatorState, session: ChannelSession) -> None:
         self.state = state
         self.session = session
-        self.settings = state.world.aws.exec_settings
+        self.settings = session.settings
         self.process: SandboxProcess | None = None
         self.out_seq = 0
         # sequence number -> [encoded frame, time last sent]; insertion order is sequence order.
@@ -259,11 +264,13 @@ class AgentSession:
         self.conn: Connection | None = None
         self.connections = 0
         self.last_activity = time.monotonic()
-        self.handshake_pending = bool(session.cluster.kms_key_id)
+        self.handshake_pending = bool(session.kms_key_id)
         self.handshake_started = time.monotonic()
         self.done = asyncio.Event()
         # One channel_closed only, whoever ends the session first (command exit, idle timeout, handshake).
         self.closing = False
+        # The agent could not start the session's program (DescribeSessions reports such a session Failed).
+        self.failed = False
         # Set by server shutdown: no polite close handshake then (aiohttp no longer serves the peer's close reply).
         self.shutting_down = False
         self._tasks: list[asyncio.Future[Any]] = []
@@ -281,7 +288,7 @@ class AgentSession:
     # ---- counters
 
     def _count(self, event: str, amount: int = 1) -> None:
-        self.state.stats.count_ws(WS_SERVICE, event, amount)
+        self.state.stats.count_ws(self.session.ws_service, event, amount)
 
     # ---- lifetime
 
@@ -570,9 +577,9 @@ class AgentSession:
         except aws_kms.InvalidCiphertext as exc:
             asyncio.ensure_future(self._close_channel(f'Encryption handshake failed: KMS Decrypt refused the data key ({exc})'))
             return
-        if key_arn != self.session.cluster.kms_key_id or len(data_key) != 64:
+        if key_arn != self.session.kms_key_id or len(data_key) != 64:
             asyncio.ensure_future(self._close_channel('Encryption handshake failed: the data key is not a 64-byte key of the '
-                                                      'cluster KMS key'))
+                                                      f'{self.session.kms_key_origin}'))
             return
         self._seal, self._open = AESGCM(data_key[:32]), AESGCM(data_key[32:])
         self._enc_challenge = os.urandom(64)
@@ -601,22 +608,26 @@ class AgentSession:
     async def _start_command(self) -> None:
         await asyncio.sleep(self.settings.agent_start_ms / 1000)
         try:
-            argv = shlex.split(self.session.command, posix=True)
-        except ValueError as exc:
-            await self._close_channel(f'Failed to parse commands input: {exc}')
-            return
-        sandbox = self.session.container.sandbox
-        if not argv or sandbox is None:
-            await self._close_channel('Unable to start command: no command')
+            launch = self.session.launch()
+        except LaunchRefused as exc:
+            self.failed = True
+            await self._close_channel(str(exc))
             return
         try:
-            self.process = await self.state.runner.start(sandbox, argv, tty=True, rows=PTY_ROWS, cols=PTY_COLS)
+            self.process = await self.state.runner.start(launch.sandbox, launch.argv, tty=True, rows=PTY_ROWS, cols=PTY_COLS,
+                                                         env=launch.env)
         except OSError as exc:
             # exec failed (no such program...): the agent reports it and the session ends.
+            self.failed = True
             await self._close_channel(f'Unable to start command: {exc}')
             return
         self._flow_changed()
         self._pump_task = asyncio.ensure_future(self._pump(self.process))
+        if launch.profile:
+            # Standard_Stream: right after starting the output pump the agent types the shell profile into the shell,
+            # newline added (amazon-ssm-agent agent/session/shell/shell.go executeCommandsWithPty, shell_unix.go
+            # runShellProfile): the terminal echoes it and the shell runs it when it reads its first line.
+            self.process.write(launch.profile.encode() + b'\n')
 
     async def _wait_flowing(self) -> None:
         """The agent's writePump does not read the PTY while the channel is paused (or its client is away)."""
@@ -688,9 +699,9 @@ class AgentSession:
 
     async def _handshake(self) -> None:
         request = {'AgentVersion': AGENT_VERSION, 'RequestedClientActions': [
-            {'ActionType': 'KMSEncryption', 'ActionParameters': {'KMSKeyId': self.session.cluster.kms_key_id,
+            {'ActionType': 'KMSEncryption', 'ActionParameters': {'KMSKeyId': self.session.kms_key_id,
                                                                  'Challenge': self.kms_challenge}},
-            {'ActionType': 'SessionType', 'ActionParameters': {'SessionType': 'InteractiveCommands', 'Properties': None}},
+            {'ActionType': 'SessionType', 'ActionParameters': {'SessionType': self.session.plugin_name, 'Properties': None}},
         ]}
         self.handshake_started = time.monotonic()
         self._send_stream(wire.HANDSHAKE_REQUEST, wire.go_json(request))
@@ -727,7 +738,7 @@ async def data_channel(request: web.Request) -> web.StreamResponse:
         await ws.close(code=POLICY_VIOLATION, message=b'OpenDataChannel not received')
         return ws
     reason = ''
-    session: ExecSession | None = None
+    session: ChannelSession | None = None
     if first.type != WSMsgType.TEXT:
         reason = 'expected the OpenDataChannel text frame first'
     else:
@@ -742,10 +753,11 @@ async def data_channel(request: web.Request) -> web.StreamResponse:
         except TokenRefused as exc:
             reason = f'Authentication failed: {exc}'
     if session is None:
-        state.stats.count_ws(WS_SERVICE, 'sessions_refused')
+        known = registry(state).sessions.get(session_id)
+        state.stats.count_ws(known.ws_service if known is not None else WS_SERVICE, 'sessions_refused')
         await ws.close(code=POLICY_VIOLATION, message=reason.encode())
         return ws
-    policy = state.faults.ws_policy('ws', 'ExecuteCommand')
+    policy = state.faults.ws_policy('ws', session.fault_action)
     agent = session.agent
     if agent is None:
         agent = session.agent = AgentSession(state, session)

@@ -12,6 +12,7 @@ import copy
 import datetime
 import hashlib
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ class AwsCredential:
     session_token: str | None = None
     principal: str = ''
     deny: tuple[str, ...] = ()
+    # The IAM principal's tags; Session Manager reads SSMSessionRunAs (the Run As user of its sessions).
+    tags: dict[str, str] = field(default_factory=dict)
 
     def denies(self, action: str, service: str = 'ecs') -> bool:
         """True when the world forbids this principal the action (``ListTasks``, ``ecs:ListTasks``, ``kms:GenerateDataKey``)."""
@@ -138,6 +141,179 @@ class EcsExecSettings:
     resumable: bool = False
 
 
+# --------------------------------------------------------------------------- Systems Manager: managed nodes
+
+SSM_PLATFORM_TYPES = ('Linux', 'Windows', 'MacOS')
+# PingStatus (API reference, InstanceInformation): Inactive is deprecated but still in the enum.
+SSM_PING_STATUSES = ('Online', 'ConnectionLost', 'Inactive')
+SSM_RESOURCE_TYPES = ('EC2Instance', 'ManagedInstance')
+# EC2 instance states and their codes (EC2 API reference, InstanceState).
+EC2_STATE_CODES = {'pending': 0, 'running': 16, 'shutting-down': 32, 'terminated': 48, 'stopping': 64, 'stopped': 80}
+# InstanceInformation.AgentVersion pattern (botocore ssm service-2.json, shape Version).
+AGENT_VERSION_PATTERN = re.compile(r'^[0-9]{1,6}(\.[0-9]{1,6}){2,3}$')
+# InstanceId: "i-" + 17 hex for EC2, "mi-" + 17 hex for hybrid activations (botocore shape InstanceId allows the
+# old 8-character EC2 ids too; worlds use the current form only).
+EC2_ID_PATTERN = re.compile(r'^i-[0-9a-f]{17}$')
+HYBRID_ID_PATTERN = re.compile(r'^mi-[0-9a-f]{17}$')
+# The user the agent runs sessions as when Run As is off and it runs as root (amazon-ssm-agent
+# agent/appconfig/constants.go DefaultRunAsUserName; agent/session/shell/shell_unix.go StartCommandExecutor).
+SSM_DEFAULT_USER = 'ssm-user'
+SSM_DEFAULT_AGENT_VERSION = '3.3.1802.0'
+
+
+@dataclass
+class ManagedNode:
+    """An EC2 instance (``i-``) or a hybrid activation's server (``mi-``) with the SSM agent."""
+    node_id: str
+    # EC2: the Name tag (also in tags); mi-: the activation's instance name (DescribeInstanceInformation Name).
+    name: str | None
+    platform_type: str
+    platform_name: str
+    platform_version: str
+    ping_status: str
+    agent_version: str
+    computer_name: str
+    ip_address: str
+    # EC2: the instance's tags (DescribeInstances); mi-: the SSM resource tags (ListTagsForResource).
+    tags: dict[str, str] = field(default_factory=dict)
+    # EC2 only: the instance state (DescribeInstances); stopped or terminated instances are not managed nodes for
+    # DescribeInstanceInformation ("does not return information for nodes that are either Stopped or Terminated").
+    state: str = 'running'
+    instance_type: str = 't3.micro'
+    availability_zone: str = ''
+    vpc_id: str = 'vpc-emulator0001'
+    subnet_id: str = 'subnet-emulator0001'
+    image_id: str = 'ami-0e0a1b2c3d4e5f601'
+    # mi-: the activation's IAM role and id; EC2: the Quick Setup role, if any.
+    iam_role: str | None = None
+    activation_id: str | None = None
+    # Seconds between the agent's last ping and the emulator start, for nodes that are not Online.
+    last_ping_age: int = 0
+    # Emulator device: the shell profile of sessions on this node, in place of the session document's
+    # shellProfile.linux (AWS has it per account and Region only; this lets one world hold several).
+    shell_profile: str | None = None
+    # Local users besides root and ssm-user, for Run As (the agent fails a session whose user does not exist).
+    users: tuple[str, ...] = ()
+    # The password the fake sudo asks of the Run As users (ssm-user's sudo needs none: the agent adds it to sudoers).
+    become_password: str | None = None
+    launch_time: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
+    sandbox: Path | None = None
+
+    @property
+    def resource_type(self) -> str:
+        return 'EC2Instance' if self.node_id.startswith('i-') else 'ManagedInstance'
+
+    @property
+    def is_ec2(self) -> bool:
+        return self.resource_type == 'EC2Instance'
+
+    @property
+    def managed(self) -> bool:
+        """Listed by DescribeInstanceInformation: a hybrid node, or an EC2 instance neither stopped nor terminated."""
+        return not self.is_ec2 or self.state not in ('stopped', 'terminated', 'shutting-down')
+
+    @property
+    def connected(self) -> bool:
+        """The agent is online: Session Manager can start a session (else TargetNotConnected)."""
+        return self.managed and self.ping_status == 'Online' and (not self.is_ec2 or self.state == 'running')
+
+    def has_user(self, user: str) -> bool:
+        return user in ('root', SSM_DEFAULT_USER) or user in self.users
+
+
+# The inputs of a Standard_Stream session document, with the values the console writes into a new
+# SSM-SessionManagerRunShell (Session Manager preferences; their names and types as in the document).
+SESSION_INPUT_DEFAULTS: dict[str, Any] = {
+    's3BucketName': '', 's3KeyPrefix': '', 's3EncryptionEnabled': True,
+    'cloudWatchLogGroupName': '', 'cloudWatchEncryptionEnabled': True, 'cloudWatchStreamingEnabled': True,
+    'idleSessionTimeout': '20', 'maxSessionDuration': '', 'kmsKeyId': '',
+    'runAsEnabled': False, 'runAsDefaultUser': '', 'shellProfile': {'windows': '', 'linux': ''},
+}
+_BOOL_INPUTS = ('s3EncryptionEnabled', 'cloudWatchEncryptionEnabled', 'cloudWatchStreamingEnabled', 'runAsEnabled')
+_STR_INPUTS = ('s3BucketName', 's3KeyPrefix', 'cloudWatchLogGroupName', 'runAsDefaultUser')
+
+
+@dataclass
+class SessionInputs:
+    """Session preferences: the ``inputs`` of a Standard_Stream document, normalized (every key present)."""
+    inputs: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(SESSION_INPUT_DEFAULTS))
+
+    @property
+    def run_as_enabled(self) -> bool:
+        return bool(self.inputs['runAsEnabled'])
+
+    @property
+    def run_as_default_user(self) -> str:
+        return str(self.inputs['runAsDefaultUser'])
+
+    @property
+    def shell_profile_linux(self) -> str:
+        return str(self.inputs['shellProfile'].get('linux', ''))
+
+    @property
+    def kms_key_id(self) -> str | None:
+        """The KMS key ARN that encrypts the sessions (normalized from a key id at load), or None."""
+        return self.inputs['kmsKeyId'] or None
+
+    @property
+    def idle_timeout_minutes(self) -> int:
+        return int(self.inputs['idleSessionTimeout'])
+
+    @property
+    def max_session_duration(self) -> str:
+        return str(self.inputs['maxSessionDuration'])
+
+
+# Session document types the emulated agent runs (Port and NonInteractiveCommands are not emulated).
+SESSION_TYPES = ('Standard_Stream', 'InteractiveCommands')
+# The account's preferences document, and the session document that StartSession uses without a DocumentName.
+PREFERENCES_DOCUMENT = 'SSM-SessionManagerRunShell'
+
+
+@dataclass
+class SessionDocument:
+    """A Session document: its name, owner and content (the JSON object as GetDocument returns it)."""
+    name: str
+    owner: str
+    content: dict[str, Any]
+    created: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def session_type(self) -> str:
+        return str(self.content['sessionType'])
+
+    @property
+    def inputs(self) -> SessionInputs | None:
+        """The document's own preferences (Standard_Stream documents have them), else None."""
+        raw = self.content.get('inputs')
+        return SessionInputs(raw) if isinstance(raw, dict) and self.session_type == 'Standard_Stream' else None
+
+    @property
+    def parameters(self) -> dict[str, dict[str, Any]]:
+        return dict(self.content.get('parameters') or {})
+
+    @property
+    def linux_properties(self) -> dict[str, Any]:
+        return dict((self.content.get('properties') or {}).get('linux') or {})
+
+
+@dataclass
+class SsmSettings:
+    """How the emulated Systems Manager service and the agents of managed nodes behave; defaults are AWS's."""
+    # The newest agent release (IsLatestVersion compares with it).
+    latest_agent_version: str = SSM_DEFAULT_AGENT_VERSION
+    # A StartSession token stops working after this long unused ("valid only long enough to ensure the connection is
+    # successful", API reference StartSession; the figure itself is not published).
+    token_ttl_seconds: float = 60.0
+    # The agent starts the shell this long after the client connected; input before that is not acknowledged.
+    agent_start_ms: int = 200
+    # The agent's shell plugin sleeps a second before it first reads the PTY (shell.go writePump).
+    output_delay_ms: int = 1000
+    # None: the session document's idleSessionTimeout (minutes). A number (seconds) overrides it, for tests.
+    idle_timeout_seconds: float | None = None
+
+
 @dataclass
 class AwsWorld:
     region: str
@@ -147,9 +323,25 @@ class AwsWorld:
     exec_settings: EcsExecSettings = field(default_factory=EcsExecSettings)
     # Interface VPC endpoints: (vpc id, service name such as com.amazonaws.us-east-1.ssmmessages).
     vpc_endpoints: list[tuple[str, str]] = field(default_factory=list)
+    # Systems Manager: managed nodes, the account's Session Manager preferences (None: the account never saved
+    # any, so SSM-SessionManagerRunShell does not exist and sessions use the defaults), more session documents.
+    managed_nodes: list[ManagedNode] = field(default_factory=list)
+    session_preferences: SessionInputs | None = None
+    session_documents: list[SessionDocument] = field(default_factory=list)
+    ssm: SsmSettings = field(default_factory=SsmSettings)
 
     def credential(self, access_key: str) -> AwsCredential | None:
         return next((c for c in self.credentials if c.access_key == access_key), None)
+
+    def managed_node(self, node_id: str) -> ManagedNode | None:
+        return next((n for n in self.managed_nodes if n.node_id == node_id), None)
+
+    def kms_keys(self) -> list[str]:
+        """Every KMS key ARN the world uses: clusters' ECS Exec keys, session preferences' and documents' keys."""
+        keys = [c.kms_key_id for c in self.clusters if c.kms_key_id]
+        inputs = [self.session_preferences] + [d.inputs for d in self.session_documents]
+        keys += [i.kms_key_id for i in inputs if i is not None and i.kms_key_id]
+        return keys
 
     def cluster(self, name_or_arn: str) -> EcsCluster | None:
         return next((c for c in self.clusters if name_or_arn in (c.name, c.arn)), None)
@@ -313,6 +505,11 @@ class World:
                              for t in c.tasks]
                     for c in self.aws.clusters
                 },
+                'managed_nodes': [{'id': n.node_id, 'name': n.name, 'platform_type': n.platform_type, 'ping_status': n.ping_status,
+                                   'state': n.state if n.is_ec2 else None, 'resource_type': n.resource_type}
+                                  for n in self.aws.managed_nodes],
+                'session_documents': ([PREFERENCES_DOCUMENT] if self.aws.session_preferences is not None else [])
+                + [d.name for d in self.aws.session_documents],
             },
             'alicloud': {
                 'region': self.alicloud.region,
@@ -401,9 +598,10 @@ def _ip_for(network: str, position: int) -> str:
 
 # --------------------------------------------------------------------------- AWS section
 
-_AWS_KEYS = {'region', 'account_id', 'credentials', 'clusters', 'exec', 'vpc_endpoints'}
+_AWS_KEYS = {'region', 'account_id', 'credentials', 'clusters', 'exec', 'vpc_endpoints', 'managed_nodes', 'session_preferences',
+             'session_documents', 'ssm'}
 _EXEC_KEYS = {'session_limit', 'token_ttl_seconds', 'idle_timeout_seconds', 'agent_start_ms', 'output_delay_ms', 'resumable'}
-_AWS_CRED_KEYS = {'access_key', 'secret_key', 'session_token', 'principal', 'deny'}
+_AWS_CRED_KEYS = {'access_key', 'secret_key', 'session_token', 'principal', 'deny', 'tags'}
 _CLUSTER_KEYS = {'name', 'tags', 'status', 'kms_key_id', 'container_insights', 'services', 'tasks', 'exec_logging'}
 _TASK_KEYS = {'id', 'family', 'revision', 'service', 'launch_type', 'platform_version', 'enable_execute_command',
               'last_status', 'desired_status', 'tags', 'started_by', 'availability_zone', 'cpu', 'memory', 'containers', '_index',
@@ -425,6 +623,7 @@ def _load_aws(data: dict[str, Any], now: datetime.datetime) -> AwsWorld:
             session_token=str(raw['session_token']) if raw.get('session_token') else None,
             principal=str(raw.get('principal') or f'arn:aws:iam::{account}:user/emulator'),
             deny=tuple(str(a) for a in raw.get('deny') or ()),
+            tags=_tags(raw.get('tags'), f'aws.credentials[{pos}]'),
         ))
     clusters = [_load_cluster(raw, f'aws.clusters[{pos}]', region, account, now)
                 for pos, raw in enumerate(expand_generators(data.get('clusters'), 'aws.clusters'))]
@@ -435,8 +634,22 @@ def _load_aws(data: dict[str, Any], now: datetime.datetime) -> AwsWorld:
     for pos, raw in enumerate(data.get('vpc_endpoints') or []):
         raw = _check_keys(raw, {'vpc_id', 'service_name'}, f'aws.vpc_endpoints[{pos}]')
         endpoints.append((str(raw.get('vpc_id', 'vpc-emulator0001')), str(raw.get('service_name', f'com.amazonaws.{region}.ssmmessages'))))
+    nodes = [_load_managed_node(raw, f'aws.managed_nodes[{pos}]', region, pos, now)
+             for pos, raw in enumerate(expand_generators(data.get('managed_nodes'), 'aws.managed_nodes'))]
+    node_ids = [n.node_id for n in nodes]
+    if len(node_ids) != len(set(node_ids)):
+        raise WorldError('aws.managed_nodes: duplicate node ids')
+    preferences = None
+    if data.get('session_preferences') is not None:
+        preferences = SessionInputs(_session_inputs(data['session_preferences'], 'aws.session_preferences', region, account))
+    documents = [_load_session_document(raw, f'aws.session_documents[{pos}]', region, account, now)
+                 for pos, raw in enumerate(data.get('session_documents') or [])]
+    if len({d.name for d in documents}) != len(documents):
+        raise WorldError('aws.session_documents: document names must be unique')
     return AwsWorld(region=region, account_id=account, credentials=creds, clusters=clusters,
-                    exec_settings=_load_exec_settings(data.get('exec') or {}), vpc_endpoints=endpoints)
+                    exec_settings=_load_exec_settings(data.get('exec') or {}), vpc_endpoints=endpoints,
+                    managed_nodes=nodes, session_preferences=preferences, session_documents=documents,
+                    ssm=_load_ssm_settings(data.get('ssm') or {}))
 
 
 def _load_exec_settings(raw: Any) -> EcsExecSettings:
@@ -533,6 +746,188 @@ def _load_task(raw: dict[str, Any], where: str, cluster: EcsCluster, region: str
     if len({c.name for c in task.containers}) != len(task.containers):
         raise WorldError(f'{where}: container names must be unique within a task')
     return task
+
+
+# --------------------------------------------------------------------------- AWS: Systems Manager
+
+_NODE_KEYS = {'id', 'name', 'resource_type', 'tags', 'platform_type', 'platform_name', 'platform_version', 'ping_status',
+              'agent_version', 'state', 'computer_name', 'ip_address', 'instance_type', 'availability_zone', 'vpc_id', 'subnet_id',
+              'image_id', 'iam_role', 'activation_id', 'last_ping_age', 'shell_profile', 'users', 'become_password', '_index'}
+_SSM_SETTING_KEYS = {'latest_agent_version', 'token_ttl_seconds', 'agent_start_ms', 'output_delay_ms', 'idle_timeout_seconds'}
+_DOCUMENT_KEYS = {'name', 'content', 'tags'}
+_DOCUMENT_CONTENT_KEYS = {'schemaVersion', 'description', 'sessionType', 'inputs', 'parameters', 'properties'}
+# Name prefixes AWS keeps for its own documents, in any case (SSM user guide, "Creating SSM document content": aws,
+# amazon, amzn), and the Name pattern (botocore ssm service-2.json, shape DocumentName).
+_RESERVED_DOCUMENT_PREFIXES = ('aws', 'amazon', 'amzn')
+DOCUMENT_NAME_PATTERN = re.compile(r'^[a-zA-Z0-9_\-.]{3,128}$')
+_PLATFORM_DEFAULTS = {
+    'Linux': ('Amazon Linux', '2023'),
+    'Windows': ('Microsoft Windows Server 2022 Datacenter', '10.0.20348'),
+    'MacOS': ('macOS', '14.5'),
+}
+_KMS_KEY_ID = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$|^mrk-[0-9a-f]{32}$')
+_KMS_KEY_ARN = re.compile(r'^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/(\S+)$')
+
+
+def _load_managed_node(raw: dict[str, Any], where: str, region: str, pos: int, now: datetime.datetime) -> ManagedNode:
+    raw = _check_keys(raw, _NODE_KEYS, where)
+    index = raw.get('_index', pos)
+    resource_type = raw.get('resource_type')
+    node_id = raw.get('id')
+    if node_id is None:
+        kind = _choice(str(resource_type or 'EC2Instance'), SSM_RESOURCE_TYPES, f'{where}.resource_type')
+        prefix = 'i-' if kind == 'EC2Instance' else 'mi-'
+        node_id = prefix + _digest('ssm-node', region, raw.get('name') or '', index)[:17]
+    node_id = str(node_id)
+    if not (EC2_ID_PATTERN.match(node_id) or HYBRID_ID_PATTERN.match(node_id)):
+        raise WorldError(f'{where}.id: {node_id!r} is neither an EC2 instance id (i- and 17 hex digits) nor a hybrid node id '
+                         '(mi- and 17 hex digits)')
+    is_ec2 = node_id.startswith('i-')
+    if resource_type is not None and resource_type != ('EC2Instance' if is_ec2 else 'ManagedInstance'):
+        raise WorldError(f'{where}.resource_type: {resource_type!r} does not match the id {node_id} '
+                         '(i-: EC2Instance, mi-: ManagedInstance)')
+    platform_type = _choice(str(raw.get('platform_type', 'Linux')), SSM_PLATFORM_TYPES, f'{where}.platform_type')
+    default_name, default_version = _PLATFORM_DEFAULTS[platform_type]
+    tags = _tags(raw.get('tags'), where)
+    name = raw.get('name')
+    if is_ec2:
+        # An EC2 instance's name is its Name tag: the two must agree.
+        if name is not None and tags.setdefault('Name', str(name)) != str(name):
+            raise WorldError(f'{where}: name {name!r} and the Name tag {tags["Name"]!r} differ')
+        name = tags.get('Name')
+    state = _choice(str(raw.get('state', 'running')), tuple(EC2_STATE_CODES), f'{where}.state')
+    if not is_ec2 and 'state' in raw:
+        raise WorldError(f'{where}.state: only EC2 instances (i- ids) have an instance state')
+    ping_status = _choice(str(raw.get('ping_status', 'Online' if state == 'running' else 'ConnectionLost')), SSM_PING_STATUSES,
+                          f'{where}.ping_status')
+    if ping_status == 'Online' and state != 'running':
+        raise WorldError(f'{where}: an instance in state {state} cannot have an Online agent')
+    agent_version = str(raw.get('agent_version', SSM_DEFAULT_AGENT_VERSION))
+    if not AGENT_VERSION_PATTERN.match(agent_version):
+        raise WorldError(f'{where}.agent_version: {agent_version!r} is not a version such as 3.3.1802.0')
+    network = '172.31.0.0/16' if is_ec2 else '192.168.10.0/24'
+    ip_address = str(raw.get('ip_address') or _ip_for(network, pos))
+    if is_ec2:
+        # EC2's private DNS name, which the agent reports as the computer name (us-east-1 has its own domain).
+        domain = 'ec2.internal' if region == 'us-east-1' else f'{region}.compute.internal'
+        default_host = f'ip-{ip_address.replace(".", "-")}.{domain}'
+    else:
+        default_host = str(name or node_id)
+    users = raw.get('users', ['ec2-user'] if is_ec2 and platform_type == 'Linux' else [])
+    if not isinstance(users, list) or not all(isinstance(u, str) and u for u in users):
+        raise WorldError(f'{where}.users: expected a list of user names')
+    last_ping_age = raw.get('last_ping_age', 0 if ping_status == 'Online' else 86400)
+    if isinstance(last_ping_age, bool) or not isinstance(last_ping_age, int) or last_ping_age < 0:
+        raise WorldError(f'{where}.last_ping_age: expected a non-negative integer of seconds')
+    activation_id = raw.get('activation_id')
+    if activation_id is None and not is_ec2:
+        digest = _digest('activation', node_id)
+        activation_id = '-'.join((digest[:8], digest[8:12], digest[12:16], digest[16:20], digest[20:32]))
+    return ManagedNode(
+        node_id=node_id, name=str(name) if name is not None else None, platform_type=platform_type,
+        platform_name=str(raw.get('platform_name', default_name)), platform_version=str(raw.get('platform_version', default_version)),
+        ping_status=ping_status, agent_version=agent_version, computer_name=str(raw.get('computer_name') or default_host),
+        ip_address=ip_address, tags=tags, state=state, instance_type=str(raw.get('instance_type', 't3.micro')),
+        availability_zone=str(raw.get('availability_zone', f'{region}a')), vpc_id=str(raw.get('vpc_id', 'vpc-emulator0001')),
+        subnet_id=str(raw.get('subnet_id', 'subnet-emulator0001')), image_id=str(raw.get('image_id', 'ami-0e0a1b2c3d4e5f601')),
+        iam_role=str(raw['iam_role']) if raw.get('iam_role') else (None if is_ec2 else 'SSMServiceRole'),
+        activation_id=str(activation_id) if activation_id else None, last_ping_age=last_ping_age,
+        shell_profile=str(raw['shell_profile']) if raw.get('shell_profile') is not None else None,
+        users=tuple(users), become_password=str(raw['become_password']) if raw.get('become_password') is not None else None,
+        launch_time=now - datetime.timedelta(days=1),
+    )
+
+
+def _kms_key_arn(value: str, where: str, region: str, account: str) -> str:
+    """A KMS key ARN, or a key id made into the ARN of this account's key (the emulator's KMS knows keys by ARN)."""
+    if not value or _KMS_KEY_ARN.match(value):
+        return value
+    if _KMS_KEY_ID.match(value):
+        return f'arn:aws:kms:{region}:{account}:key/{value}'
+    raise WorldError(f'{where}: {value!r} is neither a KMS key ARN nor a key id (aliases are not emulated)')
+
+
+def _session_inputs(raw: Any, where: str, region: str, account: str) -> dict[str, Any]:
+    """Session preferences (a Standard_Stream document's inputs), checked and completed with the defaults."""
+    raw = _check_keys(raw, set(SESSION_INPUT_DEFAULTS), where)
+    inputs = copy.deepcopy(SESSION_INPUT_DEFAULTS)
+    for key, value in raw.items():
+        if key in _BOOL_INPUTS:
+            if not isinstance(value, bool):
+                raise WorldError(f'{where}.{key}: expected true or false, got {value!r}')
+        elif key in _STR_INPUTS:
+            value = '' if value is None else str(value)
+        elif key == 'kmsKeyId':
+            value = _kms_key_arn('' if value is None else str(value), f'{where}.kmsKeyId', region, account)
+        elif key == 'idleSessionTimeout':
+            # Session Manager preferences: 1 to 60 minutes, a string in the document.
+            if isinstance(value, bool) or not str(value).isdigit() or not 1 <= int(value) <= 60:
+                raise WorldError(f'{where}.idleSessionTimeout: expected 1 to 60 (minutes), got {value!r}')
+            value = str(int(value))
+        elif key == 'maxSessionDuration':
+            if value not in (None, '') and (isinstance(value, bool) or not str(value).isdigit() or not 1 <= int(value) <= 1440):
+                raise WorldError(f'{where}.maxSessionDuration: expected 1 to 1440 (minutes) or empty, got {value!r}')
+            value = '' if value in (None, '') else str(int(value))
+        elif key == 'shellProfile':
+            profile = _check_keys(value or {}, {'linux', 'windows'}, f'{where}.shellProfile')
+            value = {'windows': str(profile.get('windows') or ''), 'linux': str(profile.get('linux') or '')}
+        inputs[key] = value
+    return inputs
+
+
+def _load_session_document(raw: Any, where: str, region: str, account: str, now: datetime.datetime) -> SessionDocument:
+    raw = _check_keys(raw, _DOCUMENT_KEYS, where)
+    name = str(raw.get('name') or '')
+    if not DOCUMENT_NAME_PATTERN.match(name):
+        raise WorldError(f'{where}.name: {name!r} must be 3 to 128 of a-z, A-Z, 0-9, _, - and .')
+    if name == PREFERENCES_DOCUMENT or name.lower().startswith(_RESERVED_DOCUMENT_PREFIXES):
+        raise WorldError(f'{where}.name: {name!r} is reserved (set aws.session_preferences for {PREFERENCES_DOCUMENT}; '
+                         'names starting with AWS, Amazon or amzn are AWS\'s)')
+    content = _check_keys(raw.get('content'), _DOCUMENT_CONTENT_KEYS, f'{where}.content')
+    session_type = _choice(str(content.get('sessionType')), SESSION_TYPES, f'{where}.content.sessionType')
+    document: dict[str, Any] = {'schemaVersion': str(content.get('schemaVersion', '1.0')),
+                                'description': str(content.get('description', '')), 'sessionType': session_type}
+    if session_type == 'Standard_Stream':
+        if content.get('parameters') or content.get('properties'):
+            raise WorldError(f'{where}.content: a Standard_Stream document has inputs, not parameters or properties')
+        document['inputs'] = _session_inputs(content.get('inputs') or {}, f'{where}.content.inputs', region, account)
+    else:
+        if content.get('inputs'):
+            # The agent's Run As, profile and KMS settings then come from the account's preferences (see ssm_sessions).
+            raise WorldError(f'{where}.content: inputs are for Standard_Stream documents; this emulator applies the '
+                             'account preferences to InteractiveCommands sessions')
+        parameters = content.get('parameters') or {}
+        if not isinstance(parameters, dict) or not all(isinstance(v, dict) for v in parameters.values()):
+            raise WorldError(f'{where}.content.parameters: expected a mapping of name to {{type, description, default}}')
+        for pname, spec in parameters.items():
+            _check_keys(spec, {'type', 'description', 'default', 'allowedPattern', 'allowedValues'},
+                        f'{where}.content.parameters.{pname}')
+            _choice(str(spec.get('type', 'String')), ('String', 'StringList'), f'{where}.content.parameters.{pname}.type')
+        properties = _check_keys(content.get('properties') or {}, {'linux', 'windows', 'macos'}, f'{where}.content.properties')
+        if not isinstance((properties.get('linux') or {}).get('commands', ''), str):
+            raise WorldError(f'{where}.content.properties.linux.commands: expected a string')
+        document['parameters'] = copy.deepcopy(parameters)
+        document['properties'] = copy.deepcopy(properties)
+    return SessionDocument(name=name, owner=account, content=document, created=now - datetime.timedelta(days=7),
+                           tags=_tags(raw.get('tags'), where))
+
+
+def _load_ssm_settings(raw: Any) -> SsmSettings:
+    raw = _check_keys(raw, _SSM_SETTING_KEYS, 'aws.ssm')
+    settings = SsmSettings()
+    for key, value in raw.items():
+        if key == 'latest_agent_version':
+            if not AGENT_VERSION_PATTERN.match(str(value)):
+                raise WorldError(f'aws.ssm.latest_agent_version: {value!r} is not a version such as 3.3.1802.0')
+            settings.latest_agent_version = str(value)
+            continue
+        if key == 'idle_timeout_seconds' and value is None:
+            continue
+        integer = key in ('agent_start_ms', 'output_delay_ms')
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (integer and not isinstance(value, int)):
+            raise WorldError(f'aws.ssm.{key}: expected a non-negative {"integer" if integer else "number"}, got {value!r}')
+        setattr(settings, key, int(value) if integer else float(value))
+    return settings
 
 
 # --------------------------------------------------------------------------- Alibaba section
