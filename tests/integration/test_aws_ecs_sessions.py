@@ -93,7 +93,9 @@ def test_module_resumes_a_dropped_session_and_the_output_is_exact(emu, tmp_path)
     (home / 'runs.txt').unlink(missing_ok=True)
     emu.admin('POST', 'faults', {'service': 'ws', 'drop_after_bytes': 60000})
     run = ansible_playbook(emu, playbook(tmp_path, 'localhost', [{'name': 'big output', 'cloudexec.core.aws_ecs_exec': {
-        'cluster': 'sessions', 'task': MODULE_TASK, 'command': 'echo run >> runs.txt; seq 1 40000'}}]))
+        # The sleep keeps the command alive after its output: when it ends, the agent gives the client only 2 s to
+        # take what is left (PrepareToCloseChannel), which a loaded machine may not meet right after a resume.
+        'cluster': 'sessions', 'task': MODULE_TASK, 'command': 'echo run >> runs.txt; seq 1 40000; sleep 3'}}]))
     assert run.rc == 0, run.output
     result = run.result('big output')
     assert result['rc'] == 0 and result['stdout'] == NUMBERS and result['stderr'] == ''
