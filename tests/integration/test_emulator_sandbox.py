@@ -124,6 +124,6 @@ def test_prepare_sandboxes_for_default_world(tmp_path):
     api = next(t for t in world.aws.all_tasks() if t.family == 'api')
     assert [c.sandbox for c in api.containers] == [tmp_path / 'sandboxes' / 'aws-ecs' / api.task_id / name for name in ('app', 'sidecar')]
     assert all(c.sandbox.is_dir() for t in world.aws.all_tasks() for c in t.containers)
-    assert sorted(os.listdir(tmp_path / 'sandboxes')) == ['ali-eci', 'ali-ecs', 'aws-ecs']
+    assert sorted(os.listdir(tmp_path / 'sandboxes')) == ['ali-eci', 'ali-ecs', 'aws-ecs', 'aws-ssm']
     assert len(os.listdir(tmp_path / 'sandboxes' / 'ali-ecs')) == 5
     assert sorted(os.listdir(tmp_path / 'sandboxes' / 'ali-eci' / 'eci-bp1demo00000000002')) == ['app', 'sidecar']
