@@ -110,17 +110,17 @@ options:
     description:
       - Where the instance keeps the pieces of Ansible's module code between tasks, by their SHA-256, so that a task
         sends only the pieces the instance does not have yet (most of a module is the same from one task to the next).
-        C(~/) is the Cloud Assistant user's home. Pieces unused for a day are removed.
+        C(~/) is the Cloud Assistant user's home. The directory is private (0700); pieces unused for a day are removed.
       - The controller remembers which pieces it sent to each instance in the private control directory
         (E(CLOUDEXEC_CONTROL_DIR), by default C(~/.ansible/cp/cloudexec)); a piece the instance lost is sent again.
       - Only module code goes through the cache (on the stdin of the interpreter, or C(AnsiballZ_*) files without
         pipelining, up to 1 MiB), and a piece is kept only once two tasks used it, so the piece holding a task's
-        arguments is never kept. Files of C(copy), C(template) and the like never are. An empty value turns the cache off.
-    type: str
-    default: ~/.cache/cloudexec-pieces
+        arguments (and a become password) is never kept. Files of C(copy), C(template) and the like never are. An empty
+        value turns the cache off.
     vars:
       - name: ansible_ali_assist_piece_cache
     env:
+      - name: CLOUDEXEC_PIECE_CACHE
       - name: CLOUDEXEC_ALI_ASSIST_PIECE_CACHE
   pipelining:
     vars:

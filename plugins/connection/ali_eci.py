@@ -62,6 +62,9 @@ options:
   command_timeout:
     vars:
       - name: ansible_ali_eci_command_timeout
+  piece_cache:
+    vars:
+      - name: ansible_ali_eci_piece_cache
   pipelining:
     vars:
       - name: ansible_pipelining
@@ -127,6 +130,7 @@ class Connection(SessionConnection):
             container_name=self.get_option('container_name'),
             shell=self.get_option('shell'),
             idle_timeout=self.get_option('idle_timeout'),
+            piece_cache=self.get_option('piece_cache'),
             connect_timeout=self.get_option('connect_timeout'),
         )
         if not options['container_group_id'] and not options['container_group_name']:

@@ -62,6 +62,9 @@ options:
   command_timeout:
     vars:
       - name: ansible_aws_ecs_command_timeout
+  piece_cache:
+    vars:
+      - name: ansible_aws_ecs_piece_cache
   pipelining:
     vars:
       - name: ansible_pipelining
@@ -112,6 +115,7 @@ class Connection(SessionConnection):
             container=self.get_option('container'),
             shell=self.get_option('shell'),
             idle_timeout=self.get_option('idle_timeout'),
+            piece_cache=self.get_option('piece_cache'),
             connect_timeout=self.get_option('connect_timeout'),
         )
         if not options['task']:

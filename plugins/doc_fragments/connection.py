@@ -25,6 +25,19 @@ options:
       - Must be above 0.
     type: int
     default: 3600
+  piece_cache:
+    description:
+      - Where the target keeps the pieces of Ansible's module code between tasks, named by their SHA-256, so that a task
+        sends only the pieces the target does not have yet (most of a module is the same from one task to the next).
+        C(~/) is the remote user's home. The directory is private (0700); pieces unused for a day are removed.
+      - Only module code goes through it (on the stdin of the interpreter with pipelining, or C(AnsiballZ_*) files
+        without it), and a piece is kept only once two tasks used it, so the piece holding a task's arguments (and a
+        become password) never stays on the target. Files of C(copy), C(template) and the like never do. A lost piece
+        is found before the command starts, and everything is sent again. An empty value turns the cache off.
+    type: str
+    default: ~/.cache/cloudexec-pieces
+    env:
+      - name: CLOUDEXEC_PIECE_CACHE
   pipelining:
     description:
       - Send modules on the stdin of the Python interpreter instead of copying them first. Saves commands on every task.

@@ -30,6 +30,7 @@ RAN = 'ran'
 SKIPPED_CREATES = 'creates'
 SKIPPED_REMOVES = 'removes'
 CHDIR_FAILED = 'chdir'
+EVICTED = 'evicted'     # the module cache of the target lost a piece: nothing ran (plugin_utils/module_cache.py)
 
 
 def new_nonce() -> str:
@@ -89,20 +90,27 @@ def _stdin_parts(data: bytes | None, nonce: str, method: str | None) -> tuple[li
 
 
 def wrap(command: str | t.Sequence[str], nonce: str, *, chdir: str | None = None, creates: str | None = None,
-         removes: str | None = None, stdin: bytes | None = None, stdin_via: str | None = None) -> str:
+         removes: str | None = None, stdin: bytes | None = None, stdin_via: str | None = None,
+         prelude: t.Sequence[str] = (), stdin_feed: t.Sequence[str] | None = None) -> str:
     """The sh script that runs command and frames its results with markers.
 
     The whole script is one subshell, so it can run in a long-lived shell too: its cd, variables and
     exits stay inside. Non-ASCII bytes of stdin travel as latin-1 text (the script is sent as latin-1).
+    prelude: lines that run before the command may start (they may `__ce_end OUTCOME 0`); stdin_feed: lines of a
+    group whose output is the command's stdin, instead of `stdin` (the module cache builds both).
     """
     q = shlex.quote
     start = f'@@CE{nonce}:'
-    before, redirect, after = _stdin_parts(stdin, nonce, stdin_via)
+    if stdin_feed is not None:
+        before, redirect, after = ['{', *stdin_feed, '} | '], '', []
+    else:
+        before, redirect, after = _stdin_parts(stdin, nonce, stdin_via)
     lines = [
         '(',
         # Raw mode: output bytes pass untouched, input is not echoed. Harmless without a terminal.
         'stty raw -echo 2>/dev/null',
         f"__ce_end() {{ printf '\\n{start}END:%s:%s@@\\n' \"$1\" \"$2\"; exit 0; }}",
+        *prelude,
     ]
     if chdir:
         lines.append(f'cd -- {q(chdir)} 2>/dev/null || __ce_end {CHDIR_FAILED} 1')

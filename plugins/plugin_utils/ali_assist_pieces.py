@@ -14,12 +14,12 @@ pieces wherever a task's arguments push it, and the pieces seen twice are kept o
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 import shlex
 from dataclasses import dataclass, field
 
 from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca
+from ansible_collections.cloudexec.core.plugins.plugin_utils import chunking
 
 # Room left in a RunCommand script for our own lines around a staged piece (bytes before Base64).
 SCRIPT_LIMIT = ca.CONTENT_LIMIT // 4 * 3          # 18432 bytes of script fit 24 KB of Base64
@@ -31,13 +31,8 @@ STAGE_WAIT = 120
 # Piece cache: data up to CACHE_MAX bytes (Ansible's module payloads) is cut at content-defined boundaries and its
 # pieces are kept on the target by SHA-256, so the next task that sends the same module sends only what changed.
 CACHE_MAX = 1024 * 1024
-CACHE_MIN_PIECE = 4096
-CACHE_BOUNDARY_MASK = (1 << 13) - 1           # a boundary every ~8 KB past the minimum: pieces of ~12 KB on average
 CACHE_EXPIRE_MINUTES = 24 * 60                # pieces unused this long are removed from the target
 _STAGE = re.compile(rb'@@CE([0-9a-f]+):STAGE:([a-z]+)@@')
-# The gear table of the content-defined chunker: 256 fixed pseudo-random 32-bit values (any fixed table works).
-_GEAR = tuple(int.from_bytes(hashlib.sha256(b'cloudexec-gear-%d' % i).digest()[:4], 'big') for i in range(256))
-
 
 def split_pieces(data: bytes) -> list[tuple[str, bytes]]:
     """data cut into (kind, bytes) pieces that each fit one RunCommand: 'text' (here-document) or 'b64'."""
@@ -76,32 +71,13 @@ def _text_prefix(chunk: bytes, at_end: bool) -> bytes:
 
 
 def content_pieces(data: bytes) -> list[tuple[str, bytes]]:
-    """data cut where its content says (a rolling hash of the last 32 bytes), into pieces that each fit one RunCommand.
-
-    The same run of bytes gives the same pieces wherever it sits in the data: Ansible's module payloads put their
-    arguments before the module's code, so a new task with the same module changes only the pieces around its
-    arguments, and the others are found in the target's piece cache.
-    """
+    """data cut where its content says (chunking.content_chunks), into pieces that each fit one RunCommand."""
     pieces: list[tuple[str, bytes]] = []
-    size = len(data)
-    start = 0
-    while start < size:
-        end = min(size, start + TEXT_PIECE)
-        cut = end
-        rolling = 0
-        for pos in range(start, end):
-            rolling = ((rolling << 1) + _GEAR[data[pos]]) & 0xFFFFFFFF
-            # Cut after pos when the hash says so, but never inside a UTF-8 character (a text piece stays text).
-            if pos + 1 - start >= CACHE_MIN_PIECE and not rolling & CACHE_BOUNDARY_MASK \
-                    and (pos + 1 == size or data[pos + 1] & 0xC0 != 0x80):
-                cut = pos + 1
-                break
-        chunk = data[start:cut]
-        if _text_prefix(chunk, at_end=True) == chunk:
+    for chunk in chunking.content_chunks(data, TEXT_PIECE):
+        if chunking.is_text(chunk):
             pieces.append(('text', chunk))
         else:
             pieces.extend(('b64', chunk[at:at + BINARY_PIECE]) for at in range(0, len(chunk), BINARY_PIECE))
-        start = cut
     return pieces
 
 

@@ -520,12 +520,13 @@ class AssistTransport:
 
     # ---- staging
 
-    def plan_stage(self, data: bytes, nonce: str, cache: bool = True) -> tuple[Staged, list[str]]:
+    def plan_stage(self, data: bytes, nonce: str, cache: bool = True, private: int = 0) -> tuple[Staged, list[str]]:
         """How data gets to the target: the Staged parts and the piece scripts to start (nothing is sent yet).
 
         Data up to CACHE_MAX (Ansible's module code) is cut at content-defined boundaries: pieces the target keeps
         are not sent again, pieces seen once before go to its cache, new ones to this transfer's stage directory.
-        Larger data (file copies) goes whole to the stage directory.
+        Larger data (file copies) goes whole to the stage directory. The first `private` bytes (a become password)
+        always go to the stage directory, apart from the rest, and are never kept.
         """
         digest = hashlib.sha256(data).hexdigest()
         stage_dir = shlex.quote(f'/tmp/.cloudexec-stage-{nonce}')
@@ -536,7 +537,13 @@ class AssistTransport:
                             cache_dir=cache_dir_word(self.target.piece_cache))
             scripts = []
             words: dict[str, str] = {}
-            for kind, piece in content_pieces(data):
+            for index, (kind, piece) in enumerate(split_pieces(data[:private])):
+                name = f'private{index:03d}'
+                words[name] = f'"$__ce_s"/{name}'
+                staged.fresh.append(words[name])
+                staged.parts.append(words[name])
+                scripts.append(piece_script(stage_dir, name, kind, piece, nonce))
+            for kind, piece in content_pieces(data[private:]):
                 name = hashlib.sha256(piece).hexdigest()[:32]
                 if name not in words:
                     if name in kept:
@@ -573,7 +580,7 @@ class AssistTransport:
     # ---- commands
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
-            cancelled: t.Callable[[], str | None] | None = None) -> remote_shell.CommandResult:
+            cancelled: t.Callable[[], str | None] | None = None, private: int = 0) -> remote_shell.CommandResult:
         """Run a shell command line with optional stdin: stdout, stderr and rc exactly as the command wrote them.
 
         The transport contract's run (transport.py). It lives in the task's worker: nothing asks it to give up
@@ -582,7 +589,7 @@ class AssistTransport:
         del cancelled
         before = dict(self.stats.counter.calls)
         try:
-            return self._run(command, stdin, timeout)
+            return self._run(command, stdin, timeout, private=private)
         finally:
             spent = {name: count - before.get(name, 0) for name, count in self.stats.counter.calls.items() if count - before.get(name, 0)}
             self.log(f'API calls for this command: {spent}')
@@ -590,14 +597,15 @@ class AssistTransport:
     def close(self) -> None:
         """Nothing to end: there is no session."""
 
-    def _run(self, command: str, stdin: bytes | None, timeout: float | None, resend: bool = True) -> remote_shell.CommandResult:
+    def _run(self, command: str, stdin: bytes | None, timeout: float | None, resend: bool = True,
+             private: int = 0) -> remote_shell.CommandResult:
         nonce = remote_shell.new_nonce()
         # Cloud Assistant ignores WorkingDir in a container (API reference, ContainerId): the wrapper changes directory itself.
         wd = None if self.target.in_container else self.target.working_dir
         script = self._command_script(command, stdin, nonce, prelude=[])
         staged = None
         if script is None:
-            staged, script = self._staged_command(command, stdin or b'', nonce)
+            staged, script = self._staged_command(command, stdin or b'', nonce, private)
         result, output = self.run_script(script, timeout, working_dir=wd, nonce=nonce)
         if result.dropped:
             output = self._recover_output(result, output, nonce)
@@ -612,7 +620,7 @@ class AssistTransport:
         if why == 'evicted' and resend:
             # The target no longer has pieces an earlier task left; the command has not started: send everything.
             self.log('the target lost cached pieces: sending them again')
-            return self._run(command, stdin, timeout, resend=False)
+            return self._run(command, stdin, timeout, resend=False, private=private)
         if why:
             raise AssistError(f'Staging the command input on {self.target.describe()} failed ({why})', code='StagingFailed',
                               remedy='Check free space in /tmp on the instance and that base64 and head exist there; then retry')
@@ -669,12 +677,12 @@ class AssistTransport:
         except CloudExecError as exc:
             self.log(f'removing {path} on the target failed: {exc}')
 
-    def _staged_command(self, command: str, stdin: bytes, nonce: str) -> tuple[Staged, str]:
+    def _staged_command(self, command: str, stdin: bytes, nonce: str, private: int = 0) -> tuple[Staged, str]:
         """Send stdin's pieces and return the command script that joins them and reads them as its stdin."""
         stdin_file = f'/tmp/.cloudexec-stage-{nonce}.in'
         wrapped = f'(\n{command}\n) < {shlex.quote(stdin_file)}; __ce_x=$?; rm -f {shlex.quote(stdin_file)}; exit $__ce_x'
         for cache in (True, False):
-            staged, pieces = self.plan_stage(stdin, nonce, cache=cache)
+            staged, pieces = self.plan_stage(stdin, nonce, cache=cache, private=private)
             script = self._command_script(wrapped, None, nonce, prelude=assemble_lines(staged, stdin_file, nonce))
             if script is not None:
                 self.send_pieces(staged, pieces, len(stdin))

@@ -19,7 +19,7 @@ import typing as t
 
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, eci, remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, SessionClosed, ValidationError
-from ansible_collections.cloudexec.core.plugins.plugin_utils.persistent_shell import PersistentShell, bootstrap_command
+from ansible_collections.cloudexec.core.plugins.plugin_utils.persistent_shell import PersistentShell, bootstrap_command, module_cache_for
 
 
 class EciByteChannel:
@@ -101,7 +101,7 @@ def open_shell(options: dict[str, t.Any], log: t.Callable[[str], None]) -> Persi
     stream = eci.EciExecStream(uri, connect_timeout=connect_timeout, log=log)
     stream.open()
     channel = EciByteChannel(stream, where)
-    persistent = PersistentShell(channel, nonce, where=where)
+    persistent = PersistentShell(channel, nonce, where=where, module_cache=module_cache_for(options))
     try:
         persistent.wait_ready(connect_timeout)
     except SessionClosed as exc:

@@ -10,7 +10,7 @@ import typing as t
 
 from ansible_collections.cloudexec.core.plugins.module_utils import aws, aws_ecs, remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.ssm.session import DataChannelSession
-from ansible_collections.cloudexec.core.plugins.plugin_utils.persistent_shell import PersistentShell, bootstrap_command
+from ansible_collections.cloudexec.core.plugins.plugin_utils.persistent_shell import PersistentShell, bootstrap_command, module_cache_for
 
 
 def open_shell(options: dict[str, t.Any], log: t.Callable[[str], None]) -> PersistentShell:
@@ -27,7 +27,8 @@ def open_shell(options: dict[str, t.Any], log: t.Callable[[str], None]) -> Persi
                                  connect_timeout=connect_timeout, log=log, generate_data_key=aws.kms_data_key_provider(auth),
                                  resume_session=aws.ssm_session_resumer(auth))
     channel.open()
-    persistent = PersistentShell(channel, nonce, where=f'{target.task_id}/{target.container_name}')
+    persistent = PersistentShell(channel, nonce, where=f'{target.task_id}/{target.container_name}',
+                                 module_cache=module_cache_for(options))
     try:
         persistent.wait_ready(connect_timeout)
     except Exception:

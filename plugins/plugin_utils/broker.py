@@ -403,10 +403,12 @@ class BrokerClient:
             raise error_from_header(reply)
         return reply, data
 
-    def run(self, command: str, stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
-        """Run a command through the broker's shell: (rc, stdout, stderr)."""
+    def run(self, command: str, stdin: bytes | None, timeout: float, private: int = 0) -> tuple[int, bytes, bytes]:
+        """Run a command through the broker's shell: (rc, stdout, stderr). stdin is module code (the module cache may
+        keep it on the target), but for its first `private` bytes."""
         payloads = [stdin] if stdin is not None else []
-        reply, data = self._work({'op': 'exec', 'command': command, 'stdin': stdin is not None}, timeout, *payloads)
+        reply, data = self._work({'op': 'exec', 'command': command, 'stdin': stdin is not None, 'private': private}, timeout,
+                                 *payloads)
         return int(reply['rc']), data[0], data[1]
 
     def put_file(self, in_path: str, out_path: str, timeout: float) -> dict[str, t.Any]:
@@ -604,7 +606,8 @@ class Broker:
 
         def work(shell: t.Any) -> tuple[dict[str, t.Any], list[bytes]]:
             if op == 'exec':
-                result = shell.run(header['command'], stdin=stdin, timeout=timeout, cancelled=cancelled)
+                result = shell.run(header['command'], stdin=stdin, timeout=timeout, cancelled=cancelled, cache=stdin is not None,
+                                   private=int(header.get('private') or 0))
                 return {'ok': True, 'rc': result.rc, 'crlf': result.crlf}, [result.stdout, result.stderr]
             transfer = shell.put_file if op == 'put' else shell.fetch_file
             return {'ok': True, 'stats': transfer(header['in_path'], header['out_path'], timeout=timeout, cancelled=cancelled)}, []

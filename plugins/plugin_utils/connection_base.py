@@ -40,9 +40,9 @@ class InProcessClient:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
 
-    def run(self, command: str, stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
+    def run(self, command: str, stdin: bytes | None, timeout: float, private: int = 0) -> tuple[int, bytes, bytes]:
         """(rc, stdout, stderr) of one command."""
-        result = self.transport.run(command, stdin=stdin, timeout=timeout)
+        result = self.transport.run(command, stdin=stdin, timeout=timeout, private=private)
         return result.rc, result.stdout, result.stderr
 
     def put_file(self, in_path: str, out_path: str, timeout: float) -> dict[str, t.Any]:
@@ -152,11 +152,11 @@ class CloudExecConnection(ConnectionBase):
                                                     'again'))
         return AnsibleConnectionFailure(f'{what}: {exc}')
 
-    def _run(self, cmd: str, in_data: bytes | None) -> tuple[int, bytes, bytes]:
+    def _run(self, cmd: str, in_data: bytes | None, private: int = 0) -> tuple[int, bytes, bytes]:
         timeout = self._command_timeout()
         self._connect()
         try:
-            return t.cast(TransportClient, self._client).run(cmd, in_data, timeout)
+            return t.cast(TransportClient, self._client).run(cmd, in_data, timeout, private)
         except CloudExecError as exc:
             raise self._failure(exc, f'{self.label} failed') from None
 
@@ -165,13 +165,16 @@ class CloudExecConnection(ConnectionBase):
         display.vvv(f'EXEC {cmd}', host=self._host)
         stdin = to_bytes(in_data) if in_data is not None else None
         prompt = None
+        private = 0
         if sudoable and self.become and self.become.expect_prompt():
             prompt = self._become_prompt()
             if prompt is not None:
                 # sudo -S reads the password from the first line of stdin when it needs one; the command gets the rest.
+                # That line is private: a transport never keeps it (module caches) nor logs it.
                 password = to_bytes(self.become.get_option('become_pass') or '')
                 stdin = password + b'\n' + (stdin or b'')
-        rc, stdout, stderr = self._run(to_text(cmd), stdin)
+                private = len(password) + 1
+        rc, stdout, stderr = self._run(to_text(cmd), stdin, private)
         if sudoable and self.become and rc != 0 and to_bytes(self.become.success or '\0') not in stdout:
             # The become method itself failed, before the command started: say why, as ssh and local do.
             if prompt is not None and self.become.check_incorrect_password(stderr):

@@ -13,6 +13,7 @@ what one command's stdin may carry on the channel. It keeps the transport contra
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import typing as t
@@ -20,6 +21,7 @@ import typing as t
 from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, CommandAbandoned, DeadlineExceeded
 from ansible_collections.cloudexec.core.plugins.plugin_utils import file_transfer
+from ansible_collections.cloudexec.core.plugins.plugin_utils.module_cache import ModuleCache
 
 
 class ByteChannel(t.Protocol):
@@ -55,6 +57,12 @@ def bootstrap_command(nonce: str, shell: str = '/bin/sh') -> str:
             f"printf '\\n@@CE%s:READY:%s:%s@@\\n' {nonce} $$ \"$__ce_t\"; exec {shell} -s 2>/dev/null")
 
 
+def module_cache_for(options: t.Mapping[str, t.Any]) -> ModuleCache | None:
+    """The module cache a session's options ask for (option piece_cache: a directory on the target; empty: none)."""
+    directory = options.get('piece_cache')
+    return ModuleCache(directory) if directory else None
+
+
 def _as_sent(value: t.Any) -> t.Any:
     """Text as the latin-1 code points of its UTF-8 bytes: the script goes out as latin-1, so the target gets exact UTF-8."""
     if value is None:
@@ -72,7 +80,7 @@ class PersistentShell:
     """Runs framed commands through one long-lived remote shell."""
 
     def __init__(self, channel: ByteChannel, nonce: str, *, clock: t.Callable[[], float] = time.monotonic,
-                 where: str = 'the target') -> None:
+                 where: str = 'the target', module_cache: ModuleCache | None = None) -> None:
         self.channel = channel
         self.nonce = nonce
         self.where = where
@@ -80,6 +88,8 @@ class PersistentShell:
         self.broken: str | None = None
         self.commands = 0
         self.have_base64: bool | None = None
+        # Module code kept on the target between tasks (module_cache.py); None: off, or the target lacks base64 or head.
+        self.module_cache = module_cache
         # The long-lived shell's process on the target (pid, start time), from its READY marker.
         self.shell_pid: str | None = None
         self.shell_start = ''
@@ -99,10 +109,15 @@ class PersistentShell:
             del seen[:-4096]  # only the tail can still hold the marker
         if found.group(1):
             self.shell_pid, self.shell_start = found.group(1).decode(), found.group(2).decode()
-        self.have_base64 = self.run('command -v base64 >/dev/null 2>&1', timeout=timeout).rc == 0
+        tools = self.run('command -v base64 >/dev/null 2>&1 && printf b; command -v head >/dev/null 2>&1 && printf h',
+                         timeout=timeout).stdout
+        self.have_base64 = b'b' in tools
+        if b'b' not in tools or b'h' not in tools:
+            self.module_cache = None
 
     def run(self, command: str | t.Sequence[str], *, stdin: bytes | None = None, timeout: float = 3600.0,
-            chdir: str | None = None, cancelled: t.Callable[[], str | None] | None = None) -> remote_shell.CommandResult:
+            chdir: str | None = None, cancelled: t.Callable[[], str | None] | None = None, cache: bool = False,
+            private: int = 0) -> remote_shell.CommandResult:
         """Run one command; stdout, stderr and rc come back exactly.
 
         cancelled() is asked a few times a second while the command runs; a reason from it (the caller went
@@ -113,10 +128,16 @@ class PersistentShell:
             raise ShellBroken(f'The session to {self.where} is unusable ({self.broken})', code='ShellBroken',
                               provider='cloudexec', remedy='Retry: a new session will be opened', retryable=False)
         nonce = remote_shell.new_nonce()
-        via = None
-        if stdin is not None and remote_shell.stdin_method(stdin, nonce) != remote_shell.STDIN_HEREDOC and not self.have_base64:
-            via = remote_shell.STDIN_PRINTF
-        script = remote_shell.wrap(_as_sent(command), nonce, stdin=stdin, stdin_via=via, chdir=_as_sent(chdir))
+        plan = None
+        if cache and self.module_cache is not None and self.module_cache.wanted(stdin):
+            # Module code: the pieces the target keeps are only named (module_cache.py).
+            plan = self.module_cache.plan(t.cast(bytes, stdin), nonce, private)
+            script = remote_shell.wrap(_as_sent(command), nonce, chdir=_as_sent(chdir), prelude=plan.prelude, stdin_feed=plan.feed)
+        else:
+            via = None
+            if stdin is not None and remote_shell.stdin_method(stdin, nonce) != remote_shell.STDIN_HEREDOC and not self.have_base64:
+                via = remote_shell.STDIN_PRINTF
+            script = remote_shell.wrap(_as_sent(command), nonce, stdin=stdin, stdin_via=via, chdir=_as_sent(chdir))
         parser = remote_shell.OutputParser(nonce)
         deadline = self._clock() + timeout
         self.commands += 1
@@ -131,7 +152,6 @@ class PersistentShell:
                 raise DeadlineExceeded(f'The command in {self.where} did not finish within {timeout:g} seconds '
                                        f'({"it had started" if parser.started else "it may not have started"})',
                                        remedy='Raise the timeout, or use async for long jobs')
-            return result
         except CommandAbandoned:
             self.broken = 'a command was abandoned'
             raise
@@ -140,6 +160,12 @@ class PersistentShell:
                 self.broken = exc.code or 'session ended'
                 exc.may_have_run = self._may_have_run(exc, parser, heard_before)  # type: ignore[attr-defined]
             raise
+        if plan is not None:
+            t.cast(ModuleCache, self.module_cache).ran(plan, result.outcome)
+            if result.outcome == remote_shell.EVICTED:
+                # The target lost kept pieces, which its script found before the command started: send it all inline.
+                return self.run(command, stdin=stdin, timeout=max(deadline - self._clock(), 1.0), chdir=chdir, cancelled=cancelled)
+        return result
 
     def max_stdin(self) -> int | None:
         """The most stdin bytes one command can carry on this channel (None: no limit), as the script encodes them.
@@ -154,19 +180,24 @@ class PersistentShell:
         room = max(limit - _WRAPPER_ROOM, 1)
         return room * 57 // 77 if self.have_base64 else room // 4
 
-    def _runner(self, deadline: float, cancelled: t.Callable[[], str | None] | None) -> file_transfer.Runner:
+    def _runner(self, deadline: float, cancelled: t.Callable[[], str | None] | None, cache: bool = False) -> file_transfer.Runner:
         def run(command: str, stdin: bytes | None) -> tuple[int, bytes, bytes]:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise DeadlineExceeded(f'The file transfer to {self.where} did not finish in time', remedy='Raise command_timeout')
-            result = self.run(command, stdin=stdin, timeout=remaining, cancelled=cancelled)
+            result = self.run(command, stdin=stdin, timeout=remaining, cancelled=cancelled, cache=cache)
             return result.rc, result.stdout, result.stderr
         return run
 
     def put_file(self, in_path: str, out_path: str, *, timeout: float = 3600.0,
                  cancelled: t.Callable[[], str | None] | None = None) -> dict[str, t.Any]:
-        """Copy a local file to out_path on the target, in chunks that fit one command's stdin, checksummed."""
-        return file_transfer.put_file(self._runner(self._clock() + timeout, cancelled), in_path, out_path,
+        """Copy a local file to out_path on the target, in chunks that fit one command's stdin, checksummed.
+
+        Only Ansible's own module files (copied without pipelining) go through the module cache: a user's files never
+        leave pieces behind, whatever they hold.
+        """
+        module_file = os.path.basename(out_path).startswith('AnsiballZ_')
+        return file_transfer.put_file(self._runner(self._clock() + timeout, cancelled, cache=module_file), in_path, out_path,
                                       chunk_size=file_transfer.chunk_size(self.max_stdin()), where=self.where)
 
     def fetch_file(self, in_path: str, out_path: str, *, timeout: float = 3600.0,

@@ -49,8 +49,8 @@ class Transport(t.Protocol):
     where: str
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float = 3600.0,
-            cancelled: Cancelled | None = None) -> CommandResult:
-        """Run one shell command line on the target."""
+            cancelled: Cancelled | None = None, private: int = 0) -> CommandResult:
+        """Run one shell command line on the target; the first `private` bytes of stdin (a become password) are never kept."""
 
     def put_file(self, in_path: str, out_path: str, *, timeout: float = 3600.0, cancelled: Cancelled | None = None) -> dict[str, t.Any]:
         """Copy a local file to the target."""
@@ -66,8 +66,8 @@ class Transport(t.Protocol):
 class TransportClient(t.Protocol):
     """How a connection plugin reaches its transport, wherever it lives (a broker, or this process)."""
 
-    def run(self, command: str, stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
-        """(rc, stdout, stderr) of one command."""
+    def run(self, command: str, stdin: bytes | None, timeout: float, private: int = 0) -> tuple[int, bytes, bytes]:
+        """(rc, stdout, stderr) of one command; stdin is module code, its first `private` bytes a become password."""
 
     def put_file(self, in_path: str, out_path: str, timeout: float) -> dict[str, t.Any]:
         """Copy a local file to the target."""
