@@ -135,12 +135,12 @@ def test_become_password_of_every_kind_of_target(tmp_path):
     SHA-256 lies next to the sandbox (never inside it), and sudo without it is refused there."""
     from cloudexec_emulator.world import parse_world  # pylint: disable=import-outside-toplevel
 
+    containers = [{'name': 'pw', 'become_password': 'ecs-pass'}, {'name': 'open'}]
+    eci_containers = [{'name': 'pw', 'become_password': 'eci-pass'}, {'name': 'open'}]
+    instances = [{'id': 'i-pw', 'become_password': 'instance-pass'}, {'id': 'i-open'}]
     world = parse_world({
-        'aws': {'clusters': [{'name': 'c', 'tasks': [{'id': 'a' * 32, 'family': 'f', 'containers': [
-            {'name': 'pw', 'become_password': 'ecs-pass'}, {'name': 'open'}]}]}]},
-        'alicloud': {'container_groups': [{'id': 'eci-test', 'name': 'g', 'containers': [
-            {'name': 'pw', 'become_password': 'eci-pass'}, {'name': 'open'}]}],
-                     'instances': [{'id': 'i-pw', 'become_password': 'instance-pass'}, {'id': 'i-open'}]},
+        'aws': {'clusters': [{'name': 'c', 'tasks': [{'id': 'a' * 32, 'family': 'f', 'containers': containers}]}]},
+        'alicloud': {'container_groups': [{'id': 'eci-test', 'name': 'g', 'containers': eci_containers}], 'instances': instances},
     })
     prepare_sandboxes(world, tmp_path)
     boxes = {sandbox_dir(tmp_path, 'aws-ecs', 'a' * 32, 'pw'): 'ecs-pass', sandbox_dir(tmp_path, 'aws-ecs', 'a' * 32, 'open'): None,
