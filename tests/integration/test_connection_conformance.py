@@ -225,7 +225,7 @@ class Suite:
         return self.runs[connection]
 
     def _local_sizes(self, connection: str) -> Path:
-        """0 and 1 byte, each boundary of the connection's transport and one byte more, and 10 MiB of random bytes."""
+        """0 and 1 byte, each boundary of the connection's transport and one byte more (text or random bytes)."""
         directory = self.work / connection / 'sizes'
         directory.mkdir(parents=True)
         files = {'size-0.bin': b'', 'size-1.bin': os.urandom(1)}
@@ -289,13 +289,13 @@ def suite(tmp_path_factory):
 
 def ok(suite_run: SuiteRun, task: str, host: str) -> dict[str, Any]:
     record = suite_run.run.record(task, host)
-    assert record['status'] == 'ok', f'{task}: {record}'
+    assert record['status'] == 'ok', f'{task}: {str(record)[:4000]}'
     return record['result']
 
 
 def failed(suite_run: SuiteRun, task: str, host: str) -> dict[str, Any]:
     record = suite_run.run.record(task, host)
-    assert record['status'] == 'failed', f'{task}: {record}'
+    assert record['status'] == 'failed', f'{task}: {str(record)[:4000]}'
     return record['result']
 
 
