@@ -3,9 +3,9 @@
 
 Like ansible-core's test/integration/targets/connection and community.docker's shared connection tests. One emulator
 for the module (the default world with ECS Exec's start-up cut, plus the suite's own targets), one ansible-playbook run
-of playbooks/connection_conformance/ per connection, over four hosts: ``pipelining`` and ``no-pipelining`` run every
-case, ``password-pipelining`` and ``password-no-pipelining`` (targets whose sudo asks for a password) the become
-password cases. Each (connection, case, pipelining) is one test that judges that run's results, so a failure names
+of playbooks/connection_conformance/ per connection (all at once: their waits overlap), over four hosts:
+``pipelining`` and ``no-pipelining`` run every case, ``password-pipelining`` and ``password-no-pipelining`` (targets
+whose sudo asks for a password) the become password cases. Each (connection, case, pipelining) is one test that judges that run's results, so a failure names
 exactly what broke; every task of the playbook may fail without stopping the others.
 
 Cases (the prefix of each task's name in the playbook): setup (facts); raw; command_shell (stdout, stderr and rc apart,
@@ -33,6 +33,7 @@ a bug of its plugin goes into KNOWN_FAILURES (strict: the fix makes the test fai
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -204,7 +205,7 @@ class SuiteRun:
 
 
 class Suite:
-    """The module's emulator and the runs made so far (one per connection, made when its first test needs it)."""
+    """The module's emulator and the runs of the connections (one each, all at once when the first test needs one)."""
 
     def __init__(self, emulator, targets: dict[str, dict[str, Target]], work: Path, control_dir: Path) -> None:
         self.emulator = emulator
@@ -220,8 +221,10 @@ class Suite:
         self.ten_mib.write_bytes(os.urandom(TEN_MIB))
 
     def run(self, connection: str) -> SuiteRun:
-        if connection not in self.runs:
-            self.runs[connection] = self._run(connection)
+        """The run of this connection; the first call runs every connection at once (their waits overlap)."""
+        if not self.runs:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(CONNECTIONS)) as pool:
+                self.runs = dict(zip(CONNECTIONS, pool.map(self._run, CONNECTIONS)))
         return self.runs[connection]
 
     def _local_sizes(self, connection: str) -> Path:
@@ -257,10 +260,10 @@ class Suite:
             'vars': {'ansible_connection': CONNECTIONS[connection].plugin, 'ansible_python_interpreter': sys.executable}}},
             allow_unicode=True))
         run = ansible_playbook(self.emulator, PLAYBOOK_DIR / 'connection_conformance.yml', '-i', str(inventory), '--forks', '2',
-                               extra_env={'CLOUDEXEC_CONTROL_DIR': str(self.control_dir)}, timeout=1200,
+                               extra_env={'CLOUDEXEC_CONTROL_DIR': str(self.control_dir / connection)}, timeout=1200,
                                extra_vars={'names': FILE_NAMES, 'local_names': str(self.local_names),
                                            'local_sizes': str(local_sizes), 'local_dest': str(fetched), 'password': BECOME_PASSWORD})
-        stop_brokers(self.control_dir)
+        stop_brokers(self.control_dir / connection)
         # Kept for a look after a failure (pytest keeps the last runs' temporary directories).
         (self.work / connection / 'run.json').write_text(json.dumps({'output': run.output, 'records': run.records}, ensure_ascii=False))
         print(f'{connection}: the conformance run took {run.duration:.1f} s')
@@ -280,7 +283,8 @@ def suite(tmp_path_factory):
         try:
             yield Suite(info, targets, directory, control / 'cp')
         finally:
-            stop_brokers(control / 'cp')
+            for connection in CONNECTIONS:
+                stop_brokers(control / 'cp' / connection)
             shutil.rmtree(control, ignore_errors=True)
 
 
