@@ -1,15 +1,15 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The ali_eci connection plugin through real ``ansible`` / ``ansible-playbook`` runs against the emulator.
 
+What is particular to ECI exec: addressing, the session kept across runs, timeouts, drops, throttling, the stream
+variants, no secrets at -vvvv. The cases every connection passes are in test_connection_conformance.py.
+
 Every run gets its own control directory (CLOUDEXEC_CONTROL_DIR), and every broker a test started is
 stopped when it ends, whatever happened.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -25,8 +25,6 @@ CONNECTION = 'cloudexec.core.ali_eci'
 WEB = 'eci-bp1demo00000000001'
 API = 'eci-bp1demo00000000002'
 JOB = 'eci-bp1demo00000000003'
-ODD_NAME = "odd name \u00e9 \u2713 'q' $x;y.txt"
-BINARY = bytes(range(256)) * 64 + os.urandom(300 * 1024) + b'\r\n\x00tail'
 
 # web reached by its id as the host address, app by group name and container name.
 HOSTS = {
@@ -78,63 +76,17 @@ def _reset_task() -> dict:
     return {'name': 'close the session', 'ansible.builtin.meta': 'reset_connection'}
 
 
-# ---------------------------------------------------------------------------------------------- common modules
+# ---------------------------------------------------------------------------------------------- addressing
+# The cases every connection must pass (commands, files, become, async...) are in test_connection_conformance.py.
 
-@pytest.mark.parametrize(('pipelining', 'names'), [(True, ('web', 'app')), (False, ('web',))], ids=['pipelining', 'no-pipelining'])
-def test_common_modules(emu, tmp_path, control_dir, pipelining, names):
-    """Both hosts with pipelining; the one-host run without it keeps the test's time down."""
-    work = tmp_path / 'work'
-    (work / 'fetched').mkdir(parents=True)
-    (work / 'binary.bin').write_bytes(BINARY)
-    (work / ODD_NAME).write_bytes('odd content \u00e9\n'.encode())
-    (work / 'page.j2').write_text('host={{ inventory_hostname }} home={{ ansible_env.HOME }}\n')
-    inventory = write_inventory(tmp_path, {name: HOSTS[name] for name in names})
-    done = play(emu, control_dir, 'ali_eci_connection.yml', inventory,
-                extra_vars={'work': str(work), 'ansible_pipelining': pipelining})
+def test_hosts_by_group_id_and_by_group_and_container_name(emu, tmp_path, control_dir):
+    """web by its group id as the host address, app by the group's name and the container's name."""
+    playbook = write_play(tmp_path, [{'name': 'where', 'ansible.builtin.raw': 'pwd'}, _reset_task()])
+    done = play(emu, control_dir, playbook, write_inventory(tmp_path, HOSTS))
     assert done.rc == 0, done.output
-    homes = {'web': sandbox(emu, WEB, 'web'), 'app': sandbox(emu, API, 'app')}
-    for host in names:
-        home = homes[host]
-        raw = done.result('raw', host)
-        assert raw['stdout'] == 'raw out\n' and raw['rc'] == 0
-        assert raw['stderr'] == 'raw err\n'
-        failing = done.record('raw with a non-zero rc', host)
-        assert failing['status'] == 'failed' and failing['result']['rc'] == 7 and failing['result']['stdout'] == 'failing\n'
-        assert done.result('command with an argv', host)['stdout'] == "[a b][it's][$HOME][*][]"
-        shell = done.result('shell with a pipe and stderr', host)
-        assert (shell['stdout'], shell['stderr']) == ('ONE\nTWO', 'to-stderr')
-        assert done.result('command with unicode', host)['stdout'] == 'h\u00e9llo \u2713'
-        copied = done.result('copy a binary file', host)
-        assert copied['changed'] is True and copied['checksum'] == hashlib.sha1(BINARY).hexdigest()
-        assert done.result('copy content', host)['changed'] is True
-        assert done.result('copy content again (idempotent)', host)['changed'] is False
-        stat = done.result('stat the binary file', host)['stat']
-        assert stat['exists'] and stat['size'] == len(BINARY) and stat['checksum'] == hashlib.sha256(BINARY).hexdigest()
-        assert stat['mode'] == '0640'
-        assert done.result('stat a missing file', host)['stat']['exists'] is False
-        fetched = work / 'fetched' / host / str(home).lstrip('/') / 'ce-test' / 'binary.bin'
-        assert fetched.read_bytes() == BINARY
-        assert (work / 'fetched' / f'{host}-odd').read_bytes() == 'odd content \u00e9\n'.encode()
-        missing = done.record('fetch a missing file', host)
-        assert missing['status'] == 'failed' and 'does not exist' in missing['result']['msg']
-        slurped = base64.b64decode(done.result('slurp', host)['content'])
-        assert slurped == b'inline content\nsecond line\n'
-        assert done.result('become with sudo', host)['stdout_lines'] == ['sudo:root', 'root']
-        assert done.result('become with su', host)['stdout_lines'] == ['su:nobody', 'nobody']
-        assert done.result('become a module (copy) with sudo', host)['changed'] is True
-        assert done.result('template', host)['changed'] is True
-        # Gathered facts came through the connection; the template saw them. The directory is gone at the end.
-        assert not (home / 'ce-test').exists()
-        log = (home / '.cloudexec-become.log').read_text()
-        assert 'sudo user=root' in log and 'su user=nobody' in log
-        assert done.stats[host]['failures'] == 0 and done.stats[host]['ignored'] == 2
-        # The files moved through the connection are byte-exact, partial files are gone.
-        assert not list(home.glob('**/*.cloudexec-part'))
-    # One ExecContainerCommand (one session) per host for the whole play; the session was closed at the end.
-    counted = calls(emu)
-    assert counted['calls']['ali-eci']['ExecContainerCommand'] == len(names), counted
-    assert counted['ws']['ali-eci-exec']['sessions_opened'] == len(names)
-    assert not counted['errors'], counted['errors']
+    assert done.result('where', 'web')['stdout'] == f'{sandbox(emu, WEB, "web")}\n'
+    assert done.result('where', 'app')['stdout'] == f'{sandbox(emu, API, "app")}\n'
+    assert exec_calls(emu) == 2
     assert wait_no_sockets(control_dir) == []
 
 

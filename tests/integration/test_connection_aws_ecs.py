@@ -1,19 +1,18 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The aws_ecs connection plugin through real ``ansible`` / ``ansible-playbook`` runs against the emulator.
 
-ansible-core's connection suite (test/integration/targets/connection) adapted, with pipelining on and
-off, plus what this plugin promises on top: exact bytes, one ExecuteCommand per host per play (also
-with 20 forks over an inventory-fed fleet), become through the emulator's fake sudo/su, transparent
-reconnection after an idle drop, an honest failure after a mid-command drop, no secrets at -vvvv, and
-a private broker. Every run gets its own CLOUDEXEC_CONTROL_DIR, and every broker is gone afterwards.
+What this plugin promises on top of the shared conformance suite (test_connection_conformance.py, the cases every
+connection passes): one ExecuteCommand per host per play (also with 20 forks over an inventory-fed fleet) on the
+default world as shipped, transparent reconnection after an idle drop, an honest failure after a mid-command drop, no
+secrets at -vvvv (with a become password too), and a private broker. Every run gets its own CLOUDEXEC_CONTROL_DIR,
+and every broker is gone afterwards.
 
 Most tests use a module-scoped emulator whose world is the default one with ECS Exec's start-up delays
 cut plus a ``conn`` cluster (one task per test host) and a generated ``fleet`` cluster of 20 tasks;
-one suite run uses the default world as shipped.
+the session count test uses the default world as shipped.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -30,11 +29,9 @@ from helpers import AnsibleRun, alive, ansible_adhoc, ansible_playbook, broker_s
 
 CONNECTION = 'cloudexec.core.aws_ecs'
 DEFAULT_WORLD = Path(__file__).resolve().parents[1] / 'emulator' / 'cloudexec_emulator' / 'worlds' / 'default.yml'
-FILES = Path(__file__).resolve().parent / 'files'
 # The conn cluster: one task (one container, "app") per test host, so ExecuteCommand counts are per host.
 TASKS = {
     'pipe': 'c0000000000000000000000000000001',
-    'nopipe': 'c0000000000000000000000000000002',
     'sudo-pipe': 'c0000000000000000000000000000003',
     'sudo-nopipe': 'c0000000000000000000000000000004',
     'faulty': 'c0000000000000000000000000000005',
@@ -46,10 +43,6 @@ NO_EXEC = '3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f'   # default world: exec not enabled
 DEFAULT_WEB = '1f0e1c2d3b4a59687766554433221100'
 STAGING_WEB = '4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a'
 FLEET_SIZE = 20
-# Copied to the container and fetched back: empty (name with a space), small text (quotes in the name), 1 MB of
-# random bytes (leading dash), unicode content (unicode name).
-FILE_NAMES = ['empty file.txt', 'it\'s "small".txt', '-leading-dash.bin', '汉语 文件.txt']
-BINARY = '-leading-dash.bin'
 
 
 def _world() -> dict[str, Any]:
@@ -118,10 +111,6 @@ def admin_url(emulator) -> str:
     return f'{emulator.endpoint}/_emulator/'
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def execute_commands(result: dict[str, Any]) -> int:
     """ExecuteCommand calls in the content of a `uri` result on the admin API's calls."""
     return json.loads(result['content'])['calls']['aws-ecs'].get('ExecuteCommand', 0)
@@ -139,157 +128,58 @@ def failed(run: AnsibleRun, task: str, host: str | None = None) -> dict[str, Any
     return record['result']
 
 
-def make_local_files(directory: Path) -> Path:
-    """The files the suite copies: empty, small text, 1 MB of random bytes, unicode, awkward names."""
-    directory.mkdir()
-    contents = {
-        'empty file.txt': b'',
-        'it\'s "small".txt': b'small text\n',
-        BINARY: os.urandom(1024 * 1024),
-        '汉语 文件.txt': '汉语 café € 😀\r\nno newline at the end'.encode(),
-    }
-    assert set(contents) == set(FILE_NAMES)
-    for name, data in contents.items():
-        (directory / name).write_bytes(data)
-    return directory
+# ---- one session per host ------------------------------------------------------------------------
 
 
-# ---- the connection suite ------------------------------------------------------------------------
-
-
-# (world, {host: (cluster, task id, container, pipelining)}): pipelining on and off in one inventory, as in
-# ansible-core's own suite; once on the fast world, once on the default world as shipped.
-SUITE_VARIANTS = [
-    pytest.param('fast', {'pipe': ('conn', TASKS['pipe'], 'app', True), 'nopipe': ('conn', TASKS['nopipe'], 'app', False)},
-                 id='fast-world'),
-    pytest.param('default', {'web': ('demo', DEFAULT_WEB, 'web', True), 'staging': ('staging', STAGING_WEB, 'web', False)},
-                 id='default-world'),
-]
-
-
-@pytest.mark.parametrize(('world', 'targets'), SUITE_VARIANTS)
-def test_connection_suite(request, world, targets, control_dir, tmp_path):
-    """ansible-core's connection checks and more, pipelining on and off: one ExecuteCommand per host for 25 tasks."""
-    emulator = request.getfixturevalue('fast_emu' if world == 'fast' else 'emu')
+def test_one_session_per_host_per_play_on_the_default_world(emu, control_dir, tmp_path):
+    """On the default world as shipped (ECS Exec's real start-up and output delays), pipelining on and off: a play's
+    tasks share one ExecuteCommand per host; wait_for_connection (its action resets the connection before pinging, as
+    ssh's ControlPersist master does) and meta: reset_connection each open one more; the last reset leaves no broker.
+    The cases every connection must pass are in test_connection_conformance.py."""
+    targets = {'web': ('demo', DEFAULT_WEB, 'web', True), 'staging': ('staging', STAGING_WEB, 'web', False)}
     hostvars = {host: {'ansible_aws_ecs_cluster': cluster, 'ansible_aws_ecs_task': task_id, 'ansible_aws_ecs_container': container,
-                       'ansible_pipelining': pipelining, 'remote_dir': str(sandbox(emulator, task_id, container) / 'suite-汉语 dir')}
+                       'ansible_pipelining': pipelining}
                 for host, (cluster, task_id, container, pipelining) in targets.items()}
     inventory = write_inventory(tmp_path, hostvars)
-    local_src = make_local_files(tmp_path / 'src')
-    for host, (_cluster, task_id, container, _pipelining) in targets.items():
-        (sandbox(emulator, task_id, container) / '.cloudexec-become.log').unlink(missing_ok=True)
-        (tmp_path / 'fetched' / host).mkdir(parents=True)
-    run = ansible_playbook(emulator, 'connection_suite.yml', '-i', str(inventory), '--forks', '2', extra_env=run_env(control_dir),
-                           extra_vars={'files_dir': str(FILES), 'local_src': str(local_src), 'admin': admin_url(emulator),
-                                       'local_dest': str(tmp_path / 'fetched'), 'names': FILE_NAMES})
+    run = ansible_playbook(emu, 'connection_sessions.yml', '-i', str(inventory), '--forks', '2', extra_env=run_env(control_dir),
+                           extra_vars={'admin': admin_url(emu), 'local_dest': str(tmp_path / 'fetched')})
     assert run.rc == 0, run.output
     for host, (_cluster, task_id, container, _pipelining) in targets.items():
-        check_suite_host(run, host, task_id, sandbox(emulator, task_id, container), local_src, tmp_path / 'fetched' / host)
-
-    # One ExecuteCommand per host for the 25 tasks before wait_for_connection; its action resets the connection
-    # before pinging (so does ssh's ControlPersist master), and so does meta: reset_connection: one new session each.
+        assert run.stats[host]['failures'] == 0 and run.stats[host]['unreachable'] == 0, host
+        exact = ok(run, 'raw keeps bytes, stderr and rc exactly', host)
+        assert (exact['stdout'], exact['stderr'], exact['rc']) == ('a\r\nb\r', 'e1\n\n', 3)
+        assert ok(run, 'a module', host)['stdout'] == 'x'
+        assert ok(run, 'become with sudo', host)['stdout'] == 'sudo:root'
+        home = sandbox(emu, task_id, container)
+        assert (home / 'sessions.txt').read_text() == f'{host}\n'
+        assert (tmp_path / 'fetched' / host).read_text() == f'{host}\n'
+        assert ok(run, 'raw after reset', host)['stdout'] == 'after-reset\n'
     assert execute_commands(ok(run, 'calls before wait_for_connection')) == len(targets)
     assert execute_commands(ok(run, 'calls after reset')) == 3 * len(targets)
-    assert emulator.calls('aws-ecs', 'ExecuteCommand') == 3 * len(targets)
-    # The last reset_connection stopped the brokers: nothing is left in the control directory.
+    assert emu.calls('aws-ecs', 'ExecuteCommand') == 3 * len(targets)
     assert broker_stats(control_dir) == []
     assert not list(control_dir.glob('*.sock'))
-    assert 'frames_invalid' not in emulator.admin('GET', 'calls')['ws'].get('aws-ecs-exec', {})
-
-
-def check_suite_host(run: AnsibleRun, host: str, task_id: str, home: Path, local_src: Path, local_dest: Path) -> None:
-    """What connection_suite.yml must have done on one host."""
-    assert run.stats[host]['failures'] == 0 and run.stats[host]['unreachable'] == 0, host
-    remote_dir = home / 'suite-汉语 dir'
-
-    # raw: unicode, exact bytes (CR kept, trailing newlines kept, no echo of the command), stderr apart, rc.
-    raw = ok(run, 'raw with unicode argument and output', host)
-    assert raw['stdout'] == '汉语\n' and raw['stderr'] == '' and raw['rc'] == 0 and raw['changed'] is True
-    exact = ok(run, 'raw keeps bytes, stderr and rc exactly', host)
-    assert (exact['stdout'], exact['stderr'], exact['rc']) == ('a\r\nb\r', 'e1\n\n', 3)
-    assert ok(run, 'command', host)['stdout'] == 'x'
-    shell = ok(run, 'shell with stderr and an exit code', host)
-    assert (shell['stdout'], shell['stderr'], shell['rc']) == ('out', 'err', 4)
-    script = ok(run, 'script with arguments', host)
-    assert (script['stdout'], script['stderr'], script['rc']) == ('args: <arg one> <two>\n', 'script-stderr\n', 0)
-
-    # No line-length limit: a 10 KB single line as a module argument (on stdin when pipelining) and as a raw command.
-    assert ok(run, 'a 10 KB single-line module argument', host)['stdout'] == 'z' * 10240
-    assert ok(run, 'a 10 KB single-line raw command', host)['stdout'].strip() == '10240'
-
-    facts = ok(run, 'facts from the container', host)['ansible_facts']
-    assert facts['ansible_env']['HOME'] == str(home)
-    assert facts['ansible_python']['executable'] == sys.executable
-
-    # Files: every name arrived byte-identical in the container and came back byte-identical.
-    for name in FILE_NAMES:
-        assert sha256(remote_dir / name) == sha256(local_src / name), name
-        assert sha256(local_dest / name) == sha256(local_src / name), name
-    copies = ok(run, 'copy files', host)['results']
-    assert [r['item'] for r in copies] == FILE_NAMES and all(r['changed'] for r in copies)
-    fetches = ok(run, 'fetch files back', host)['results']
-    assert [r['item'] for r in fetches] == FILE_NAMES and all(r['changed'] and not r.get('failed') for r in fetches)
-    assert [r['checksum'] for r in fetches] == [hashlib.sha1((local_src / n).read_bytes()).hexdigest() for n in FILE_NAMES]
-    assert (remote_dir / 'content-汉语.txt').read_text() == '汉语 café € 😀\n'
-    assert stat.S_IMODE((remote_dir / 'content-汉语.txt').stat().st_mode) == 0o600
-    assert (remote_dir / 'templated.txt').read_text() == f'host={host}\ntask={task_id}\nunicode=汉语 café €\n'
-    binary = ok(run, 'stat the binary file', host)['stat']
-    assert binary['size'] == 1024 * 1024 and binary['checksum'] == sha256(local_src / BINARY)
-    assert ok(run, 'lineinfile (first)', host)['changed'] is True and ok(run, 'lineinfile (second)', host)['changed'] is False
-    assert (remote_dir / 'lines.txt').read_text() == 'key = value\n'
-    assert stat.S_IMODE((remote_dir / BINARY).stat().st_mode) == 0o600
-    assert not list(remote_dir.glob('*.cloudexec-part')) and not list(local_dest.glob('*.cloudexec-part'))
-
-    # become without a password, through the emulator's sudo and su.
-    assert ok(run, 'become with sudo', host)['stdout'] == 'sudo:root:root'
-    assert ok(run, 'become with su', host)['stdout'] == 'su:root:root'
-    assert (home / '.cloudexec-become.log').read_text() == 'sudo user=root password=no\nsu user=root password=no\n'
-
-    # async: fire and forget, then async_status; and polled.
-    assert ok(run, 'async without polling', host)['started'] == 1
-    status = ok(run, 'async_status', host)
-    assert status['finished'] == 1 and status['rc'] == 0 and status['stdout'] == 'async-done'
-    assert ok(run, 'async with polling', host)['stdout'] == 'polled'
-    assert ok(run, 'wait_for_connection', host)['elapsed'] < 30
-    assert ok(run, 'raw after reset', host)['stdout'] == 'after-reset\n'
+    assert 'frames_invalid' not in emu.admin('GET', 'calls')['ws'].get('aws-ecs-exec', {})
 
 
 # ---- become with passwords, and secrets at -vvvv ---------------------------------------------------
 
 
-def test_become_with_password_and_no_secrets_at_vvvv(fast_emu, control_dir, tmp_path):
-    """sudo with a password (pipelining on and off), wrong/missing passwords, su with one; -vvvv shows no secret."""
+def test_no_secrets_at_vvvv_with_a_become_password(fast_emu, control_dir, tmp_path):
+    """sudo with a password (pipelining on and off: the password and the module share stdin) and a wrong one, at -vvvv:
+    no secret in the output, one session per host. What become does is in the conformance suite."""
     temporary = {'AWS_ACCESS_KEY_ID': 'ASIAEMULATOR00000002', 'AWS_SECRET_ACCESS_KEY': 'emulator/secret/key/for/tests/only00002',
                  'AWS_SESSION_TOKEN': 'emulator-session-token-0002'}
     hosts = {host: conn_host(host, ansible_pipelining=host.endswith('-pipe'), ansible_become_password=BECOME_PASSWORD)
              for host in PASSWORD_HOSTS}
     inventory = write_inventory(tmp_path, hosts)
-    for host in PASSWORD_HOSTS:
-        (sandbox(fast_emu, TASKS[host]) / '.cloudexec-become.log').unlink(missing_ok=True)
     run = ansible_playbook(fast_emu, 'connection_become.yml', '-i', str(inventory), '-vvvv', '--forks', '2',
                            extra_env=run_env(control_dir, **temporary), extra_vars={'remote_file': 'become-copy.txt'})
     assert run.rc == 0, run.output
     for host in PASSWORD_HOSTS:
-        home = sandbox(fast_emu, TASKS[host])
         assert ok(run, 'sudo with a password', host)['stdout'] == 'sudo:root:root:root'
-        facts = ok(run, 'sudo with a password to another user, gathering facts', host)['ansible_facts']
-        assert facts['ansible_user_id'] == 'nobody' and facts['ansible_env']['CLOUDEXEC_EMULATOR_BECOME'] == 'sudo:nobody'
         assert ok(run, 'copy as root', host)['changed'] is True
-        raw = ok(run, 'raw with sudo keeps stdout and stderr apart from the prompt', host)
-        # The BECOME-SUCCESS line is Ansible's to strip; the sudo prompt is ours (it is not the command's stderr).
-        assert raw['stdout'] == 'raw-out\n' and raw['stderr'] == 'raw-err\n', raw
-        wrong = failed(run, 'wrong password', host)
-        assert wrong['msg'].endswith('Incorrect sudo password (the target refused it)'), wrong
-        missing = failed(run, 'no password where one is needed', host)
-        assert missing['msg'].endswith('Missing sudo password: the target asks for one; set ansible_become_password'), missing
-        su = failed(run, 'su with a password', host)
-        assert 'cannot answer the password prompt of become_method su' in su['msg'] and 'Use become_method sudo' in su['msg']
-        log = (home / '.cloudexec-become.log').read_text().splitlines()
-        # Every command that ran under sudo had the password checked; the refused ones never ran.
-        assert log and set(log) == {'sudo user=root password=yes', 'sudo user=nobody password=yes'}, log
-        assert 'must-not-run' not in ''.join(r['result'].get('stdout', '') for r in run.results if r['host'] == host)
-    # Relative dest: the container's working directory (the sandbox).
-    assert (sandbox(fast_emu, TASKS['sudo-pipe']) / 'become-copy.txt').read_text() == 'written with sudo\n'
+        assert failed(run, 'wrong password', host)['msg'].endswith('Incorrect sudo password (the target refused it)')
     # One session per host, through every become.
     assert fast_emu.calls('aws-ecs', 'ExecuteCommand') == len(PASSWORD_HOSTS)
 

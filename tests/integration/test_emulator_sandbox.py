@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 
@@ -127,3 +128,30 @@ def test_prepare_sandboxes_for_default_world(tmp_path):
     assert sorted(os.listdir(tmp_path / 'sandboxes')) == ['ali-eci', 'ali-ecs', 'aws-ecs', 'aws-ssm']
     assert len(os.listdir(tmp_path / 'sandboxes' / 'ali-ecs')) == 5
     assert sorted(os.listdir(tmp_path / 'sandboxes' / 'ali-eci' / 'eci-bp1demo00000000002')) == ['app', 'sidecar']
+
+
+def test_become_password_of_every_kind_of_target(tmp_path):
+    """An ECS container, an ECI container and an ECS instance may each have a become password for the fake sudo: its
+    SHA-256 lies next to the sandbox (never inside it), and sudo without it is refused there."""
+    from cloudexec_emulator.world import parse_world  # pylint: disable=import-outside-toplevel
+
+    containers = [{'name': 'pw', 'become_password': 'ecs-pass'}, {'name': 'open'}]
+    eci_containers = [{'name': 'pw', 'become_password': 'eci-pass'}, {'name': 'open'}]
+    instances = [{'id': 'i-pw', 'become_password': 'instance-pass'}, {'id': 'i-open'}]
+    world = parse_world({
+        'aws': {'clusters': [{'name': 'c', 'tasks': [{'id': 'a' * 32, 'family': 'f', 'containers': containers}]}]},
+        'alicloud': {'container_groups': [{'id': 'eci-test', 'name': 'g', 'containers': eci_containers}], 'instances': instances},
+    })
+    prepare_sandboxes(world, tmp_path)
+    boxes = {sandbox_dir(tmp_path, 'aws-ecs', 'a' * 32, 'pw'): 'ecs-pass', sandbox_dir(tmp_path, 'aws-ecs', 'a' * 32, 'open'): None,
+             sandbox_dir(tmp_path, 'ali-eci', 'eci-test', 'pw'): 'eci-pass', sandbox_dir(tmp_path, 'ali-eci', 'eci-test', 'open'): None,
+             sandbox_dir(tmp_path, 'ali-ecs', 'i-pw'): 'instance-pass', sandbox_dir(tmp_path, 'ali-ecs', 'i-open'): None}
+    for box, password in boxes.items():
+        digest = box.parent / f'{box.name}.become-sha256'
+        assert not list(box.iterdir()), box
+        result = run(SandboxRunner().run(box, ['sh', '-c', 'sudo -n true && echo ran']))
+        if password is None:
+            assert not digest.exists() and result.stdout == b'ran\n', box
+        else:
+            assert digest.read_text().strip() == hashlib.sha256(password.encode()).hexdigest(), box
+            assert result.exit_code == 1 and result.stderr == b'sudo: a password is required\n', box

@@ -59,9 +59,11 @@ def prepare_sandboxes(world: World, state_dir: Path) -> None:
         for eci_container in group.containers:
             eci_container.sandbox = sandbox_dir(state_dir, 'ali-eci', group.group_id, eci_container.name)
             eci_container.sandbox.mkdir(parents=True, exist_ok=True)
+            _write_become_password(eci_container.sandbox, eci_container.become_password)
     for instance in world.alicloud.instances:
         instance.sandbox = sandbox_dir(state_dir, 'ali-ecs', instance.instance_id)
         instance.sandbox.mkdir(parents=True, exist_ok=True)
+        _write_become_password(instance.sandbox, instance.become_password)
     for node in world.aws.managed_nodes:
         node.sandbox = sandbox_dir(state_dir, 'aws-ssm', node.node_id)
         node.sandbox.mkdir(parents=True, exist_ok=True)
@@ -79,7 +81,7 @@ def node_home(sandbox: Path, user: str) -> Path:
 
 
 def _write_become_password(sandbox: Path, password: str | None) -> None:
-    """Put the SHA-256 of a container's become password next to (not inside) its sandbox, for the fake sudo."""
+    """Put the SHA-256 of a target's become password next to (not inside) its sandbox, for the fake sudo."""
     path = sandbox.parent / (sandbox.name + BECOME_SUFFIX)
     if password is None:
         path.unlink(missing_ok=True)

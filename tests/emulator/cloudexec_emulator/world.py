@@ -362,6 +362,8 @@ class EciContainer:
     cpu: float = 0.0
     memory: float = 0.0
     sandbox: Path | None = None
+    # The password the emulator's fake sudo asks for in this container (None: sudo needs none).
+    become_password: str | None = None
 
 
 @dataclass
@@ -422,6 +424,8 @@ class EcsInstance:
     tags: dict[str, str] = field(default_factory=dict)
     created_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
     sandbox: Path | None = None
+    # The password the emulator's fake sudo asks for on this instance (None: sudo needs none).
+    become_password: str | None = None
 
 
 # How the ECI exec websocket may behave (eci_exec.py says what each does and why).
@@ -938,9 +942,10 @@ _ASSIST_SETTING_KEYS = {'log_quota', 'agent_min_quota', 'stop_started'}
 _ALI_CRED_KEYS = {'access_key_id', 'access_key_secret', 'security_token', 'expired'}
 _GROUP_KEYS = {'id', 'name', 'region', 'zone', 'status', 'tags', 'containers', 'vpc_id', 'vswitch_id', 'security_group_id',
                'intranet_ip', 'cpu', 'memory', 'instance_type', 'restart_policy', 'exec_stream', '_index'}
-_ECI_CONTAINER_KEYS = {'name', 'image', 'state', 'ready', 'restart_count', 'commands', 'args', 'cpu', 'memory'}
+_ECI_CONTAINER_KEYS = {'name', 'image', 'state', 'ready', 'restart_count', 'commands', 'args', 'cpu', 'memory', 'become_password'}
 _INSTANCE_KEYS = {'id', 'name', 'region', 'zone', 'status', 'os_type', 'os_name', 'instance_type', 'cpu', 'memory', 'vpc_id',
-                  'vswitch_id', 'private_ip', 'hostname', 'image_id', 'security_group_id', 'tags', 'cloud_assistant', '_index'}
+                  'vswitch_id', 'private_ip', 'hostname', 'image_id', 'security_group_id', 'tags', 'cloud_assistant', 'become_password',
+                  '_index'}
 _ASSISTANT_KEYS = {'online', 'version', 'session_manager', 'active_task_count', 'invocation_count', 'last_heartbeat_age'}
 
 
@@ -1025,6 +1030,7 @@ def _load_group(raw: dict[str, Any], where: str, region: str, pos: int, now: dat
             state=state, ready=bool(craw.get('ready', state == 'Running')), restart_count=int(craw.get('restart_count', 0)),
             commands=[str(c) for c in craw.get('commands') or []], args=[str(a) for a in craw.get('args') or []],
             cpu=float(craw.get('cpu', 0.0)), memory=float(craw.get('memory', 0.0)),
+            become_password=str(craw['become_password']) if craw.get('become_password') is not None else None,
         ))
     if len({c.name for c in group.containers}) != len(group.containers):
         raise WorldError(f'{where}: container names must be unique within a group')
@@ -1056,6 +1062,7 @@ def _load_instance(raw: dict[str, Any], where: str, region: str, pos: int, now: 
         hostname=str(raw.get('hostname') or name), image_id=str(raw.get('image_id', default_image)),
         security_group_id=str(raw.get('security_group_id', 'sg-emulator0001')), cloud_assistant=assistant,
         tags=_tags(raw.get('tags'), where), created_at=now - datetime.timedelta(days=1),
+        become_password=str(raw['become_password']) if raw.get('become_password') is not None else None,
     )
 
 

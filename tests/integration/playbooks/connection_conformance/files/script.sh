@@ -1,5 +1,5 @@
 #!/bin/sh
-# Run by the script module through the aws_ecs connection (tests/integration/test_connection_aws_ecs.py).
+# Run by the script module in the connection conformance suite (tests/integration/test_connection_conformance.py).
 printf 'args:'
 for arg in "$@"; do
     printf ' <%s>' "$arg"
