@@ -60,7 +60,8 @@ STDIN_PRINTF = 'printf'
 def _printf_escape(data: bytes) -> str:
     """Bytes as a single-quoted printf format that prints exactly them (octal escapes for all but safe ASCII)."""
     safe = set(b'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.:/=+-_@')
-    return "'" + ''.join(chr(b) if b in safe else f'\\{b:03o}' for b in data) + "'"
+    # A format that starts with '-' is an option to printf (dash: "Illegal option"): the first byte is always escaped.
+    return "'" + ''.join(chr(b) if b in safe and index else f'\\{b:03o}' for index, b in enumerate(data)) + "'"
 
 
 def stdin_method(data: bytes, nonce: str, have_base64: bool = True) -> str:

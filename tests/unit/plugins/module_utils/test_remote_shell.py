@@ -119,6 +119,7 @@ def test_exact_output_through_a_real_pty(tmp_path):
     (b'no newline at the end', rs.STDIN_BASE64),
     (b'\x00\x01\xfe\xff binary\n', rs.STDIN_BASE64),
     (b'\x00\x01\xfe\xff binary\n\'quote" \\ $x %s', rs.STDIN_PRINTF),
+    (b'-\\x starts like an option', rs.STDIN_PRINTF),   # printf would take "-\\..." for an option and print nothing
     ('ünïcödé\n'.encode(), rs.STDIN_HEREDOC),
 ])
 def test_stdin_reaches_the_command_exactly(tmp_path, data, method):
