@@ -48,7 +48,7 @@ TARGETS = {
     'aws_ecs': ({'ansible_connection': 'cloudexec.core.aws_ecs', 'ansible_aws_ecs_cluster': 'demo', 'ansible_aws_ecs_task': TASK,
                  'ansible_aws_ecs_container': 'web'}, ('aws-ecs', 'ExecuteCommand'), 'aws-ecs-exec'),
     'ali_eci': ({'ansible_connection': 'cloudexec.core.ali_eci', 'ansible_ali_eci_container_group_id': 'eci-bp1demo00000000001'},
-                ('ali-eci', 'ExecContainerCommand'), None),
+                ('ali-eci', 'ExecContainerCommand'), 'ali-eci-exec'),
     'ali_assist': ({'ansible_connection': 'cloudexec.core.ali_assist', 'ansible_ali_assist_instance_id': 'i-bp1demo000000000001'},
                    ('ali-ecs', 'RunCommand'), None),
 }
@@ -107,6 +107,9 @@ def scenario_play(tasks: int, latency_ms: int, pipelining: bool, connection: str
             'local s': f'{local:.1f}', 'remote s': f'{remote:.1f}', 'ratio': f'{remote / local:.2f}x',
             f'{opener} per play': calls['calls'].get(service, {}).get(opener, 0),
             'API calls/task': f'{api_calls / tasks:.1f}',
+            # Round trips the play waited for, per task: on a session, the client's input after the agent's output
+            # (the emulated agent counts these "turns"); on Cloud Assistant, each call is one (RunCommand, each poll).
+            'round trips/task': f'{ws.get("turns", 0) / tasks:.1f}' if ws_name else f'{api_calls / tasks:.1f}',
             'ws frames/task': f'{(ws.get("frames_in", 0) + ws.get("frames_out", 0)) / tasks:.0f}' if ws_name else '-',
         })
     return rows
@@ -181,7 +184,8 @@ def scenario_poll(counts: tuple[int, ...] = (1, 100, 1000)) -> list[dict]:
 
 SCENARIOS = {
     'play': lambda a: scenario_play(a.tasks, 0, False) + scenario_play(a.tasks, 0, True),
-    'latency': lambda a: scenario_play(a.tasks, 20, True),
+    'latency': lambda a: [row for ms in (20, 50) for connection in ('aws_ecs', 'ali_eci')
+                          for row in scenario_play(a.tasks, ms, True, connection)],
     'transfer': lambda a: scenario_transfer(a.size_mb),
     'eci': lambda a: scenario_play(a.tasks, 0, True, 'ali_eci'),
     'assist': lambda a: scenario_play(min(a.tasks, 20), 0, True, 'ali_assist'),

@@ -114,9 +114,10 @@ options:
       - The controller remembers which pieces it sent to each instance in the private control directory
         (E(CLOUDEXEC_CONTROL_DIR), by default C(~/.ansible/cp/cloudexec)); a piece the instance lost is sent again.
       - Only module code goes through the cache (on the stdin of the interpreter, or C(AnsiballZ_*) files without
-        pipelining, up to 1 MiB), and a piece is kept only once two tasks used it, so the piece holding a task's
-        arguments (and a become password) is never kept. Files of C(copy), C(template) and the like never are. An empty
-        value turns the cache off.
+        pipelining, up to 1 MiB). The lines that hold a task's arguments (and a become password) are pieces of their
+        own and are never kept; they travel inside the task's own C(RunCommand), so a task whose module the instance
+        keeps is one C(RunCommand). Files of C(copy), C(template) and the like are never kept. An empty value turns the
+        cache off.
     vars:
       - name: ansible_ali_assist_piece_cache
     env:

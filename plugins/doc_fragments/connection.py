@@ -31,9 +31,9 @@ options:
         sends only the pieces the target does not have yet (most of a module is the same from one task to the next).
         C(~/) is the remote user's home. The directory is private (0700); pieces unused for a day are removed.
       - Only module code goes through it (on the stdin of the interpreter with pipelining, or C(AnsiballZ_*) files
-        without it), and a piece is kept only once two tasks used it, so the piece holding a task's arguments (and a
-        become password) never stays on the target. Files of C(copy), C(template) and the like never do. A lost piece
-        is found before the command starts, and everything is sent again. An empty value turns the cache off.
+        without it). The lines that hold a task's arguments (and a become password) are pieces of their own, sent
+        inline and never kept. Files of C(copy), C(template) and the like never are. A lost piece is found before the
+        command starts, and everything is sent again. An empty value turns the cache off.
     type: str
     default: ~/.cache/cloudexec-pieces
     env:

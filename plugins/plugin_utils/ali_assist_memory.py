@@ -22,12 +22,11 @@ import typing as t
 
 
 class PieceMemory:
-    """What the controller knows of one target's pieces: a file in the private control directory.
+    """Which pieces of module code one target keeps: a file in the private control directory.
 
-    A piece is kept in the target's cache only once it has been seen in two transfers: pieces that belong to one
-    task alone (the one that holds the task's arguments, which may be secret) are staged and removed as before, and
-    never stay on the target. Tasks run in separate worker processes, so this file is what lets one task know what
-    an earlier one sent. It is a hint: a kept piece the target lost is reported, and sent again.
+    Tasks run in separate worker processes, so this file is what lets one task know what an earlier one sent. It is
+    a hint: a kept piece the target lost is reported, and sent again. (Lines `seen NAME` of earlier releases, which
+    kept a piece only on its second sight, are ignored.)
     """
 
     LIMIT = 8192    # lines kept; past it the memory starts again (the target keeps its pieces until they expire)
@@ -35,26 +34,25 @@ class PieceMemory:
     def __init__(self, path: str | None) -> None:
         self.path = path
 
-    def load(self) -> tuple[set[str], set[str]]:
-        """(seen, kept) piece names."""
-        seen: set[str] = set()
+    def load(self) -> set[str]:
+        """The names of the pieces the target keeps."""
         kept: set[str] = set()
         if not self.path:
-            return seen, kept
+            return kept
         try:
             with open(self.path, encoding='ascii') as source:
                 for line in source:
                     state, dummy, name = line.strip().partition(' ')
-                    if len(name) == 32:
-                        (kept if state == 'kept' else seen).add(name)
+                    if state == 'kept' and len(name) == 32:
+                        kept.add(name)
         except (OSError, UnicodeDecodeError):
             pass
-        return seen, kept
+        return kept
 
-    def remember(self, seen: list[str], kept: list[str]) -> None:
-        if not self.path or not (seen or kept):
+    def remember(self, kept: list[str]) -> None:
+        if not self.path or not kept:
             return
-        lines = [f'seen {name}\n' for name in seen] + [f'kept {name}\n' for name in kept]
+        lines = [f'kept {name}\n' for name in kept]
         try:
             size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
             flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if size > self.LIMIT * 38 else os.O_APPEND)

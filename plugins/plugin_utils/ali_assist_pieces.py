@@ -70,14 +70,15 @@ def _text_prefix(chunk: bytes, at_end: bool) -> bytes:
     return chunk
 
 
-def content_pieces(data: bytes) -> list[tuple[str, bytes]]:
-    """data cut where its content says (chunking.content_chunks), into pieces that each fit one RunCommand."""
-    pieces: list[tuple[str, bytes]] = []
-    for chunk in chunking.content_chunks(data, TEXT_PIECE):
+def content_pieces(data: bytes) -> list[tuple[str, bytes, bool]]:
+    """data cut where its content says (chunking.module_chunks), into pieces that each fit one RunCommand:
+    (kind, piece, may_keep), may_keep False for the task's argument lines and for anything that is not module code."""
+    pieces: list[tuple[str, bytes, bool]] = []
+    for chunk, may_keep in chunking.module_chunks(data, TEXT_PIECE):
         if chunking.is_text(chunk):
-            pieces.append(('text', chunk))
+            pieces.append(('text', chunk, may_keep))
         else:
-            pieces.extend(('b64', chunk[at:at + BINARY_PIECE]) for at in range(0, len(chunk), BINARY_PIECE))
+            pieces.extend(('b64', chunk[at:at + BINARY_PIECE], may_keep) for at in range(0, len(chunk), BINARY_PIECE))
     return pieces
 
 
@@ -104,6 +105,13 @@ def piece_script(directory: str, name: str, kind: str, data: bytes, nonce: str) 
     return '\n'.join(lines) + '\n'
 
 
+def inline_piece_lines(script: str, staged: 'Staged', nonce: str) -> list[str]:
+    """A piece script carried inside the command's own script (one RunCommand fewer): it runs first, in a subshell;
+    when it cannot write its piece, the command reports STAGE:write and does not run."""
+    fail = f"printf '\\n@@CE{nonce}:STAGE:%s@@\\n' write; rm -rf {staged.stage_dir}; exit 0"
+    return ['(', script.rstrip('\n'), f') || {{ {fail}; }}']
+
+
 SHA256_SCRIPT = ('if command -v sha256sum >/dev/null 2>&1; then sha256sum < {path} | cut -c1-64; '
                  'elif command -v shasum >/dev/null 2>&1; then shasum -a 256 < {path} | cut -c1-64; '
                  'elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 < {path} | sed "s/.*= *//"; '
@@ -124,7 +132,6 @@ class Staged:
     stage_dir: str = ''                 # the per-transfer directory, removed once joined (shell word)
     cache_dir: str = ''                 # the piece cache directory (shell word); '' when the cache is not used
     glob: bool = False                  # parts are p00000, p00001... in stage_dir, joined by a glob (any number fits)
-    seen: list[str] = field(default_factory=list)   # names to remember as seen once the join succeeded
     kept: list[str] = field(default_factory=list)   # names to remember as kept in the cache
 
 

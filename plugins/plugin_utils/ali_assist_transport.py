@@ -52,6 +52,7 @@ from ansible_collections.cloudexec.core.plugins.plugin_utils.ali_assist_pieces i
     cache_dir_word,
     content_pieces,
     fits,
+    inline_piece_lines,
     parse_stage_failure,
     piece_script,
     split_pieces,
@@ -532,7 +533,7 @@ class AssistTransport:
         stage_dir = shlex.quote(f'/tmp/.cloudexec-stage-{nonce}')
         # (A cache directory of a sane length: PIECE_OVERHEAD leaves room for it once in every piece script.)
         if cache and self.target.piece_cache and len(self.target.piece_cache) <= 200 and self.memory.path and len(data) <= CACHE_MAX:
-            seen, kept = self.memory.load()
+            kept = self.memory.load()
             staged = Staged(parts=[], fresh=[], known=[], digest=digest, stage_dir=stage_dir,
                             cache_dir=cache_dir_word(self.target.piece_cache))
             scripts = []
@@ -543,18 +544,19 @@ class AssistTransport:
                 staged.fresh.append(words[name])
                 staged.parts.append(words[name])
                 scripts.append(piece_script(stage_dir, name, kind, piece, nonce))
-            for kind, piece in content_pieces(data[private:]):
+            for kind, piece, may_keep in content_pieces(data[private:]):
                 name = hashlib.sha256(piece).hexdigest()[:32]
                 if name not in words:
-                    if name in kept:
+                    if may_keep and name in kept:
                         words[name] = f'"$__ce_c"/{name}'
                         staged.known.append(words[name])
                     else:
-                        into_cache = name in seen
-                        words[name] = f'"$__ce_c"/{name}' if into_cache else f'"$__ce_s"/{name}'
-                        (staged.kept if into_cache else staged.seen).append(name)
+                        # Module code goes into the cache on first sight; the task's argument lines only to this stage.
+                        words[name] = f'"$__ce_c"/{name}' if may_keep else f'"$__ce_s"/{name}'
+                        if may_keep:
+                            staged.kept.append(name)
                         staged.fresh.append(words[name])
-                        scripts.append(piece_script(staged.cache_dir if into_cache else stage_dir, name, kind, piece, nonce))
+                        scripts.append(piece_script(staged.cache_dir if may_keep else stage_dir, name, kind, piece, nonce))
                 staged.parts.append(words[name])
             return staged, scripts
         pieces = split_pieces(data)
@@ -563,19 +565,45 @@ class AssistTransport:
         scripts = [piece_script(stage_dir, name, kind, piece, nonce) for name, (kind, piece) in zip(names, pieces)]
         return Staged(parts=words_in_order, fresh=list(words_in_order), known=[], digest=digest, stage_dir=stage_dir, glob=True), scripts
 
-    def send_pieces(self, staged: Staged, scripts: list[str], size: int) -> None:
-        """Start the piece scripts (their RunCommands are not waited for: the joining command waits for the parts)."""
-        self.start_many(scripts, STAGE_WAIT)
-        self.stats.staged_pieces += len(scripts)
-        self.stats.cached_pieces += len(staged.known)
-        self.log(f'staged {size} bytes: {len(scripts)} piece(s) sent, {len(staged.known)} already on the target')
+    def _pack(self, staged: Staged, pieces: list[str], nonce: str, build: t.Callable[[list[str]], str | None]) -> str | None:
+        """The joining script with as many piece scripts inside it as fit (smallest first), the others started on
+        their own; None when not even the bare joining script fits. build(prelude) gives a script or None.
 
-    def joined(self, staged: Staged, why: str | None) -> None:
-        """After the joining command: remember the new pieces, or forget everything when the target lost some."""
-        if why == 'evicted':
+        At steady state (the module's code kept on the target) the argument piece alone is new: the task is then one
+        RunCommand.
+        """
+        script = build([])
+        if script is None:
+            return None
+        inline: list[str] = []
+        rest = sorted(pieces, key=len)
+        while rest:
+            candidate = build(inline + inline_piece_lines(rest[0], staged, nonce))
+            if candidate is None:
+                break
+            inline += inline_piece_lines(rest.pop(0), staged, nonce)
+            script = candidate
+        self.send_pieces(staged, rest, sum(len(piece) for piece in pieces), inline=len(pieces) - len(rest))
+        return script
+
+    def send_pieces(self, staged: Staged, scripts: list[str], size: int, inline: int = 0) -> None:
+        """Start the piece scripts (their RunCommands are not waited for: the joining command waits for the parts);
+        `inline` more travel inside the joining command itself."""
+        self.start_many(scripts, STAGE_WAIT)
+        self.stats.staged_pieces += len(scripts) + inline
+        self.stats.cached_pieces += len(staged.known)
+        self.log(f'staged {size} bytes: {len(scripts) + inline} piece(s) sent ({inline} inside the command), '
+                 f'{len(staged.known)} already on the target')
+
+    def joined(self, staged: Staged, why: str | None) -> bool:
+        """After the joining command: remember the new pieces; True when kept pieces were lost or damaged (the joined
+        data did not hash right): then they are all forgotten, and the caller sends everything again."""
+        if why == 'evicted' or (why == 'checksum' and staged.known):
             self.memory.forget()
-        elif why is None:
-            self.memory.remember(staged.seen, staged.kept)
+            return True
+        if why is None:
+            self.memory.remember(staged.kept)
+        return False
 
     # ---- commands
 
@@ -615,9 +643,8 @@ class AssistTransport:
             raise AssistError(f'The command on {self.target.describe()} was cancelled before it started; nothing ran',
                               code='CommandCancelled', remedy='Run the task again')
         why = parse_stage_failure(output, nonce)
-        if staged is not None:
-            self.joined(staged, why)
-        if why == 'evicted' and resend:
+        lost = staged is not None and self.joined(staged, why)
+        if lost and resend:
             # The target no longer has pieces an earlier task left; the command has not started: send everything.
             self.log('the target lost cached pieces: sending them again')
             return self._run(command, stdin, timeout, resend=False, private=private)
@@ -683,10 +710,14 @@ class AssistTransport:
         wrapped = f'(\n{command}\n) < {shlex.quote(stdin_file)}; __ce_x=$?; rm -f {shlex.quote(stdin_file)}; exit $__ce_x'
         for cache in (True, False):
             staged, pieces = self.plan_stage(stdin, nonce, cache=cache, private=private)
-            script = self._command_script(wrapped, None, nonce, prelude=assemble_lines(staged, stdin_file, nonce))
-            if script is not None:
-                self.send_pieces(staged, pieces, len(stdin))
-                return staged, script
+            assemble = assemble_lines(staged, stdin_file, nonce)
+
+            def joining(prelude: list[str], assemble: list[str] = assemble) -> str | None:
+                return self._command_script(wrapped, None, nonce, prelude=prelude + assemble)
+
+            packed = self._pack(staged, pieces, nonce, joining)
+            if packed is not None:
+                return staged, packed
         raise AssistError(f'The command line alone is larger than the RunCommand limit of {ca.CONTENT_LIMIT} bytes after Base64',
                           code='CmdContent.ExceedLimit', remedy='Put long scripts in a file (copy or template) and run the file')
 
@@ -729,27 +760,34 @@ class AssistTransport:
         # Only Ansible's own module files (without pipelining) go through the piece cache: a user's files never
         # leave pieces behind, whatever they hold.
         module_file = os.path.basename(out_path).startswith('AnsiballZ_')
+        tail = [f'mv -f {shlex.quote(partial)} {shlex.quote(out_path)} || {{ printf \'\\n@@CE{nonce}:STAGE:move@@\\n\'; exit 0; }}',
+                f"printf '@@CE{nonce}:PUT:OK@@\\n'"]
         for cache in (module_file, False):
             staged, pieces = self.plan_stage(data, nonce, cache=cache)
-            lines = assemble_lines(staged, partial, nonce)
-            lines += [f'mv -f {shlex.quote(partial)} {shlex.quote(out_path)} || {{ printf \'\\n@@CE{nonce}:STAGE:move@@\\n\'; exit 0; }}',
-                      f"printf '@@CE{nonce}:PUT:OK@@\\n'"]
-            script = '\n'.join(lines) + '\n'
-            if fits(script):
+            assemble = assemble_lines(staged, partial, nonce)
+            sent = len(pieces)
+
+            def joining(prelude: list[str], assemble: list[str] = assemble) -> str | None:
+                text = '\n'.join(prelude + assemble + tail) + '\n'
+                return text if fits(text) else None
+
+            script = self._pack(staged, pieces, nonce, joining)
+            if script is not None:
                 break
-        self.send_pieces(staged, pieces, len(data))
+        else:
+            raise AssistError(f'Copying to {out_path}: the joining script does not fit one RunCommand', code='TransferFailed',
+                              remedy='Report this: a transfer of any size is joined by one short script')
         result, output = self.run_script(script, STAGE_WAIT + 60)
         del result
         why = parse_stage_failure(output, nonce)
-        self.joined(staged, why)
-        if why == 'evicted' and resend:
+        if self.joined(staged, why) and resend:
             self.log('the target lost cached pieces: sending them again')
             return self.put_file(in_path, out_path, resend=False)
         if why or f'@@CE{nonce}:PUT:OK@@'.encode() not in output:
             raise AssistError(f'Copying to {out_path} on {self.target.describe()} failed ({why or "no confirmation"}): '
                               f'{output[-300:].decode("utf-8", "replace").strip()}', code='TransferFailed',
                               remedy='Check that the directory exists and is writable by the Cloud Assistant user')
-        return {'bytes': len(data), 'pieces': len(staged.parts), 'sent': len(pieces), 'sha256': staged.digest}
+        return {'bytes': len(data), 'pieces': len(staged.parts), 'sent': sent, 'sha256': staged.digest}
 
     def _remote_file(self, path: str) -> bytes | None:
         """A regular file's bytes on the target, read in pages and checked against its SHA-256; None when it is missing."""

@@ -6,14 +6,14 @@
 
 Every task of a play sends its module as ~200 KB of AnsiballZ, almost all of it the same from one task to the
 next. The stdin of a pipelined module (and a module file copied without pipelining) is cut where its content says
-(chunking.py); a piece seen in two transfers is written to a private directory on the target (0700, by default
-~/.cache/cloudexec-pieces) and from then on only named: the command's stdin is joined there from the kept pieces
-and the ones sent inline. Pieces seen once travel inline and are never written anywhere, so the piece holding a
-task's arguments (which may be secret), and a become password before it (the `private` prefix), never stay on the
-target.
+(chunking.module_chunks): pieces of module code are written, on first sight, to a private directory on the target
+(0700, by default ~/.cache/cloudexec-pieces) and from then on only named: the command's stdin is joined there from
+the kept pieces and the ones sent inline. The lines that hold the task's arguments (which may be secret), a become
+password before them (the `private` prefix), and any stdin that is not Ansible's module code travel inline and are
+never written anywhere on the target.
 
-The session remembers which pieces its target keeps. A kept piece the target lost is found before the command
-starts (the script ends with the outcome `evicted` before its OUT marker): the command has not run, and it is sent
+The session remembers which pieces its target keeps. A kept piece the target lost, or one that no longer hashes to
+its name, is found before the command starts (the script ends with the outcome `evicted` before its OUT marker): the command has not run, and it is sent
 again whole. Pieces unused for a day are removed from the target.
 """
 
@@ -49,7 +49,6 @@ class StdinPlan:
     prelude: list[str]                                  # sh lines before the command: check kept pieces, write new ones
     feed: list[str]                                     # sh lines whose output, in order, is the command's stdin
     keep: list[str] = field(default_factory=list)       # names kept on the target once this command ran
-    seen: list[str] = field(default_factory=list)       # names seen (once) by this command
     inline_bytes: int = 0                               # piece bytes the script carries
 
 
@@ -60,7 +59,6 @@ class ModuleCache:
         self.directory = directory
         self.word = directory_word(directory)
         self.kept: set[str] = set()
-        self.seen: set[str] = set()
         self.hits = 0
         self.sent = 0
 
@@ -75,21 +73,20 @@ class ModuleCache:
         known: list[str] = []
         if private:
             self._inline(plan, stdin[:private], nonce)
-        for piece in chunking.content_chunks(stdin[private:], MAX_PIECE):
+        for piece, may_keep in chunking.module_chunks(stdin[private:], MAX_PIECE):
             name = chunking.piece_name(piece)
-            if name in self.kept or name in plan.keep:
+            if may_keep and (name in self.kept or name in plan.keep):
                 if name in self.kept and name not in known:
                     known.append(name)
                 self.hits += 1
                 plan.feed.append(f'cat "$__ce_c"/{name}')
-            elif name in self.seen:
-                # Seen in an earlier transfer: from now on the target keeps it.
+            elif may_keep:
+                # Module code: from now on the target keeps it.
                 plan.keep.append(name)
                 plan.prelude += self._write(piece, name, nonce)
                 plan.inline_bytes += len(piece)
                 plan.feed.append(f'cat "$__ce_c"/{name}')
             else:
-                plan.seen.append(name)
                 self._inline(plan, piece, nonce)
         head = [f'__ce_c={self.word}']
         if known or plan.keep:
@@ -97,8 +94,12 @@ class ModuleCache:
             head.append('[ -d "$__ce_c" ] || ( umask 077; mkdir -p "$__ce_c" ) 2>/dev/null')
             head.append('[ -d "$__ce_c" ] && [ -O "$__ce_c" ] || __ce_end evicted 0')
         if known:
+            # Each kept piece must still hash to its name: a lost or damaged one ends the script before the command
+            # starts (evicted), and the controller sends everything inline.
             names = ' '.join(known)
-            head += [f'for __ce_p in {names}; do [ -f "$__ce_c/$__ce_p" ] || __ce_end evicted 0; done',
+            head += [f'( cd "$__ce_c" && sha256sum {names} ) 2>/dev/null | {{ __ce_k=0; while read -r __ce_h __ce_p; do',
+                     '  case "$__ce_h" in "$__ce_p"*) __ce_k=$((__ce_k + 1));; esac; done',
+                     f'  [ "$__ce_k" = {len(known)} ]; }} || __ce_end evicted 0',
                      f'( cd "$__ce_c" && touch -c {names} ) 2>/dev/null']
         if plan.keep:
             plan.prelude.append(f'find "$__ce_c" -type f -mmin +{EXPIRE_MINUTES} -exec rm -f {{}} + 2>/dev/null')
@@ -130,7 +131,6 @@ class ModuleCache:
             self.forget()
             return
         self.kept.update(plan.keep)
-        self.seen.update(plan.seen)
         self.sent += plan.inline_bytes
 
     def forget(self) -> None:

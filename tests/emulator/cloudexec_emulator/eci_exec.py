@@ -322,6 +322,7 @@ class ExecChannel:
         self.process: SandboxProcess | None = None
         self.output_bytes = 0
         self.dropped = False
+        self.replied = False
         self.done = asyncio.Event()
         self.shutting_down = False
         self._queue: asyncio.Queue[tuple[float, bytes | str | None]] = asyncio.Queue()
@@ -363,6 +364,7 @@ class ExecChannel:
                 return
 
     def _output(self, channel: int, data: bytes) -> None:
+        self.replied = self.replied or bool(data)
         for start in range(0, len(data), CHUNK):
             piece = data[start:start + CHUNK]
             if self.policy.drop_after_bytes is not None and self.output_bytes + len(piece) > self.policy.drop_after_bytes:
@@ -412,6 +414,11 @@ class ExecChannel:
             channel, payload = decoded
             process = self.process
             if channel == STDIN:
+                if self.replied and payload:
+                    # Input after output: the client waited for the container (a round trip on its critical path). A
+                    # counter for the benchmark and for tests that pin round trips per task, not a kubelet behaviour.
+                    self.replied = False
+                    self._count('turns')
                 # An empty stdin message writes nothing: before v5 there is no end of input but the socket's end.
                 if process is not None and self.session.stdin and payload:
                     process.write(payload)

@@ -252,6 +252,7 @@ class AgentSession:
         self.settings = session.settings
         self.process: SandboxProcess | None = None
         self.out_seq = 0
+        self.replied = False            # output sent since the last input (counts round trips: "turns")
         # sequence number -> [encoded frame, time last sent]; insertion order is sequence order.
         self.outgoing: dict[int, list[Any]] = {}
         self.expected_in = 0
@@ -392,6 +393,7 @@ class AgentSession:
         """A new output_stream_data message: sequenced, kept for resending, subject to the output faults."""
         if not payload:
             return
+        self.replied = True
         size = len(payload)
         if self._seal is not None and payload_type in _SEALED_OUT:
             nonce = os.urandom(12)
@@ -490,6 +492,11 @@ class AgentSession:
     def _apply_input(self, message: wire.WireMessage) -> None:
         assert self.process is not None
         if message.payload_type == wire.OUTPUT:
+            if self.replied:
+                # Input after output: the client waited for the agent (a round trip on its critical path). Not a
+                # behaviour of the agent: a counter for the benchmark and for tests that pin round trips per task.
+                self.replied = False
+                self._count('turns')
             payload = message.payload
             if self._open is not None:
                 try:

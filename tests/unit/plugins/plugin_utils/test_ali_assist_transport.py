@@ -241,60 +241,70 @@ def test_parsers_ignore_other_nonces():
 def module_like_payload(args: str) -> bytes:
     """Shaped like an AnsiballZ wrapper: code, then the task's arguments, then the module's (same) zip data."""
     zip_data = base64.b64encode(random.Random(7).randbytes(180 * 1024)).decode()   # a zip: compressed, high entropy
-    return (f'#!/usr/bin/python\ndef _ansiballz_main(**kw):\n    pass\n\n_ansiballz_main(\nparams={args!r},\n'
+    params = '{"ANSIBLE_MODULE_ARGS": ' + args + '}'
+    return (f'#!/usr/bin/python\ndef _ansiballz_main(**kw):\n    pass\n\n_ansiballz_main(\nparams={params!r},\n'
             f'zip_data={zip_data!r},\n)\n').encode()
 
 
 def test_content_pieces_rebuild_fit_and_survive_an_insertion():
     first, second = module_like_payload('{"cmd": "echo one"}'), module_like_payload('{"cmd": "echo two, with more words"}')
     pieces_first, pieces_second = ap.content_pieces(first), ap.content_pieces(second)
-    assert b''.join(p for dummy, p in pieces_first) == first and b''.join(p for dummy, p in pieces_second) == second
-    for kind, piece in pieces_first:
+    assert b''.join(p for dummy, p, dummy in pieces_first) == first and b''.join(p for dummy, p, dummy in pieces_second) == second
+    for kind, piece, dummy in pieces_first:
         assert len(base64.b64encode(ap.piece_script('"$__ce_c"', 'a' * 32, kind, piece, '0123456789abcdef').encode())) <= ca.CONTENT_LIMIT
     # The arguments moved every later byte: fixed-size pieces would all differ, content-defined ones mostly match.
-    shared = {p for dummy, p in pieces_first} & {p for dummy, p in pieces_second}
-    assert len(pieces_first) > 8 and len(shared) >= len(pieces_first) - 2
+    shared = {p for dummy, p, dummy in pieces_first} & {p for dummy, p, dummy in pieces_second}
+    assert len(pieces_first) > 8 and len(shared) == len(pieces_first) - 1
+    # The argument line is a piece of its own, never to be kept; everything else may be.
+    assert [p for dummy, p, may_keep in pieces_first if not may_keep] == [b"params='{\"ANSIBLE_MODULE_ARGS\": {\"cmd\": \"echo one\"}}',\n"]
     assert not {p for dummy, p in ap.split_pieces(first)[1:]} & {p for dummy, p in ap.split_pieces(second)[1:]}
     binary = os.urandom(50000)
-    assert b''.join(p for dummy, p in ap.content_pieces(binary)) == binary
+    assert b''.join(p for dummy, p, dummy in ap.content_pieces(binary)) == binary
+    assert not any(may_keep for dummy, dummy, may_keep in ap.content_pieces(binary))   # not module code: nothing kept
 
 
-def test_piece_cache_keeps_shared_pieces_only_and_survives_eviction(tmp_path, clock):
+def test_piece_cache_keeps_module_code_never_arguments_and_survives_eviction(tmp_path, clock):
     client = FakeEcs()
     memory = am.PieceMemory(str(tmp_path / 'memory'))
     cache = tmp_path / 'cache dir'
     t = transport(client, clock, memory=memory, piece_cache=str(cache))
     secret = f'secret-{os.urandom(8).hex()}'   # only this test's arguments hold it
 
-    def run(number: int) -> int:
+    def run(number: int) -> tuple[int, int]:
+        """(pieces sent, RunCommand calls) of one task."""
         payload = module_like_payload(f'{{"password": "{secret}-{number}"}}')
-        before = t.stats.staged_pieces
-        assert ran(t, 'cat', payload) == (0, payload, b'')
-        return t.stats.staged_pieces - before
+        before, calls = t.stats.staged_pieces, client.calls.count('RunCommand')
+        # (cksum: the payload arrives whole, and the output stays small, so output pages add no RunCommand.)
+        expected = subprocess.run(['cksum'], input=payload, capture_output=True, check=True).stdout
+        assert ran(t, 'cksum', payload) == (0, expected, b'')
+        return t.stats.staged_pieces - before, client.calls.count('RunCommand') - calls
 
     def left_on_target() -> list[Path]:
         """Files of this test's pieces anywhere on the "target" (the cache, and staging directories in /tmp)."""
         candidates = [*Path('/tmp').glob('.cloudexec-stage-*/*'), *(cache.iterdir() if cache.exists() else [])]
         return [path for path in candidates if secret.encode() in _read_if_there(path)]
 
-    # First sight: every piece is staged and removed; nothing stays on the target.
-    count = run(1)
-    assert count > 8 and not cache.exists()
-    assert len(memory.load()[0]) == count
-    # Second sight: the pieces seen before go to the cache; the one with the arguments is staged and removed again.
-    assert run(2) >= count - 2
+    # First sight: every piece is sent; the module code stays in the cache (0700), the argument piece does not.
+    count, dummy = run(1)
+    assert count > 8
     assert oct(cache.stat().st_mode & 0o777) == '0o700'
-    assert len(list(cache.iterdir())) >= count - 2
-    # From then on only what changed is sent.
-    assert run(3) <= 2
-    assert t.stats.cached_pieces >= count - 2
+    assert len(list(cache.iterdir())) == count - 1 and len(memory.load()) == count - 1
+    assert not left_on_target()
+    # From then on only the argument piece is sent, inside the command's own script: one RunCommand per task.
+    assert run(2) == (1, 1)
+    assert run(3) == (1, 1)
+    assert t.stats.cached_pieces == 2 * (count - 1)
     assert not left_on_target()
 
     # The instance lost its cache (cleaned, replaced): the command reports it before running and everything is resent.
     for path in cache.iterdir():
         path.unlink()
-    assert run(4) >= count - 2
+    assert run(4)[0] >= count
     assert not left_on_target()
+    # A damaged piece (the joined data does not hash right) is the same: found before the command, everything resent.
+    victim = sorted(cache.iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:-1] + b'#')
+    assert run(5)[0] >= count
 
 
 def test_large_file_is_joined_by_a_glob_in_one_script(tmp_path, clock):
@@ -317,10 +327,10 @@ def test_only_module_files_go_through_the_piece_cache(tmp_path, clock):
         t.put_file(str(source), str(tmp_path / f'copy{index}.conf'))
     assert not cache.exists()
     sent = []
-    for index in range(3):   # the same module file three times: kept after the second, not sent the third
+    for index in range(3):   # the same module file three times: its code kept on first sight, its arguments never
         sent.append(t.put_file(str(source), str(tmp_path / f'AnsiballZ_mod{index}.py'))['sent'])
         assert (tmp_path / f'AnsiballZ_mod{index}.py').read_bytes() == source.read_bytes()
-    assert sent[2] == 0 and sent[0] == sent[1] > 8 and len(list(cache.iterdir())) == sent[0]
+    assert sent[0] > 8 and sent[1] == sent[2] == 1 and len(list(cache.iterdir())) == sent[0] - 1
 
 
 class RealClock(FakeClock):
