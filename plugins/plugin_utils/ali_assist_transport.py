@@ -345,6 +345,7 @@ class AssistTransport:
         self.notify = notify or (lambda text, worrying: self.log(text))
         self.memory = memory or PieceMemory(None)
         self.auth = auth
+        self.last_trace: dict[str, int] = {}
         self.target = target
         self.log = log or (lambda msg: None)
         self.poller_factory = poller_factory
@@ -621,6 +622,7 @@ class AssistTransport:
         finally:
             spent = {name: count - before.get(name, 0) for name, count in self.stats.counter.calls.items() if count - before.get(name, 0)}
             self.log(f'API calls for this command: {spent}')
+            self.last_trace = spent   # each call is a round trip; the connection shows them at -vvvv
 
     def close(self) -> None:
         """Nothing to end: there is no session."""

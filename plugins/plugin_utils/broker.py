@@ -240,6 +240,7 @@ class BrokerClient:
         self.connect_timeout = float(options.get('connect_timeout') or 60)
         self.key = broker_key(kind, key_options if key_options is not None else options)
         self.start_timeout = start_timeout
+        self.last_trace: dict[str, int] = {}   # what the last exec cost on the wire, for the -vvvv trace
         self._log = log or (lambda msg: None)
         # What the broker tells about abandoned commands: (text, worrying) - worrying when one may still run.
         self._notify = notify or (lambda msg, worrying: self._log(msg))
@@ -409,6 +410,7 @@ class BrokerClient:
         payloads = [stdin] if stdin is not None else []
         reply, data = self._work({'op': 'exec', 'command': command, 'stdin': stdin is not None, 'private': private}, timeout,
                                  *payloads)
+        self.last_trace = reply.get('trace') or {}
         return int(reply['rc']), data[0], data[1]
 
     def put_file(self, in_path: str, out_path: str, timeout: float) -> dict[str, t.Any]:
@@ -606,9 +608,13 @@ class Broker:
 
         def work(shell: t.Any) -> tuple[dict[str, t.Any], list[bytes]]:
             if op == 'exec':
+                before = shell.counters() if hasattr(shell, 'counters') else {}
                 result = shell.run(header['command'], stdin=stdin, timeout=timeout, cancelled=cancelled, cache=stdin is not None,
                                    private=int(header.get('private') or 0))
-                return {'ok': True, 'rc': result.rc, 'crlf': result.crlf}, [result.stdout, result.stderr]
+                after = shell.counters() if before else {}
+                # What this exec cost on the wire (the connection shows it at -vvvv): counts only, nothing of the data.
+                trace = {name: after[name] - before[name] for name in after}
+                return {'ok': True, 'rc': result.rc, 'crlf': result.crlf, 'trace': trace}, [result.stdout, result.stderr]
             transfer = shell.put_file if op == 'put' else shell.fetch_file
             return {'ok': True, 'stats': transfer(header['in_path'], header['out_path'], timeout=timeout, cancelled=cancelled)}, []
 

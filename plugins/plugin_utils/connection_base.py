@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 import typing as t
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
@@ -39,10 +40,12 @@ class InProcessClient:
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
+        self.last_trace: dict[str, int] = {}   # what the last run cost (API calls), for the -vvvv trace
 
     def run(self, command: str, stdin: bytes | None, timeout: float, private: int = 0) -> tuple[int, bytes, bytes]:
         """(rc, stdout, stderr) of one command."""
         result = self.transport.run(command, stdin=stdin, timeout=timeout, private=private)
+        self.last_trace = getattr(self.transport, 'last_trace', None) or {}
         return result.rc, result.stdout, result.stderr
 
     def put_file(self, in_path: str, out_path: str, timeout: float) -> dict[str, t.Any]:
@@ -174,7 +177,12 @@ class CloudExecConnection(ConnectionBase):
                 password = to_bytes(self.become.get_option('become_pass') or '')
                 stdin = password + b'\n' + (stdin or b'')
                 private = len(password) + 1
+        started = time.monotonic()
         rc, stdout, stderr = self._run(to_text(cmd), stdin, private)
+        # The cost of this exec (docs/performance.md): time, and what the transport counted (round trips, bytes, frames).
+        trace = ', '.join(f'{value} {name}' for name, value in (getattr(self._client, 'last_trace', None) or {}).items())
+        display.vvvv(f'TRACE exec {time.monotonic() - started:.3f} s, {len(stdin or b"")} bytes of stdin'
+                     f'{": " + trace if trace else ""}', host=self._host)
         if sudoable and self.become and rc != 0 and to_bytes(self.become.success or '\0') not in stdout:
             # The become method itself failed, before the command started: say why, as ssh and local do.
             if prompt is not None and self.become.check_incorrect_password(stderr):

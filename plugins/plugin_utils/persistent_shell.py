@@ -93,6 +93,10 @@ class PersistentShell:
         # The long-lived shell's process on the target (pid, start time), from its READY marker.
         self.shell_pid: str | None = None
         self.shell_start = ''
+        # For the per-exec trace (-vvvv): what went each way, and the round trips waited for (one per command).
+        self.round_trips = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     def wait_ready(self, timeout: float) -> None:
         """Read until the bootstrap's READY marker (the session's banner, if any, is dropped)."""
@@ -143,8 +147,11 @@ class PersistentShell:
         self.commands += 1
         heard_before = self._heard()
         try:
-            self.channel.send(script.encode('latin-1'))
-            result = remote_shell.read_result(self.channel.read, parser, deadline=deadline, clock=self._clock, cancelled=cancelled)
+            sent = script.encode('latin-1')
+            self.channel.send(sent)
+            self.bytes_sent += len(sent)
+            self.round_trips += 1
+            result = remote_shell.read_result(self._read, parser, deadline=deadline, clock=self._clock, cancelled=cancelled)
             if result is None:
                 # The shell is still busy with the command, and nothing can interrupt it on a raw terminal: the
                 # caller ends the session and the command's processes.
@@ -166,6 +173,20 @@ class PersistentShell:
                 # The target lost kept pieces, which its script found before the command started: send it all inline.
                 return self.run(command, stdin=stdin, timeout=max(deadline - self._clock(), 1.0), chdir=chdir, cancelled=cancelled)
         return result
+
+    def _read(self, timeout: float) -> bytes:
+        data = self.channel.read(timeout)
+        self.bytes_received += len(data)
+        return data
+
+    def counters(self) -> dict[str, int]:
+        """Running totals for the per-exec trace: round trips, bytes and (on an SSM channel) frames each way, and the
+        module pieces named rather than sent."""
+        stats = getattr(self.channel, 'stats', None)
+        cache = self.module_cache
+        return {'round trips': self.round_trips, 'bytes sent': self.bytes_sent, 'bytes received': self.bytes_received,
+                'frames sent': getattr(stats, 'frames_sent', 0), 'frames received': getattr(stats, 'frames_received', 0),
+                'pieces named': cache.hits if cache else 0}
 
     def max_stdin(self) -> int | None:
         """The most stdin bytes one command can carry on this channel (None: no limit), as the script encodes them.

@@ -150,25 +150,28 @@ def test_api_calls_per_task_and_20_task_play_vs_local(emu, tmp_path, record_prop
 
 
 def test_module_code_goes_once_and_arguments_never_stay(emu, tmp_path):
-    """The piece cache: a module's code is kept on the instance once two tasks of a play used it; the third task sends
-    only what changed. The piece holding a task's arguments is never kept."""
+    """The piece cache: a module's code is kept on the instance from its first task; every later task of that module is
+    one RunCommand carrying its argument piece. Argument pieces are never kept, not even when they repeat."""
     inventory = write_inventory(tmp_path, {'web': {'ansible_host': WEB}}, ansible_pipelining=True)
     play = tmp_path / 'play.yml'
-    play.write_text(yaml.safe_dump([{'name': 'three tasks, one module', 'hosts': 'web', 'gather_facts': False, 'tasks': [
-        {'name': f'echo {number}', 'ansible.builtin.command': {'argv': ['echo', f'argument-{number}-kept-nowhere']}}
-        for number in range(3)]}]))
+    arguments = [0, 1, 2, 2]   # the last task repeats its arguments: the same piece twice is still never kept
+    play.write_text(yaml.safe_dump([{'name': 'four tasks, one module', 'hosts': 'web', 'gather_facts': False, 'tasks': [
+        {'name': f'echo {index}', 'ansible.builtin.command': {'argv': ['echo', f'argument-{number}-kept-nowhere']}}
+        for index, number in enumerate(arguments)]}]))
     before = ecs_calls(emu).get('RunCommand', 0)
     run = ansible_playbook(emu, play, '-i', str(inventory), '-vvv', extra_env={'CLOUDEXEC_CONTROL_DIR': str(tmp_path / 'cp')},
                            timeout=300)
     assert run.rc == 0, run.output
-    assert [run.result(f'echo {number}')['stdout'] for number in range(3)] == [f'argument-{number}-kept-nowhere' for number in range(3)]
-    staged = [(int(sent), int(cached)) for sent, cached in
-              re.findall(r'ALI ASSIST: staged \d+ bytes: (\d+) piece\(s\) sent, (\d+) already on the target', run.output)]
-    assert len(staged) == 3, run.output[-3000:]
-    # 1st and 2nd: every piece of the module (~170 KB in pieces of 4-18 KB); 3rd: a piece or two, the rest is there.
-    assert staged[0][0] > 8 and staged[0][1] == 0 and staged[1][0] >= staged[0][0] - 2, staged
-    assert staged[2][0] <= 2 and staged[2][1] >= staged[0][0] - 2, staged
-    assert ecs_calls(emu)['RunCommand'] - before == sum(sent for sent, dummy in staged) + 3
+    assert [run.result(f'echo {index}')['stdout'] for index in range(4)] == [f'argument-{number}-kept-nowhere' for number in arguments]
+    staged = [(int(sent), int(inside), int(cached)) for sent, inside, cached in re.findall(
+        r'ALI ASSIST: staged \d+ bytes: (\d+) piece\(s\) sent \((\d+) inside the command\), (\d+) already on the target', run.output)]
+    assert len(staged) == 4, run.output[-3000:]
+    # 1st: every piece of the module (~170 KB in pieces of 4-18 KB), some inside the command; later: the argument
+    # lines only, inside the command, the rest named.
+    assert staged[0][0] > 8 and staged[0][2] == 0, staged
+    assert all(sent == inside <= 2 and cached >= staged[0][0] - 2 for sent, inside, cached in staged[1:]), staged
+    # One RunCommand per task once the module is there (the first: its pieces that did not fit inside, plus itself).
+    assert ecs_calls(emu)['RunCommand'] - before == (staged[0][0] - staged[0][1]) + 1 + 3
     cache = sandbox(emu, WEB) / '.cache' / 'cloudexec-pieces'
     kept = list(cache.iterdir())
     assert len(kept) >= staged[0][0] - 2

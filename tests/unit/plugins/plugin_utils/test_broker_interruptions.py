@@ -32,6 +32,14 @@ def running(pid: int) -> bool:
         return False
 
 
+def written(path: Path) -> bool:
+    """The file exists and holds a line (`echo $$ > file` creates it before it writes it)."""
+    try:
+        return path.read_text().endswith('\n')
+    except OSError:
+        return False
+
+
 def wait_for(predicate, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -94,7 +102,7 @@ def test_a_caller_that_goes_away_has_its_command_ended_and_hears_how(served, tmp
     pid_file = tmp_path / 'pid'
     sock = connect(path)
     exec_request(sock, f'sleep 300 & echo $! > {pid_file}; wait')
-    assert wait_for(pid_file.exists)
+    assert wait_for(lambda: written(pid_file))
     sleeper = int(pid_file.read_text())
     sock.shutdown(socket.SHUT_WR)   # what BrokerClient does when Ansible's task timeout interrupts it
     sock.settimeout(30)
@@ -116,7 +124,7 @@ def test_a_caller_that_dies_leaves_a_note_for_the_next_one(served, tmp_path):
     pid_file = tmp_path / 'pid'
     sock = connect(path)
     exec_request(sock, f'echo $$ > {pid_file}; exec sleep 300')
-    assert wait_for(pid_file.exists)
+    assert wait_for(lambda: written(pid_file))
     sock.close()   # a killed worker
     assert wait_for(lambda: instance.abandoned == 1 and not running(int(pid_file.read_text())))
     sock = connect(path)
@@ -175,7 +183,7 @@ def test_reset_while_busy_ends_the_command_and_the_session(served, tmp_path):
     pid_file = tmp_path / 'pid'
     busy = connect(path)
     exec_request(busy, f'echo $$ > {pid_file}; exec sleep 300')
-    assert wait_for(pid_file.exists)
+    assert wait_for(lambda: written(pid_file))
     started = time.monotonic()
     stopper = connect(path)
     broker.send_message(stopper, {'op': 'stop'})
@@ -229,7 +237,7 @@ def test_the_client_abandons_on_interruption_and_reports(served, tmp_path, monke
     def interrupted_recv(sock):
         calls.append(1)
         if len(calls) == 1:
-            assert wait_for(pid_file.exists)
+            assert wait_for(lambda: written(pid_file))
             raise Interrupted()
         return real_recv(sock)
 
@@ -245,7 +253,7 @@ def test_when_no_new_session_can_be_had_the_broker_says_so_and_retires(served, t
     pid_file = tmp_path / 'pid'
     sock = connect(path)
     exec_request(sock, f'echo $$ > {pid_file}; exec sleep 300')
-    assert wait_for(pid_file.exists)
+    assert wait_for(lambda: written(pid_file))
 
     def no_session(self):
         raise CloudExecError('the cloud is unreachable', code='EndpointConnectionError')
