@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 name: aws_ssm
 short_description: Systems Manager managed nodes (EC2 instances and hybrid servers) as hosts, reached through Session Manager
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Lists the managed nodes of AWS Systems Manager (C(DescribeInstanceInformation)), EC2 instances (C(i-) ids) and
     on-premises servers registered through hybrid activations (C(mi-) ids), and adds them as hosts, each wired to the
