@@ -14,7 +14,7 @@ description:
     P(cloudexec.core.aws_ssm#connection) connection plugin with its node id and region.
   - EC2 instances get their names and tags from EC2 C(DescribeInstances) (Systems Manager does not send them); hybrid
     nodes get their tags from C(ListTagsForResource) and their name from the activation.
-  - By default only nodes whose agent is online are listed (O(include_offline)): Session Manager cannot reach the others.
+  - By default only nodes whose agent is online are listed (O(include_offline)), because Session Manager cannot reach the others.
   - The configuration file name must end with C(aws_ssm.yml) or C(aws_ssm.yaml), for example C(prod.aws_ssm.yml).
   - Every value that comes from an AWS API is marked unsafe, so a tag or a name holding C({{ }}) is never templated.
 author:

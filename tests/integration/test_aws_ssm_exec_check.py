@@ -216,3 +216,19 @@ def test_check_mode_and_fail_on_problems(ssm_emu):
     run = ansible_adhoc(ssm_emu, 'cloudexec.core.aws_ssm_exec_check', {'instance_id': ONLINE, 'fail_on_problems': True}, '--check')
     assert run.rc == 0, run.output
     assert run.result('cloudexec.core.aws_ssm_exec_check')['ready'] is True
+
+
+def test_emulator_principal_tags(ssm_emu):
+    """IAM ListUserTags / ListRoleTags answer the world's principals' tags, and NoSuchEntity for other names."""
+    import boto3  # pylint: disable=import-outside-toplevel
+    from botocore.exceptions import ClientError  # pylint: disable=import-outside-toplevel
+
+    iam = boto3.client('iam', endpoint_url=ssm_emu['endpoint'], region_name=REGION, aws_access_key_id=DEFAULT_KEY['access_key'],
+                       aws_secret_access_key=DEFAULT_KEY['secret_key'])
+    assert iam.list_role_tags(RoleName='deployers')['Tags'] == [{'Key': 'SSMSessionRunAs', 'Value': 'deploy'}]
+    assert iam.list_user_tags(UserName='checker')['Tags'] == []
+    for call, name in ((iam.list_user_tags, {'UserName': 'nobody'}), (iam.list_role_tags, {'RoleName': 'checker'})):
+        with pytest.raises(ClientError) as caught:
+            call(**name)
+        assert caught.value.response['Error']['Code'] == 'NoSuchEntity'
+        assert caught.value.response['ResponseMetadata']['HTTPStatusCode'] == 404
