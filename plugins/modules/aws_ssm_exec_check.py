@@ -342,20 +342,20 @@ class SsmPreflight:
 
     def _node(self, node_id: str, checks: list[exec_checks.Check]) -> None:
         shared = self.shared
-        assert shared.credentials is not None
-        checks.append(shared.credentials)
-        if shared.credentials.failed:
+        credentials = shared.credentials or exec_checks.unknown('credentials', 'not checked')
+        checks.append(credentials)
+        if credentials.status != exec_checks.PASS:
             raise Stop()
         node = self._managed_node(node_id, checks)
         checks.append(ssm_checks.agent_online(node))
         checks.append(ssm_checks.agent_version(node, bool(shared.inputs['kms_key_id']), shared.inputs['run_as_enabled']))
-        assert shared.document is not None and shared.kms is not None
-        checks.append(shared.document)
+        document = shared.document or exec_checks.unknown('session_document', 'not checked')
+        checks.append(document)
         decisions = {self.node_arn(node_id): self._simulate_one('ssm:StartSession', self.node_arn(node_id))}
-        if shared.document_decision is not None or shared.document.status == exec_checks.PASS:
+        if shared.document_decision is not None or document.status == exec_checks.PASS:
             decisions[self.document_arn()] = shared.document_decision
         checks.append(ssm_checks.start_session_permission(decisions, shared.simulate_why))
-        checks.append(shared.kms)
+        checks.append(shared.kms or exec_checks.unknown('kms_permission', 'not checked'))
         checks.append(ssm_checks.run_as(node, shared.inputs, shared.tag_user, shared.tags_read, shared.tags_why))
         checks.append(self._network(node))
 
