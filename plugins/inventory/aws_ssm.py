@@ -95,7 +95,8 @@ notes:
     C(resource_type_<ec2instance|managedinstance>) and C(ping_status_<status>); characters not valid in a variable name
     become C(_).
   - The IAM principal needs C(ssm:DescribeInstanceInformation), C(ec2:DescribeInstances) (EC2 names and tags; without
-    it the plugin warns and lists the instances without them) and C(ssm:ListTagsForResource) (hybrid nodes' tags).
+    it the plugin warns and lists the instances without them) and C(ssm:ListTagsForResource) (hybrid nodes' tags;
+    likewise).
   - Keys given here (O(access_key), O(secret_key), O(session_token)) list the nodes only; they never go into host
     variables, where C(ansible-inventory --list) would show them. The connection reads its keys from the environment,
     the profile, or Vault-encrypted group_vars, as docs/inventory-aws_ssm.md explains.
@@ -218,11 +219,20 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             ssm = aws.aws_client(regional, 'ssm', session)
             found = ssm_nodes.describe_nodes(ssm, filters, region)
             self._add_ec2_details(regional, session, [n for n in found if ssm_nodes.is_ec2(n['instance_id'])])
-            for node in found:
-                if not ssm_nodes.is_ec2(node['instance_id']):
-                    node['tags'] = ssm_nodes.managed_instance_tags(ssm, node['instance_id'])
+            self._add_hybrid_tags(ssm, [n for n in found if not ssm_nodes.is_ec2(n['instance_id'])])
             nodes.extend(found)
         return nodes
+
+    def _add_hybrid_tags(self, ssm: t.Any, nodes: list[dict[str, t.Any]]) -> None:
+        for node in nodes:
+            try:
+                node['tags'] = ssm_nodes.managed_instance_tags(ssm, node['instance_id'])
+            except CloudExecError as error:
+                if error.code not in ('AccessDeniedException', 'AccessDenied'):
+                    raise
+                self.display.warning(f'{self.NAME}: hybrid nodes are listed without tags: {error.code} '
+                                     f'(allow ssm:ListTagsForResource to have them)')
+                return
 
     def _add_ec2_details(self, auth: aws.AwsAuth, session: t.Any, nodes: list[dict[str, t.Any]]) -> None:
         if not nodes:

@@ -185,7 +185,8 @@ CUSTOM_WORLD = {
         'region': 'us-east-1',
         'credentials': [
             {'access_key': 'AKIAEMULATOR00000001', 'secret_key': 'emulator/secret/key/for/tests/only00001'},
-            {'access_key': 'AKIASSMINVNOEC2DESCR', 'secret_key': 'ssm/inventory/no-ec2', 'deny': ['ec2:DescribeInstances']},
+            {'access_key': 'AKIASSMINVNOEC2DESCR', 'secret_key': 'ssm/inventory/no-ec2',
+             'deny': ['ec2:DescribeInstances', 'ssm:ListTagsForResource']},
         ],
         'managed_nodes': [
             {'count': FLEET, 'id_pattern': 'i-0f1ee7000000{index:05x}', 'name_pattern': 'fleet-{index:02d}', 'tags': {'fleet': 'big'}},
@@ -220,10 +221,12 @@ def test_pages_of_fifty_and_unsafe_tags(custom, tmp_path):
     assert facts['named-host']['note_copy'] == EVIL and 'uid=' not in proc.stdout
 
 
-def test_without_ec2_permission_nodes_come_without_names(custom, tmp_path):
-    proc = inventory(custom, tmp_path, {'hostnames': ['tag:Name']}, AWS_ACCESS_KEY_ID='AKIASSMINVNOEC2DESCR',
+def test_without_tag_permissions_nodes_come_without_names_and_tags(custom, tmp_path):
+    proc = inventory(custom, tmp_path, {'hostnames': ['tag:Name', 'name']}, AWS_ACCESS_KEY_ID='AKIASSMINVNOEC2DESCR',
                      AWS_SECRET_ACCESS_KEY='ssm/inventory/no-ec2')
     facts = hostvars(proc)
-    assert len(facts) == FLEET + 1 and 'named-host' in facts                 # the hybrid node's tags are SSM's
+    assert len(facts) == FLEET + 1
     assert 'i-0f1ee700000000001' in facts and facts['i-0f1ee700000000001']['aws_ssm']['name'] is None
+    assert facts['odd-1']['aws_ssm']['tags'] == {}          # the activation's name still comes from SSM
     assert 'UnauthorizedOperation' in proc.stderr and 'ec2:DescribeInstances' in proc.stderr
+    assert 'AccessDeniedException' in proc.stderr and 'ssm:ListTagsForResource' in proc.stderr
