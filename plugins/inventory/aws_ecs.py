@@ -183,6 +183,7 @@ from ansible_collections.cloudexec.core.plugins.module_utils.errors import Cloud
 from ansible_collections.cloudexec.core.plugins.plugin_utils.inventory import (
     add_host,
     auth_from_options,
+    aws_regions,
     cache_key,
     cached_query,
     choose_hostname,
@@ -331,14 +332,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._populate(tasks, auth)
 
     def _regions(self, auth: aws.AwsAuth) -> list[str]:
-        regions = [r for r in self.get_option('regions') or [] if r]
-        if regions:
-            return regions
-        region = auth.region or aws.aws_session(auth).region_name
-        if not region:
-            raise CloudExecError('no region is set', code='NoRegion', provider='cloudexec', retryable=False,
-                                 remedy='Set regions or region in the inventory file, or AWS_REGION in the environment')
-        return [region]
+        return aws_regions(self.get_option('regions'), auth, aws.aws_session)
 
     def _query(self, auth: aws.AwsAuth, regions: list[str]) -> list[dict[str, t.Any]]:
         """DescribeTasks records of every selected task, in every region."""

@@ -103,6 +103,14 @@ def version_at_least(current: str | None, minimum: str) -> bool | None:
     return have + (0,) * (width - len(have)) >= need + (0,) * (width - len(need))
 
 
+def caller_role_arn(arn: str) -> str:
+    """The ARN IAM simulates for a caller: an assumed-role session becomes its role."""
+    if ':assumed-role/' in arn:
+        head, rest = arn.split(':assumed-role/', 1)
+        return head.replace(':sts:', ':iam:') + ':role/' + rest.split('/', 1)[0]
+    return arn
+
+
 # --------------------------------------------------------------------------- choosing a container (both clouds)
 
 

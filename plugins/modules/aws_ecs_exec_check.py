@@ -179,14 +179,6 @@ def _why(error: CloudExecError) -> str:
     return f' ({error.code or "error"}: {error.message})'
 
 
-def caller_role_arn(arn: str) -> str:
-    """The ARN IAM simulates for a caller: an assumed-role session becomes its role."""
-    if ':assumed-role/' in arn:
-        head, rest = arn.split(':assumed-role/', 1)
-        return head.replace(':sts:', ':iam:') + ':role/' + rest.split('/', 1)[0]
-    return arn
-
-
 class AwsPreflight:
     """Runs the checks in order and keeps what they found."""
 
@@ -324,7 +316,7 @@ class AwsPreflight:
     def _caller_permission(self, task: dict[str, t.Any]) -> exec_checks.Check:
         try:
             caller = aws.call(self.client('sts'), 'get_caller_identity')['Arn']
-            decisions = self._simulate(caller_role_arn(caller), ['ecs:ExecuteCommand'], task.get('taskArn'))
+            decisions = self._simulate(exec_checks.caller_role_arn(caller), ['ecs:ExecuteCommand'], task.get('taskArn'))
         except CloudExecError as error:
             return exec_checks.ecs_caller_permission(None, _why(error))
         return exec_checks.ecs_caller_permission(decisions.get('ecs:ExecuteCommand'))

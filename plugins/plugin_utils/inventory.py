@@ -59,6 +59,7 @@ def auth_from_options(plugin: t.Any, factory: t.Callable[[t.Callable[[str], t.An
 # Host variables that hold secrets: an inventory never sets them (ansible-inventory --list would show them).
 SECRET_HOST_VARS = frozenset((
     'ansible_aws_access_key_id', 'ansible_aws_secret_access_key', 'ansible_aws_session_token',
+    'ansible_aws_ssm_access_key_id', 'ansible_aws_ssm_secret_access_key', 'ansible_aws_ssm_session_token',
     'ansible_alicloud_access_key', 'ansible_alicloud_secret_key', 'ansible_alicloud_security_token',
 ))
 
@@ -70,6 +71,19 @@ def connection_settings(settings: Mapping[str, t.Any]) -> dict[str, t.Any]:
     if secret:
         raise AnsibleError(f'refusing to put {", ".join(sorted(secret))} into host variables')
     return {name: make_unsafe(value) for name, value in settings.items() if value not in (None, '')}
+
+
+def aws_regions(regions: t.Sequence[str] | None, auth: t.Any, session_factory: t.Callable[[t.Any], t.Any]) -> list[str]:
+    """The regions an AWS inventory lists: its `regions` option, else the credentials' region (option, environment,
+    profile), else an error that says where to set one."""
+    chosen = [r for r in regions or [] if r]
+    if chosen:
+        return chosen
+    region = auth.region or session_factory(auth).region_name
+    if not region:
+        raise CloudExecError('no region is set', code='NoRegion', provider='cloudexec', retryable=False,
+                             remedy='Set regions or region in the inventory file, or AWS_REGION in the environment')
+    return [region]
 
 
 def safe_group_name(*parts: str) -> str:

@@ -2,7 +2,8 @@
 """The few AWS query-protocol calls the collection makes: STS, IAM and EC2, XML answers.
 
 What ``aws_ecs_exec_check`` needs: ``sts:GetCallerIdentity``, ``iam:SimulatePrincipalPolicy`` and
-``ec2:DescribeNetworkInterfaces`` / ``ec2:DescribeVpcEndpoints``; and ``ec2:DescribeInstances`` for the SSM managed
+``ec2:DescribeNetworkInterfaces`` / ``ec2:DescribeVpcEndpoints``; ``aws_ssm_exec_check`` also ``iam:ListUserTags`` /
+``iam:ListRoleTags`` (the caller's SSMSessionRunAs tag); and ``ec2:DescribeInstances`` for the SSM managed
 nodes that are EC2 instances (ec2_instances.py). These services have no ``X-Amz-Target``
 header: the server sends a SigV4-signed request here and the credential scope's service picks the product
 (the real clouds use one host per service). IAM's policy simulation is NOT evaluated from policies: for the
@@ -91,6 +92,26 @@ def _decision(state: EmulatorState, source: str, action: str) -> str:
     return 'allowed'
 
 
+def _principal_tags(state: EmulatorState, action: str, params: dict[str, str]) -> dict[str, Any]:
+    """IAM ListUserTags ``{UserName}`` / ListRoleTags ``{RoleName}``: the tags of a world credential's principal (an IAM
+    user, or the role of an assumed-role principal), as ``{Tags: [{Key, Value}], IsTruncated}``. A name no credential's
+    principal has: ``NoSuchEntity`` (404, "The user with name X cannot be found." / "The role with name X cannot be
+    found."), as the IAM API reference lists for both actions. Session Manager reads the ``SSMSessionRunAs`` tag of the
+    user or role (SSM user guide, "Turn on run as support for Linux and macOS managed nodes"); aws_ssm_exec_check reads
+    it through these calls. Marker/MaxItems are accepted; a world has few tags, so there is never a second page.
+    """
+    kind, key = ('user', 'UserName') if action == 'ListUserTags' else ('role', 'RoleName')
+    name = params.get(key) or ''
+    if not name:
+        raise ApiError('ValidationError', f'1 validation error detected: Value null at \'{key[0].lower() + key[1:]}\' failed to '
+                       'satisfy constraint: Member must not be null', 400)
+    for credential in state.world.aws.credentials:
+        arn = _role_of(credential.principal)
+        if f':{kind}/' in arn and arn.rsplit('/', 1)[-1] == name:
+            return {'Tags': [{'Key': k, 'Value': v} for k, v in credential.tags.items()], 'IsTruncated': False}
+    raise ApiError('NoSuchEntity', f'The {kind} with name {name} cannot be found.', 404)
+
+
 def _answer(state: EmulatorState, service: str, action: str, params: dict[str, str], credential: AwsCredential,
             region: str) -> Any:
     aws = state.world.aws
@@ -105,6 +126,8 @@ def _answer(state: EmulatorState, service: str, action: str, params: dict[str, s
         results = [{'EvalActionName': name, 'EvalResourceName': resources[0], 'EvalDecision': _decision(state, source, name)}
                    for name in actions]
         return {'EvaluationResults': results, 'IsTruncated': False}
+    if service == 'iam' and action in ('ListUserTags', 'ListRoleTags'):
+        return _principal_tags(state, action, params)
     if service == 'ec2' and action == 'DescribeNetworkInterfaces':
         wanted = _members(params, 'NetworkInterfaceId')
         items = []
