@@ -13,9 +13,11 @@ One emulator for the module: the default world, with the SSM agent's start-up de
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 
@@ -61,6 +63,7 @@ def emu(ssm_emu):
     ssm_emu.admin('DELETE', 'faults')
     ssm_emu.admin('POST', 'calls/reset')
     yield ssm_emu
+    ssm_emu.admin('DELETE', 'faults')
 
 
 def drop_in_inventory(directory: Path) -> Path:
@@ -112,6 +115,13 @@ def start_sessions(emu) -> int:
     return emu.calls('aws-ssm', 'StartSession')
 
 
+def active_sessions(emu) -> list[dict[str, Any]]:
+    """Session Manager's Active sessions (Connecting, Connected, Disconnected, Terminating) of the account."""
+    ssm = boto3.client('ssm', endpoint_url=emu['aws']['endpoint_url'], region_name='us-east-1',
+                       aws_access_key_id=emu['aws']['access_key'], aws_secret_access_key=emu['aws']['secret_key'])
+    return ssm.describe_sessions(State='Active')['Sessions']
+
+
 def test_adhoc_ping_with_an_amazon_aws_inventory(emu, tmp_path, control_dir):
     """ansible all -m ping: every node answers; the S3 and plugin settings are warned about once; no secret at -vvvv."""
     inventory = drop_in_inventory(tmp_path)
@@ -156,6 +166,11 @@ def test_play_with_copy_template_fetch_and_become(emu, tmp_path, control_dir):
         assert (fetched / host / 'dropin' / 'rendered.conf').read_bytes() == rendered.read_bytes()
         assert (home(emu, host) / 'dropin' / 'copied.txt').read_text() == f'copied to {host}\n'
     assert run.output.count(WARNING) == 1, run.output
+    # reset_connection ended every session: the shell exits, so the agent ends it (or TerminateSession does).
+    deadline = time.monotonic() + 10
+    while (active := active_sessions(emu)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert active == []
 
 
 def unreachable(run: AnsibleRun, host: str) -> str:
@@ -181,3 +196,19 @@ def test_nodes_that_cannot_be_reached_are_told_apart(emu, tmp_path, control_dir)
     assert 'InvalidDocument' in nodoc and 'No-Such-Document' in nodoc
     # TargetNotConnected is not tried again (reconnection_retries is for failures on the way).
     assert start_sessions(emu) == 4
+
+
+def test_a_connection_lost_mid_command_is_resumed(emu, tmp_path, control_dir):
+    """The websocket drops while a command prints: ResumeSession on the same session, the output exact and whole,
+    nothing run twice, no second StartSession."""
+    inventory = drop_in_inventory(tmp_path)
+    emu.admin('POST', 'faults', {'service': 'ws', 'action': 'StartSession', 'drop_after_bytes': 3000})
+    command = 'head -c 20000 /dev/zero | tr "\\0" x | wc -c; head -c 9000 /dev/zero | tr "\\0" y; echo >> ran.txt'
+    run = ansible_adhoc(emu, 'raw', command, '-i', str(inventory), hosts='web-1',
+                        extra_env={'CLOUDEXEC_CONTROL_DIR': str(control_dir)})
+    assert run.rc == 0, run.output
+    assert run.result('raw')['stdout'].split() == ['20000', 'y' * 9000]
+    assert (home(emu, 'web-1') / 'ran.txt').read_text() == '\n'
+    counters = emu.admin('GET', 'calls')
+    assert counters['ws']['aws-ssm-session']['drops'] >= 1 and counters['calls']['aws-ssm']['ResumeSession'] >= 1, counters
+    assert start_sessions(emu) == 1
