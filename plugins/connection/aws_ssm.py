@@ -81,6 +81,9 @@ options:
       - name: ansible_aws_session_token
       - name: ansible_aws_ssm_session_token
   profile:
+    env:
+      - name: AWS_DEFAULT_PROFILE
+      - name: AWS_PROFILE
     vars:
       - name: ansible_aws_profile
       - name: ansible_aws_ssm_profile
