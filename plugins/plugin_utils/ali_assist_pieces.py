@@ -34,6 +34,7 @@ CACHE_MAX = 1024 * 1024
 CACHE_EXPIRE_MINUTES = 24 * 60                # pieces unused this long are removed from the target
 _STAGE = re.compile(rb'@@CE([0-9a-f]+):STAGE:([a-z]+)@@')
 
+
 def split_pieces(data: bytes) -> list[tuple[str, bytes]]:
     """data cut into (kind, bytes) pieces that each fit one RunCommand: 'text' (here-document) or 'b64'."""
     pieces: list[tuple[str, bytes]] = []
