@@ -28,7 +28,7 @@ description:
     session user (C(ssm-user) when Run As is off); become works on top of it. Sessions are encrypted with KMS when the
     session preferences (or the document) name a key.
   - The node needs a POSIX shell (O(shell)), and Python for modules other than M(ansible.builtin.raw). Windows nodes are
-    not supported.
+    not supported; a host with C(ansible_shell_type=powershell) is unreachable, saying so, before any call.
 author:
   - cloudexec.core maintainers (@cloudexec)
 extends_documentation_fragment:
@@ -200,7 +200,7 @@ EXAMPLES = r'''
       ansible.builtin.meta: reset_connection
 '''
 
-from ansible.errors import AnsibleError
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.utils.display import Display
 
 from ansible_collections.cloudexec.core.plugins.module_utils.auth_options import AWS_AUTH_ARGSPEC
@@ -231,6 +231,10 @@ class Connection(SessionConnection):
 
     def _target_options(self) -> dict:
         self._warn_unused()
+        if getattr(self._shell, 'SHELL_FAMILY', 'sh') == 'powershell':
+            # amazon.aws.aws_ssm drives Windows nodes with PowerShell; this connection needs a POSIX shell on the node.
+            raise AnsibleConnectionFailure('cloudexec.core.aws_ssm does not support Windows nodes (ansible_shell_type '
+                                           'powershell): keep amazon.aws.aws_ssm for them')
         options = {name: self.get_option(name) for name in AWS_AUTH_ARGSPEC}
         options.update(
             instance_id=self.get_option('instance_id') or self._play_context.remote_addr,

@@ -84,6 +84,7 @@ def drop_in_inventory(directory: Path) -> Path:
                 'old-1': {'ansible_aws_ssm_instance_id': OLD_1},
                 'gone-1': {'ansible_aws_ssm_instance_id': 'i-0a1b2c3d4e5f6ffff'},
                 'nodoc-1': {'ansible_aws_ssm_instance_id': WEB_1, 'ansible_aws_ssm_document': 'No-Such-Document'},
+                'win-1': {'ansible_aws_ssm_instance_id': 'i-0a1b2c3d4e5f60706', 'ansible_shell_type': 'powershell'},
             }},
         },
         'vars': {
@@ -180,7 +181,8 @@ def unreachable(run: AnsibleRun, host: str) -> str:
 
 
 def test_nodes_that_cannot_be_reached_are_told_apart(emu, tmp_path, control_dir):
-    """TargetNotConnected for an offline, a stopped and an unknown node, each explained; a missing document named."""
+    """TargetNotConnected for an offline, a stopped and an unknown node, each explained; a missing document named;
+    a Windows node refused."""
     inventory = drop_in_inventory(tmp_path)
     run = ansible_adhoc(emu, 'ping', '', '-i', str(inventory), hosts='unreachable',
                         extra_env={'CLOUDEXEC_CONTROL_DIR': str(control_dir)})
@@ -194,6 +196,8 @@ def test_nodes_that_cannot_be_reached_are_told_apart(emu, tmp_path, control_dir)
         assert 'ansible_aws_ssm_region' in message
     nodoc = unreachable(run, 'nodoc-1')
     assert 'InvalidDocument' in nodoc and 'No-Such-Document' in nodoc
+    # A Windows node (amazon.aws.aws_ssm's PowerShell hosts) is refused before any call.
+    assert 'does not support Windows nodes' in unreachable(run, 'win-1')
     # TargetNotConnected is not tried again (reconnection_retries is for failures on the way).
     assert start_sessions(emu) == 4
 
