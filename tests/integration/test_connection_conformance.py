@@ -18,9 +18,9 @@ template, copy, lineinfile, stat, slurp, file); become (sudo and su without a pa
 also with a module on the same stdin); become_password_errors and become_password_missing; async (async_status, and
 polled); wait_for_connection; reset_connection.
 
-Adding a connection: one entry in CONNECTIONS, for example (the SSM connection for EC2 instances)::
+Adding a connection: one entry in CONNECTIONS, as the SSM connection for EC2 instances has::
 
-    'aws_ssm': Conformance('cloudexec.core.aws_ssm', ssm_instance_target, stream_boundaries),
+    'aws_ssm': Conformance('cloudexec.core.aws_ssm', aws_ssm_target, stream_boundaries),
 
 where ``ssm_instance_target(world, index, password)`` adds one target to the suite's world (a dict of the world
 file; ``password`` is the become password its sudo asks for, or None) and returns a ``Target``: the host vars that
