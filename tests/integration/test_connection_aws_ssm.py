@@ -134,6 +134,7 @@ def test_adhoc_ping_with_an_amazon_aws_inventory(emu, tmp_path, control_dir):
     assert 'ansible_aws_ssm_plugin' in run.output and 'ansible_aws_ssm_s3_addressing_style' in run.output
     for secret in SECRETS:
         assert secret not in run.output
+    assert '/v1/data-channel/' not in run.output   # the stream URL locates the session
     assert start_sessions(emu) == len(USERS)
     # The encrypted document's session went through the KMS handshake.
     assert emu.admin('GET', 'calls')['ws']['aws-ssm-session']['kms_sessions'] == 1
