@@ -85,6 +85,8 @@ def drop_in_inventory(directory: Path) -> Path:
                 'gone-1': {'ansible_aws_ssm_instance_id': 'i-0a1b2c3d4e5f6ffff'},
                 'nodoc-1': {'ansible_aws_ssm_instance_id': WEB_1, 'ansible_aws_ssm_document': 'No-Such-Document'},
                 'win-1': {'ansible_aws_ssm_instance_id': 'i-0a1b2c3d4e5f60706', 'ansible_shell_type': 'powershell'},
+                # Run As by the principal's tag (deploy), on a node without that user.
+                'norunas-1': {'ansible_aws_ssm_instance_id': WEB_1, 'ansible_aws_ssm_document': 'CloudExec-RunAsShell', **RUN_AS_KEY},
             }},
         },
         'vars': {
@@ -183,7 +185,7 @@ def unreachable(run: AnsibleRun, host: str) -> str:
 
 def test_nodes_that_cannot_be_reached_are_told_apart(emu, tmp_path, control_dir):
     """TargetNotConnected for an offline, a stopped and an unknown node, each explained; a missing document named;
-    a Windows node refused."""
+    a Run As user the node does not have; a Windows node refused."""
     inventory = drop_in_inventory(tmp_path)
     run = ansible_adhoc(emu, 'ping', '', '-i', str(inventory), hosts='unreachable',
                         extra_env={'CLOUDEXEC_CONTROL_DIR': str(control_dir)})
@@ -199,8 +201,11 @@ def test_nodes_that_cannot_be_reached_are_told_apart(emu, tmp_path, control_dir)
     assert 'InvalidDocument' in nodoc and 'No-Such-Document' in nodoc
     # A Windows node (amazon.aws.aws_ssm's PowerShell hosts) is refused before any call.
     assert 'does not support Windows nodes' in unreachable(run, 'win-1')
-    # TargetNotConnected is not tried again (reconnection_retries is for failures on the way).
-    assert start_sessions(emu) == 4
+    norunas = unreachable(run, 'norunas-1')
+    assert 'failed to start pty since RunAs user deploy does not exist' in norunas and 'SSMSessionRunAs' in norunas
+    # TargetNotConnected is not tried again (reconnection_retries is for failures on the way), nor a session the agent
+    # refused.
+    assert start_sessions(emu) == 5
 
 
 def test_a_connection_lost_mid_command_is_resumed(emu, tmp_path, control_dir):
