@@ -66,6 +66,8 @@ AWS_REMEDIES = {
     'ThrottlingException': 'AWS throttled the calls of this account: retry later, lower forks, or raise max_attempts',
     'ServerException': 'ECS had an internal error: retry later',
     'ClientException': 'ECS refused the request: check the parameters named in the message',
+    'InvalidDocument': 'No such SSM document in this account and region: check the document name',
+    'InvalidParameters': 'The SSM document does not take these parameters: check its parameters',
 }
 
 
@@ -180,11 +182,12 @@ def kms_data_key_provider(auth: AwsAuth) -> t.Callable[[str, dict[str, str]], tu
 RESUME_CALL_TIMEOUTS = (10.0, 20.0)
 
 
-def ssm_session_resumer(auth: AwsAuth) -> t.Callable[[str], tuple[str | None, str]]:
-    """SSM ResumeSession for a dropped ECS Exec data channel: (stream URL, token) of a new connection to the session.
+def ssm_session_resumer(auth: AwsAuth, *, ssm_endpoint: bool = False) -> t.Callable[[str], tuple[str | None, str]]:
+    """SSM ResumeSession for a dropped data channel: (stream URL, token) of a new connection to the session.
 
     The SSM client uses the same credentials and region; its endpoint is boto3's own for SSM (AWS_ENDPOINT_URL_SSM,
-    the config file, or the regional default), not endpoint_url, which is ECS's. Made on first use: most sessions
+    the config file, or the regional default), not endpoint_url, which is ECS's for ECS Exec; with ssm_endpoint
+    (the aws_ssm connection, whose endpoint_url is SSM's) it is endpoint_url. Made on first use: most sessions
     never lose their connection. Errors keep AWS's code: throttling, 5xx and network errors are retryable; anything
     else (DoesNotExistException, AccessDeniedException, BadRequest...) means this session cannot be resumed.
     """
@@ -193,7 +196,7 @@ def ssm_session_resumer(auth: AwsAuth) -> t.Callable[[str], tuple[str | None, st
     def resume(session_id: str) -> tuple[str | None, str]:
         if not clients:
             # The session's own loop retries (with AWS's plugin's back-off): each call stays short.
-            clients.append(aws_client(auth, 'ssm', use_endpoint_url=False, max_attempts=2, timeouts=RESUME_CALL_TIMEOUTS))
+            clients.append(aws_client(auth, 'ssm', use_endpoint_url=ssm_endpoint, max_attempts=2, timeouts=RESUME_CALL_TIMEOUTS))
         try:
             response = clients[0].resume_session(SessionId=session_id)
         except Exception as exc:  # pylint: disable=broad-exception-caught

@@ -50,6 +50,7 @@ from ansible_collections.cloudexec.core.plugins.module_utils.errors import Cloud
 OPENERS = {
     'aws_ecs': 'ansible_collections.cloudexec.core.plugins.plugin_utils.aws_ecs_shell:open_shell',
     'ali_eci': 'ansible_collections.cloudexec.core.plugins.plugin_utils.ali_eci_shell:open_shell',
+    'aws_ssm': 'ansible_collections.cloudexec.core.plugins.plugin_utils.aws_ssm_shell:open_shell',
 }
 
 # A caller waits this long for a session busy with another caller's command, unless it says otherwise.

@@ -18,9 +18,9 @@ template, copy, lineinfile, stat, slurp, file); become (sudo and su without a pa
 also with a module on the same stdin); become_password_errors and become_password_missing; async (async_status, and
 polled); wait_for_connection; reset_connection.
 
-Adding a connection: one entry in CONNECTIONS, for example (the SSM connection for EC2 instances)::
+Adding a connection: one entry in CONNECTIONS, as the SSM connection for EC2 instances has::
 
-    'aws_ssm': Conformance('cloudexec.core.aws_ssm', ssm_instance_target, stream_boundaries),
+    'aws_ssm': Conformance('cloudexec.core.aws_ssm', aws_ssm_target, stream_boundaries),
 
 where ``ssm_instance_target(world, index, password)`` adds one target to the suite's world (a dict of the world
 file; ``password`` is the become password its sudo asks for, or None) and returns a ``Target``: the host vars that
@@ -133,6 +133,32 @@ def ali_assist_target(world: dict[str, Any], index: int, password: str | None) -
     return Target({'ansible_host': instance_id, 'ansible_ali_assist_output_quota': _assist_quota()}, ('ali-ecs', instance_id))
 
 
+RUN_AS_DOCUMENT = 'Conformance-RunAsShell'
+
+
+def aws_ssm_target(world: dict[str, Any], index: int, password: str | None) -> Target:
+    """An EC2 managed node, named by ansible_aws_ssm_instance_id as an amazon.aws.aws_ssm inventory names it.
+
+    ssm-user's sudo never asks for a password (the agent's sudoers entry), so a node whose sudo asks has its sessions
+    run as ec2-user, through a Run As session document of the suite. The agent's start-up is cut as ECS Exec's is.
+    """
+    world['aws'].setdefault('ssm', {}).update(agent_start_ms=10, output_delay_ms=20)
+    node_id = f'i-0c0f{index:013x}'
+    node: dict[str, Any] = {'id': node_id, 'name': f'conformance-{index}'}
+    host_vars = {'ansible_aws_ssm_instance_id': node_id}
+    user = 'ssm-user'
+    if password is not None:
+        node.update(users=['ec2-user'], become_password=password)
+        documents = world['aws'].setdefault('session_documents', [])
+        if not any(d['name'] == RUN_AS_DOCUMENT for d in documents):
+            documents.append({'name': RUN_AS_DOCUMENT, 'content': {
+                'sessionType': 'Standard_Stream', 'inputs': {'runAsEnabled': True, 'runAsDefaultUser': 'ec2-user'}}})
+        host_vars['ansible_aws_ssm_document'] = RUN_AS_DOCUMENT
+        user = 'ec2-user'
+    world['aws']['managed_nodes'].append(node)
+    return Target(host_vars, ('aws-ssm', node_id, 'home', user))
+
+
 def _assist_quota() -> int:
     from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant  # pylint: disable=import-outside-toplevel
 
@@ -160,6 +186,7 @@ CONNECTIONS: dict[str, Conformance] = {
     'aws_ecs': Conformance('cloudexec.core.aws_ecs', aws_ecs_target, stream_boundaries),
     'ali_eci': Conformance('cloudexec.core.ali_eci', ali_eci_target, stream_boundaries),
     'ali_assist': Conformance('cloudexec.core.ali_assist', ali_assist_target, assist_boundaries),
+    'aws_ssm': Conformance('cloudexec.core.aws_ssm', aws_ssm_target, stream_boundaries),
 }
 
 # (connection, case, pipelining or None for both) -> what is wrong and where: the test must fail until it is fixed.

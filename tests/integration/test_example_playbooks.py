@@ -43,6 +43,11 @@ CONNECTION_HOSTS = {
         'api-1-app': (f'ali-eci/{API_GROUP}/app', f'{API_GROUP}/app'),
         'api-1-sidecar': (f'ali-eci/{API_GROUP}/sidecar', f'{API_GROUP}/sidecar'),
     }),
+    'connection_aws_ssm.yml': ('cloudexec.core.aws_ssm', {
+        'ssm-banner-1': ('aws-ssm/i-0a1b2c3d4e5f60704/home/ssm-user', 'i-0a1b2c3d4e5f60704'),
+        'ssm-app-1': ('aws-ssm/i-0a1b2c3d4e5f60705/home/ec2-user', 'i-0a1b2c3d4e5f60705'),   # Run As
+        'ssm-onprem-1': ('aws-ssm/mi-0a1b2c3d4e5f60801/home/ssm-user', 'mi-0a1b2c3d4e5f60801'),
+    }),
     'connection_ali_assist.yml': ('cloudexec.core.ali_assist', {
         'web-01': (f'ali-ecs/{WEB_01}', WEB_01),
         'db-01': (f'ali-ecs/{DB_01}', DB_01),

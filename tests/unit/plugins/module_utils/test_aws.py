@@ -111,7 +111,7 @@ class _FakeSSM:
         return self.answer
 
 
-def _resumer(monkeypatch, answer):
+def _resumer(monkeypatch, answer, **options):
     fake = _FakeSSM(answer)
     made = []
 
@@ -120,7 +120,7 @@ def _resumer(monkeypatch, answer):
         return fake
 
     monkeypatch.setattr(aws, 'aws_client', client)
-    return aws.ssm_session_resumer(aws.AwsAuth(region='us-east-1', endpoint_url='http://ecs.example')), fake, made
+    return aws.ssm_session_resumer(aws.AwsAuth(region='us-east-1', endpoint_url='http://ecs.example'), **options), fake, made
 
 
 def _client_error(code, status=400):
@@ -134,6 +134,13 @@ def test_ssm_resumer_answers_url_and_token_from_the_ssm_endpoint(monkeypatch):
     assert resume('s-1') == ('wss://h/v1/data-channel/s-1', 'tok')
     # One client, for SSM, on boto3's own SSM endpoint (endpoint_url is ECS's).
     assert made == [('ssm', False, 2, (10.0, 20.0))] and fake.calls == [{'SessionId': 's-1'}] * 2
+
+
+def test_ssm_resumer_of_the_aws_ssm_connection_uses_its_endpoint_url(monkeypatch):
+    # There endpoint_url is SSM's own (the connection's StartSession went to it): ResumeSession goes there too.
+    resume, _fake, made = _resumer(monkeypatch, {'SessionId': 's-1', 'TokenValue': 'tok'}, ssm_endpoint=True)
+    assert resume('s-1') == (None, 'tok')
+    assert made == [('ssm', True, 2, (10.0, 20.0))]
 
 
 @pytest.mark.parametrize('code, status, retryable', [
