@@ -46,6 +46,8 @@ MAX_ERRORS_PATTERN = re.compile(r'^([1-9]*[0-9]+|[1-9]*[0-9]%|[1-9]%|100%)$')
 _TARGET_KEY = re.compile(r'^(tag:.+|tag-key|InstanceIds)$')
 _NODE_ID = re.compile(r'^(i-[0-9a-zA-Z]{8}|i-[0-9a-zA-Z]{17}|mi-[0-9a-f]{17})$')
 PAGE_SIZE = 50
+# After CancelCommand on the deadline, how long to watch the invocations reach Cancelled.
+CANCEL_SETTLE_SECONDS = 10.0
 # Output SSM keeps: stdout 24,000 characters; stderr 8,000 per the API reference (GetCommandInvocation), 24,000 as
 # the agent cuts it (runpluginutil.go). The agent replaces the end of a cut stream with this suffix (pluginutil.go).
 STDOUT_LIMIT = 24000
@@ -504,6 +506,8 @@ class RunOutcome:
     results: list[InvocationResult] = field(default_factory=list)
     timed_out: bool = False
     cancel_error: str | None = None
+    # The nodes that had not finished when wait_timeout passed.
+    cut_short: list[str] = field(default_factory=list)
     rounds: int = 0
     calls_per_round: list[int] = field(default_factory=list)
     command_status: str | None = None
@@ -547,10 +551,13 @@ def wait_for(client: t.Any, command_id: str, wait_timeout: float, counter: ApiCo
         poller.wait(watcher.probe)
     except DeadlineExceeded:
         outcome.timed_out = True
+        outcome.cut_short = [r.instance_id for r in watcher.ordered() if not r.final]
         outcome.cancel_error = cancel(client, command_id, counter)
-        # One more look: invocations that had not started are Cancelled now; running ones are being killed (Cancelling).
+        # Invocations that had not started are Cancelled at once; the agent kills running ones (Cancelling, then
+        # Cancelled): look again for a short while, so the results say where each one ended.
+        settle = poller_factory(CANCEL_SETTLE_SECONDS, policy=SSM_COMMAND, what=f'the cancel of SSM command {command_id}')
         try:
-            watcher.probe()
+            settle.wait(watcher.probe)
         except CloudExecError:
             pass
     outcome.rounds = watcher.rounds
@@ -579,18 +586,23 @@ def failure_message(outcome: RunOutcome, limit: int = 20) -> str:
 
 
 def deadline_message(outcome: RunOutcome, wait_timeout: float) -> str:
-    """What happened when wait_timeout passed: which nodes had not finished, and that CancelCommand went out."""
-    still = outcome.unfinished
+    """What happened when wait_timeout passed: which nodes had not finished, that CancelCommand went out, and where
+    each of them stands now."""
     parts = [f'The command {outcome.command_id} did not finish within wait_timeout ({wait_timeout:g} s)']
-    if still:
-        shown = ', '.join(f'{r.instance_id} ({r.status_details})' for r in still[:20]) + (' ...' if len(still) > 20 else '')
-        parts.append(f'it had not finished on {len(still)} instance(s): {shown}')
+    if outcome.cut_short:
+        shown = ', '.join(outcome.cut_short[:20]) + (' ...' if len(outcome.cut_short) > 20 else '')
+        parts.append(f'it had not finished on {len(outcome.cut_short)} instance(s): {shown}')
     if outcome.cancel_error:
         parts.append(f'cancelling it failed ({outcome.cancel_error}); it may still be running')
     else:
         parts.append('CancelCommand was sent: invocations not yet delivered are cancelled, and the agent kills a running '
-                     'script with its whole process group; AWS gives no guarantee that a running script stops, so check '
-                     'with aws_ssm_command_info')
+                     'script with its whole process group (AWS gives no guarantee that it stops)')
+        now = {r.instance_id: r for r in outcome.results}
+        states = [f'{i} {now[i].status_details}' for i in outcome.cut_short[:20] if i in now]
+        if states:
+            parts.append('now: ' + ', '.join(states))
+        if outcome.unfinished:
+            parts.append('check the others later with aws_ssm_command_info')
     return '; '.join(parts)
 
 
@@ -607,12 +619,16 @@ def truncation_warning(outcome: RunOutcome) -> str | None:
             'and fetch that file through the cloudexec.core.aws_ssm connection.')
 
 
-def single_instance_fields(outcome: RunOutcome) -> dict[str, t.Any]:
-    """With exactly one instance, its rc, stdout and stderr at the top of the result, as ansible.builtin.command has them."""
+def single_instance_fields(outcome: RunOutcome, with_rc: bool = True) -> dict[str, t.Any]:
+    """With exactly one instance, its rc, stdout and stderr at the top of the result, as ansible.builtin.command has them.
+
+    Ansible fails any task result whose rc is not 0, so with_rc=False (fail_on=none) leaves rc out: exit_code has it.
+    """
     if len(outcome.results) != 1:
         return {}
     only = outcome.results[0].to_dict()
-    return {key: only[key] for key in ('rc', 'stdout', 'stderr', 'stdout_lines', 'stderr_lines', 'truncated')}
+    keys = ('exit_code', 'stdout', 'stderr', 'stdout_lines', 'stderr_lines', 'truncated') + (('rc',) if with_rc else ())
+    return {key: only[key] for key in keys}
 
 
 def api_calls(counter: ApiCounter, outcome: RunOutcome | None = None) -> dict[str, t.Any]:

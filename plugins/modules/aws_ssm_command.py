@@ -315,6 +315,12 @@ truncated_instances:
   type: list
   elements: str
 rc:
+  description:
+    - With exactly one node, its exit code.
+    - Not with O(fail_on=none), since Ansible fails any task whose RV(rc) is not 0; RV(exit_code) has it then.
+  returned: when the module waited on one node
+  type: int
+exit_code:
   description: With exactly one node, its exit code.
   returned: when the module waited on one node
   type: int
@@ -433,7 +439,7 @@ def main() -> None:
                   truncated_instances=[r.instance_id for r in outcome.truncated],
                   status=outcome.command_status or (outcome.results[0].status if len(outcome.results) == 1 else None),
                   api_calls=sc.api_calls(counter, outcome))
-    result.update(sc.single_instance_fields(outcome))
+    result.update(sc.single_instance_fields(outcome, with_rc=params['fail_on'] != 'none'))
     warning = sc.truncation_warning(outcome)
     if warning:
         module.warn(warning)

@@ -148,8 +148,8 @@ truncated_instances:
   returned: always
   type: list
   elements: str
-rc:
-  description: With exactly one node, its exit code.
+exit_code:
+  description: With exactly one node, its exit code (no C(rc): the lookup itself does not fail on the script's exit code).
   returned: with one node
   type: int
 stdout:
@@ -209,7 +209,7 @@ def main() -> None:
     result = {'changed': False, 'command': summary, 'finished': finished, 'results': [r.to_dict() for r in results],
               'counts': outcome.counts, 'failed_instances': [r.instance_id for r in outcome.failed if r.final],
               'truncated_instances': [r.instance_id for r in outcome.truncated], 'api_calls': sc.api_calls(counter)}
-    result.update(sc.single_instance_fields(outcome))
+    result.update(sc.single_instance_fields(outcome, with_rc=False))
     module.exit_json(**result)
 
 
