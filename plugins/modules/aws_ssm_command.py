@@ -79,7 +79,7 @@ options:
     default: 3600
   delivery_timeout:
     description:
-      - Seconds the service tries to deliver the command (C(TimeoutSeconds)): a node whose agent is not connected is
+      - Seconds the service tries to deliver the command (C(TimeoutSeconds)). A node whose agent is not connected is
         V(Delayed) until this plus O(execution_timeout) has passed, then V(Delivery Timed Out). 30 to 2592000.
       - The service's default (3600) when unset.
     type: int

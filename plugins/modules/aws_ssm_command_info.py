@@ -14,7 +14,7 @@ description:
     and each node's result, in the same shape as M(cloudexec.core.aws_ssm_command)'s RV(cloudexec.core.aws_ssm_command#module:results).
   - One C(ListCommands) call, the pages of C(ListCommandInvocations) with details (50 nodes a page), and one
     C(GetCommandInvocation) per node that has ended (the only call that returns the output).
-  - Does not wait: nodes still running show V(Pending), V(InProgress) or V(Delayed) and no output. Poll with C(until) on
+  - Does not wait. Nodes still running show V(Pending), V(InProgress) or V(Delayed) and no output. Poll with C(until) on
     RV(finished).
 author:
   - cloudexec.core maintainers (@cloudexec)
@@ -149,7 +149,7 @@ truncated_instances:
   type: list
   elements: str
 exit_code:
-  description: With exactly one node, its exit code (no C(rc): the lookup itself does not fail on the script's exit code).
+  description: With exactly one node, its exit code (there is no C(rc), as the lookup itself does not fail on the script's exit code).
   returned: with one node
   type: int
 stdout:
