@@ -48,8 +48,8 @@ attributes:
     support: none
 notes:
   - The command's document parameters (its commands) are not returned.
-  - SSM truncates each stream (stdout at 24,000 characters, stderr at 8,000 per the API reference); RV(results[].truncated) says
-    when. See the notes of M(cloudexec.core.aws_ssm_command).
+  - SSM truncates each stream (stdout at 24,000 characters, stderr at 8,000 per the API reference); each entry of RV(results) says
+    when (C(truncated)). See the notes of M(cloudexec.core.aws_ssm_command).
 seealso:
   - module: cloudexec.core.aws_ssm_command
 '''
