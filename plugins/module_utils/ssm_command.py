@@ -563,6 +563,12 @@ def wait_for(client: t.Any, command_id: str, wait_timeout: float, counter: ApiCo
     outcome.rounds = watcher.rounds
     outcome.calls_per_round = watcher.calls_per_round
     outcome.results = watcher.ordered()
+    if not watcher.command:
+        # The command's own status (instance ids: the rounds never needed it); a failure here loses nothing else.
+        try:
+            watcher.read_command()
+        except CloudExecError:
+            pass
     outcome.command_status = watcher.command.get('Status') if watcher.command else None
     return outcome
 

@@ -221,7 +221,8 @@ instance_ids:
   type: list
   elements: str
 status:
-  description: The command's own status (C(ListCommands)), or with one instance that instance's status.
+  description: The command's own status (C(ListCommands)), for example V(Success) (also when some nodes were not
+    delivered, with C(Incomplete) details), V(Failed), V(TimedOut) or V(Cancelled).
   returned: when the module waited
   type: str
 results:
@@ -437,7 +438,7 @@ def main() -> None:
     result.update(results=[r.to_dict() for r in outcome.results], counts=outcome.counts,
                   failed_instances=[r.instance_id for r in outcome.failed],
                   truncated_instances=[r.instance_id for r in outcome.truncated],
-                  status=outcome.command_status or (outcome.results[0].status if len(outcome.results) == 1 else None),
+                  status=outcome.command_status,
                   api_calls=sc.api_calls(counter, outcome))
     result.update(sc.single_instance_fields(outcome, with_rc=params['fail_on'] != 'none'))
     warning = sc.truncation_warning(outcome)

@@ -24,6 +24,7 @@ aws:
   region: us-east-1
   credentials:
     - {{access_key: AKIASSMCMD0000000001, secret_key: {SECRET}}}
+    - {{access_key: AKIASSMCMDDENIED0001, secret_key: denied-secret-for-tests-0001, deny: [ssm:SendCommand]}}
   managed_nodes:
     - {{id: {APP[0]}, name: app-1, tags: {{role: app}}}}
     - {{id: {APP[1]}, name: app-2, tags: {{role: app}}}}
@@ -79,7 +80,7 @@ def test_one_instance_stdout_stderr_and_rc(emu):
     assert (only['stderr'], only['exit_code'], only['rc'], only['status'], only['error_code']) == ('err\n', 3, 3, 'Failed', 'Failed')
     # One instance: rc/stdout/stderr at the top too, as ansible.builtin.command has them.
     assert (result['rc'], result['stderr'], result['truncated']) == (3, 'err\n', {'stdout': False, 'stderr': False})
-    assert result['counts'] == {'Failed': 1} and result['failed_instances'] == [APP[0]]
+    assert result['counts'] == {'Failed': 1} and result['failed_instances'] == [APP[0]] and result['status'] == 'Failed'
     seen = calls(emu)
     assert seen['SendCommand'] == 1 and seen['GetCommandInvocation'] == 1
     assert seen['ListCommandInvocations'] == result['api_calls']['poll_rounds']
@@ -224,12 +225,17 @@ def test_api_errors_say_what_to_do(emu, tmp_path):
     playbook.write_text(yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
         {'name': 'unknown', MODULE: {'instance_ids': ['i-0c00000000000ffff'], 'commands': 'true'}, 'ignore_errors': True},
         {'name': 'windows', MODULE: {'instance_ids': [WINDOWS], 'commands': 'true'}, 'ignore_errors': True},
+        {'name': 'denied', MODULE: {'instance_ids': [APP[0]], 'commands': 'true', 'access_key': 'AKIASSMCMDDENIED0001',
+                                    'secret_key': 'denied-secret-for-tests-0001'}, 'ignore_errors': True},
     ]}]))
     run = ansible_playbook(emu, playbook)
     unknown = run.result('unknown')
     assert unknown['error']['code'] == 'InvalidInstanceId' and 'must be an SSM managed node of this account and region' in unknown['msg']
     windows = run.result('windows')
     assert windows['error']['code'] == 'UnsupportedPlatformType' and 'AWS-RunPowerShellScript for Windows' in windows['msg']
+    denied = run.result('denied')
+    assert denied['error']['code'] == 'AccessDeniedException' and 'grant ssm:SendCommand' in denied['msg']
+    assert 'denied-secret-for-tests-0001' not in run.stdout + run.stderr
     emu.admin('POST', 'faults', {'service': 'aws-ssm', 'action': 'SendCommand', 'throttle': 2})
     run, _result = run_module(emu, {'instance_ids': [APP[0]], 'commands': 'true'})
     assert run.rc == 0, run.output  # botocore's retries absorb the throttling

@@ -128,3 +128,9 @@ def test_working_directory(ssm):
     assert (final['Status'], final['ResponseCode']) == ('Failed', 1) and 'failed to run commands' in final['StandardErrorContent']
     final = wait_final(ssm, send(ssm, ['pwd']))
     assert final['StandardOutputContent'].rstrip().endswith('/usr/bin')
+
+
+def test_agent_runs_a_timeout_under_5_seconds_for_an_hour(ssm):
+    # The document accepts 3, the agent reads it as 3600 (pluginutil.go ValidateExecutionTimeout): not killed at 3 s.
+    final = wait_final(ssm, send(ssm, ['sleep 4', 'echo survived'], parameters={'executionTimeout': ['3']}))
+    assert (final['Status'], final['StandardOutputContent']) == ('Success', 'survived\n')
