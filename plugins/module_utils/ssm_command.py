@@ -508,6 +508,7 @@ class RunOutcome:
     cancel_error: str | None = None
     # The nodes that had not finished when wait_timeout passed.
     cut_short: list[str] = field(default_factory=list)
+    cut_short_states: dict[str, str] = field(default_factory=dict)
     rounds: int = 0
     calls_per_round: list[int] = field(default_factory=list)
     command_status: str | None = None
@@ -552,6 +553,7 @@ def wait_for(client: t.Any, command_id: str, wait_timeout: float, counter: ApiCo
     except DeadlineExceeded:
         outcome.timed_out = True
         outcome.cut_short = [r.instance_id for r in watcher.ordered() if not r.final]
+        outcome.cut_short_states = {r.instance_id: r.status_details for r in watcher.ordered() if not r.final}
         outcome.cancel_error = cancel(client, command_id, counter)
         # Invocations that had not started are Cancelled at once; the agent kills running ones (Cancelling, then
         # Cancelled): look again for a short while, so the results say where each one ended.
@@ -596,7 +598,11 @@ def deadline_message(outcome: RunOutcome, wait_timeout: float) -> str:
     each of them stands now."""
     parts = [f'The command {outcome.command_id} did not finish within wait_timeout ({wait_timeout:g} s)']
     if outcome.cut_short:
-        shown = ', '.join(outcome.cut_short[:20]) + (' ...' if len(outcome.cut_short) > 20 else '')
+        def state(instance_id: str) -> str:
+            details = outcome.cut_short_states.get(instance_id)
+            hint = DETAIL_HINTS.get(details or '')
+            return f'{instance_id} ({details}: {hint})' if hint else f'{instance_id} ({details})' if details else instance_id
+        shown = ', '.join(state(i) for i in outcome.cut_short[:20]) + (' ...' if len(outcome.cut_short) > 20 else '')
         parts.append(f'it had not finished on {len(outcome.cut_short)} instance(s): {shown}')
     if outcome.cancel_error:
         parts.append(f'cancelling it failed ({outcome.cancel_error}); it may still be running')

@@ -106,6 +106,10 @@ class FakeSsm:
         self.calls.append('GetCommandInvocation')
         return {'Status': 'Success', 'StatusDetails': 'Success', 'ResponseCode': 0, 'StandardOutputContent': f'hi {kwargs["InstanceId"]}\n'}
 
+    def list_commands(self, **kwargs):
+        self.calls.append('ListCommands')
+        return {'Commands': [{'CommandId': kwargs['CommandId'], 'Status': 'Success'}]}
+
     def cancel_command(self, **kwargs):
         self.calls.append('CancelCommand')
         return {}
@@ -128,14 +132,17 @@ def test_one_listing_per_page_per_round_and_one_read_per_finished_node():
     # Round 1 sees nothing yet (eventual consistency), then 2 pages a round; each node read once when it ended.
     assert outcome.calls_per_round == [1, 2, 2 + 60]
     assert client.calls.count('GetCommandInvocation') == 60 and 'CancelCommand' not in client.calls
+    # With instance ids the rounds never need the command itself: read once at the end, for its status.
+    assert client.calls.count('ListCommands') == 1 and outcome.command_status == 'Success'
 
 
 def test_deadline_cancels_and_reports():
-    client = FakeSsm([[(NODE, 'InProgress')]])
+    client = FakeSsm([[(NODE, 'Delayed')]])
     outcome = sc.wait_for(client, 'c' * 36, 3, ApiCounter(), expected=[NODE], poller_factory=fast_poller)
     assert outcome.timed_out and outcome.cut_short == [NODE] and client.calls.count('CancelCommand') == 1
     message = sc.deadline_message(outcome, 3)
     assert 'did not finish within wait_timeout (3 s)' in message and 'CancelCommand was sent' in message
+    assert f'{NODE} (Delayed: the node was not reachable' in message
 
 
 def test_api_errors_get_a_remedy():
