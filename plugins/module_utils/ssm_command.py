@@ -42,7 +42,7 @@ S3_PREFIX_MAX = 500
 EXECUTION_TIMEOUT_RANGE = (5, 172800)
 DEFAULT_EXECUTION_TIMEOUT = 3600
 MAX_CONCURRENCY_PATTERN = re.compile(r'^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$')
-MAX_ERRORS_PATTERN = re.compile(r'^([1-9]*[0-9]+|[1-9]*[0-9]%|[1-9]%|100%)$')
+MAX_ERRORS_PATTERN = re.compile(r'^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$')
 _TARGET_KEY = re.compile(r'^(tag:.+|tag-key|InstanceIds)$')
 _NODE_ID = re.compile(r'^(i-[0-9a-zA-Z]{8}|i-[0-9a-zA-Z]{17}|mi-[0-9a-f]{17})$')
 PAGE_SIZE = 50
@@ -72,7 +72,6 @@ SSM_COMMAND_REMEDIES = {
     'InvalidOutputFolder': 'The S3 output location is not valid: check output_s3_bucket_name and output_s3_key_prefix',
     'InvalidOutputLocation': 'The S3 output location is not valid: check output_s3_bucket_name, output_s3_key_prefix and '
                              'output_s3_region',
-    'InvalidTarget': 'Targets take the keys tag:<name>, tag-key or InstanceIds with 1 to 50 values each',
     'InvalidCommandId': 'No such command in this region: check command_id (the command_id aws_ssm_command returned) and '
                         'region; SSM keeps commands for 30 days',
     'InvocationDoesNotExist': 'The command has no invocation on this instance (yet): check instance_id, or try again in a '

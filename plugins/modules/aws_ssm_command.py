@@ -81,7 +81,7 @@ options:
     description:
       - Seconds the service tries to deliver the command (C(TimeoutSeconds)). A node whose agent is not connected is
         V(Delayed) until this plus O(execution_timeout) has passed, then V(Delivery Timed Out). 30 to 2592000.
-      - The service's default (3600) when unset.
+      - The service's default when unset (the API reference does not give it; the console fills in 600).
     type: int
   max_concurrency:
     description:

@@ -93,7 +93,11 @@ def test_request_checks(ssm):
     assert error_code(ssm.send_command, InstanceIds=[WEB1], DocumentName=SHELL, Parameters={'commands': ['true']},
                       TimeoutSeconds=2592001) == 'ValidationException'  # botocore checks only the minimum
     assert error_code(ssm.send_command, Targets=[{'Key': 'Name', 'Values': ['x']}], DocumentName=SHELL,
-                      Parameters={'commands': ['true']}) == 'InvalidTarget'
+                      Parameters={'commands': ['true']}) == 'ValidationException'
+    assert error_code(ssm.send_command, InstanceIds=[WEB1, WEB1], DocumentName=SHELL,
+                      Parameters={'commands': ['true']}) == 'DuplicateInstanceId'
+    assert error_code(ssm.send_command, InstanceIds=[WEB1], DocumentName=SHELL, Parameters={'commands': ['true']},
+                      MaxErrors='01') == 'ValidationException'
     assert error_code(ssm.get_command_invocation, CommandId='0' * 36, InstanceId=WEB1) == 'InvocationDoesNotExist'
     assert error_code(ssm.cancel_command, CommandId='0' * 36) == 'InvalidCommandId'
 

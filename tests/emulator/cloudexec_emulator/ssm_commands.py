@@ -46,7 +46,7 @@ The service side, from the API reference and the Run Command user guide ("Unders
   process group) to Cancelled.
 
 Targets: ``InstanceIds`` (at most 50, each well formed and a node of the world, else InvalidInstanceId; a node of the
-wrong platform: UnsupportedPlatformType) or ``Targets`` (at most 5; keys ``InstanceIds``, ``tag:<key>``, ``tag-key``),
+wrong platform: UnsupportedPlatformType; an id given twice: DuplicateInstanceId) or ``Targets`` (at most 5; keys ``InstanceIds``, ``tag:<key>``, ``tag-key``; another key is a ValidationException),
 which resolve to the managed nodes (DescribeInstanceInformation's: a stopped instance is not one) that match them all.
 """
 from __future__ import annotations
@@ -91,10 +91,11 @@ MAX_INSTANCE_IDS = 50
 MAX_TARGETS = 5
 MAX_TARGET_VALUES = 50
 TIMEOUT_SECONDS_RANGE = (30, 2592000)
-DEFAULT_TIMEOUT_SECONDS = 3600
+# TimeoutSeconds unset: the API reference gives no default; the console fills in 600 (its "Timeout (seconds)").
+DEFAULT_TIMEOUT_SECONDS = 600
 COMMENT_MAX = 100
 MAX_CONCURRENCY_PATTERN = re.compile(r'^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$')
-MAX_ERRORS_PATTERN = re.compile(r'^([1-9]*[0-9]+|[1-9]*[0-9]%|[1-9]%|100%)$')
+MAX_ERRORS_PATTERN = re.compile(r'^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$')
 DEFAULT_MAX_CONCURRENCY = '50'
 DEFAULT_MAX_ERRORS = '0'
 COMMAND_ID_LENGTH = 36
@@ -318,9 +319,12 @@ def _node_error(ids: list[str], account: str) -> ApiError:
 def _by_instance_ids(ctx: CallContext, ids: list[str], document: str) -> list[ManagedNode]:
     if len(ids) > MAX_INSTANCE_IDS:
         raise validation_error('instanceIds', ids, f'Member must have length less than or equal to {MAX_INSTANCE_IDS}')
+    if len(set(ids)) != len(ids):
+        # DuplicateInstanceId is one of SendCommand's errors (botocore's model): a repeated id is refused, not merged.
+        raise ApiError('DuplicateInstanceId', 'You can\u2019t specify a managed node ID more than once.', 400)
     nodes: list[ManagedNode] = []
     bad: list[str] = []
-    for node_id in dict.fromkeys(ids):
+    for node_id in ids:
         node = node_for_target(ctx, node_id) if valid_node_id(node_id) else None
         # A stopped instance is in a valid state (its invocation waits); a terminated one is not.
         if node is None or (node.is_ec2 and node.state in ('terminated', 'shutting-down')):
@@ -355,8 +359,9 @@ def _by_targets(ctx: CallContext, targets: Any, document: str) -> list[ManagedNo
             name = key[4:]
             nodes = [n for n in nodes if n.tags.get(name) in values]
         else:
-            # resource-groups:* and ParameterValues keys are not emulated.
-            raise ApiError('InvalidTarget', f'Target key {key} is not valid.', 400)
+            # resource-groups:* keys are not emulated. What SendCommand answers for a key it cannot resolve is not
+            # published (its error list has no target error): refused as a validation error, the stricter reading.
+            raise ApiError('ValidationException', f'Target key {key} is not valid.', 400)
     # Nodes whose platform the document does not support are left out of a tag target (they are not "targets" of it).
     return [n for n in nodes if n.platform_type in DOCUMENTS[document]['platforms']]
 
