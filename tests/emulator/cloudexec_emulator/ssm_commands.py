@@ -46,8 +46,9 @@ The service side, from the API reference and the Run Command user guide ("Unders
   process group) to Cancelled.
 
 Targets: ``InstanceIds`` (at most 50, each well formed and a node of the world, else InvalidInstanceId; a node of the
-wrong platform: UnsupportedPlatformType; an id given twice: DuplicateInstanceId) or ``Targets`` (at most 5; keys ``InstanceIds``, ``tag:<key>``, ``tag-key``; another key is a ValidationException),
-which resolve to the managed nodes (DescribeInstanceInformation's: a stopped instance is not one) that match them all.
+wrong platform: UnsupportedPlatformType; an id given twice: DuplicateInstanceId) or ``Targets`` (at most 5; keys
+``InstanceIds``, ``tag:<key>``, ``tag-key``; another key is a ValidationException), which resolve to the managed nodes
+(DescribeInstanceInformation's: a stopped instance is not one) that match them all.
 """
 from __future__ import annotations
 
