@@ -81,6 +81,10 @@ SSM_RESUME = WaitPolicy('ssm-resume', Backoff(initial=0.2, factor=2.0, cap=5.0, 
 # Cloud Assistant invocations of the module (many instances), and its calls retried when throttled: quick first
 # checks, then the agent's ~3-5 s rhythm (it reports every few seconds, and Alibaba's own tools poll every 3 to 5 s).
 CLOUD_ASSISTANT_INVOCATIONS = WaitPolicy('cloud-assistant-invocations', Backoff(initial=0.5, factor=1.5, cap=5.0, jitter=0.2))
+# SSM Run Command invocations (aws_ssm_command): the agent reports a plugin's end at once, but the service shows new
+# invocations only after a moment (eventual consistency), so the first look is early; then up to 5 s, as the AWS CLI's
+# command_executed waiter polls (every 5 s).
+SSM_COMMAND = WaitPolicy('ssm-command', Backoff(initial=0.5, factor=1.5, cap=5.0, jitter=0.2))
 # One ali_assist command: most are short, so the first check is early; the connection's poll_initial and poll_max
 # options tune the first and longest delays (WaitPolicy.tuned).
 CLOUD_ASSISTANT_COMMAND = WaitPolicy('cloud-assistant-command', Backoff(initial=0.2, factor=1.6, cap=2.0, jitter=0.2))

@@ -167,6 +167,29 @@ def check_ali_ecs_command(run: AnsibleRun, emu, fetched: Path) -> None:  # pylin
     assert (failed['exit_code'], failed['error_code']) == (3, 'ExitCodeNonzero'), failed
 
 
+SSM_WEB_1, SSM_WEB_2, SSM_ONPREM = 'i-0a1b2c3d4e5f60701', 'i-0a1b2c3d4e5f60702', 'mi-0a1b2c3d4e5f60801'
+
+
+def check_aws_ssm_command(run: AnsibleRun, emu, fetched: Path) -> None:  # pylint: disable=unused-argument
+    assert set(run.stats) == {'localhost'}
+    preview = run.result('Check mode - which nodes would a fleet-wide command reach?')
+    assert 'nothing was sent' in preview['msg'] and len(preview['targets']) >= 5
+    install = run.result('Install the release in /srv/app on two instances and the on-premises server')
+    assert [(r['instance_id'], r['status'], r['stdout']) for r in install['results']] == [
+        (node, 'Success', 'installed 2024.06.1\n') for node in (SSM_WEB_1, SSM_WEB_2, SSM_ONPREM)]
+    for node in (SSM_WEB_1, SSM_WEB_2, SSM_ONPREM):
+        assert sandbox(emu, f'aws-ssm/{node}/srv/app/RELEASE').read_text() == '2024.06.1\n'   # inside the node's sandbox
+    restart = run.result('Restart the app on the web fleet, one node at a time')
+    assert restart['instance_ids'] == [SSM_WEB_1, SSM_WEB_2] and restart['counts'] == {'Success': 2}
+    check = run.record('A check that fails, handled by the play')
+    assert check['status'] == 'ok' and (check['result']['rc'], check['result']['stderr']) == (1, 'no debug line in app.conf\n')
+    report = run.result('A report larger than SSM returns')
+    assert report['truncated'] == {'stdout': True, 'stderr': False} and len(report['stdout']) == 24000
+    info = run.result('Poll the command until every node has finished')
+    assert info['command']['command_id'] == run.result('Start a longer job without waiting')['command_id']
+    assert [r['stdout'] for r in info['results']] == ['verified 2024.06.1\n'] * 2
+
+
 # ---- the connection examples -----------------------------------------------------------------------
 
 
@@ -199,6 +222,7 @@ EXAMPLES: dict[str, Callable[[AnsibleRun, Any, Path], None]] = {
     'aws_ecs_exec.yml': check_aws_ecs_exec,
     'ali_eci_exec.yml': check_ali_eci_exec,
     'ali_ecs_command.yml': check_ali_ecs_command,
+    'aws_ssm_command.yml': check_aws_ssm_command,
     **{name: check_connection(name) for name in CONNECTION_HOSTS},
 }
 

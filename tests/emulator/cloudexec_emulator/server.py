@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import (admin, ali_eci, ali_ecs, alisign, aws_ecs, aws_kms, aws_query, aws_ssm, eci_exec, sigv4, ssm_agent, ssm_documents,
-               ssm_nodes, ssm_sessions)
+from . import (admin, ali_eci, ali_ecs, alisign, aws_ecs, aws_kms, aws_query, aws_ssm, eci_exec, sigv4, ssm_agent, ssm_commands,
+               ssm_documents, ssm_nodes, ssm_sessions)
 from .context import STATE_KEY, ActionTable, CallContext, EmulatorState
 from .errors import ApiError, ali_error_response, ali_response, aws_error_response, aws_response, new_request_id
 
@@ -30,7 +30,7 @@ ALI_PRODUCTS: dict[str, tuple[str, ActionTable]] = {
 }
 AWS_SERVICE = 'aws-ecs'
 # The modules that register SSM actions on aws_ssm.ACTIONS (importing them is what registers them; see aws_ssm).
-SSM_PARTS = (ssm_nodes, ssm_documents, ssm_sessions)
+SSM_PARTS = (ssm_nodes, ssm_documents, ssm_sessions, ssm_commands)
 # AWS JSON 1.1 products by X-Amz-Target prefix: (service name for counters and faults, actions, SigV4 signing name).
 AWS_JSON_PRODUCTS = {
     aws_ecs.TARGET_PREFIX: (AWS_SERVICE, aws_ecs.ACTIONS, aws_ecs.SIGNING_NAME),

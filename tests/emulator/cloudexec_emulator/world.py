@@ -312,6 +312,13 @@ class SsmSettings:
     output_delay_ms: int = 1000
     # None: the session document's idleSessionTimeout (minutes). A number (seconds) overrides it, for tests.
     idle_timeout_seconds: float | None = None
+    # Run Command (ssm_commands.py): for this long after SendCommand its invocations are not visible yet
+    # (GetCommandInvocation answers InvocationDoesNotExist, ListCommandInvocations leaves them out): the API reference's
+    # "eventual consistency model". AWS publishes no figure: small, never zero.
+    invocation_visible_ms: int = 200
+    # None: an undelivered invocation (agent offline, instance stopped) times out after TimeoutSeconds plus the
+    # document's executionTimeout, as Run Command does. A number (seconds) overrides that sum, for tests.
+    delivery_timeout_seconds: float | None = None
 
 
 @dataclass
@@ -757,7 +764,8 @@ def _load_task(raw: dict[str, Any], where: str, cluster: EcsCluster, region: str
 _NODE_KEYS = {'id', 'name', 'resource_type', 'tags', 'platform_type', 'platform_name', 'platform_version', 'ping_status',
               'agent_version', 'state', 'computer_name', 'ip_address', 'instance_type', 'availability_zone', 'vpc_id', 'subnet_id',
               'image_id', 'iam_role', 'activation_id', 'last_ping_age', 'shell_profile', 'users', 'become_password', '_index'}
-_SSM_SETTING_KEYS = {'latest_agent_version', 'token_ttl_seconds', 'agent_start_ms', 'output_delay_ms', 'idle_timeout_seconds'}
+_SSM_SETTING_KEYS = {'latest_agent_version', 'token_ttl_seconds', 'agent_start_ms', 'output_delay_ms', 'idle_timeout_seconds',
+                     'invocation_visible_ms', 'delivery_timeout_seconds'}
 _DOCUMENT_KEYS = {'name', 'content', 'tags'}
 _DOCUMENT_CONTENT_KEYS = {'schemaVersion', 'description', 'sessionType', 'inputs', 'parameters', 'properties'}
 # Name prefixes AWS keeps for its own documents, in any case (SSM user guide, "Creating SSM document content": aws,
@@ -925,9 +933,9 @@ def _load_ssm_settings(raw: Any) -> SsmSettings:
                 raise WorldError(f'aws.ssm.latest_agent_version: {value!r} is not a version such as 3.3.1802.0')
             settings.latest_agent_version = str(value)
             continue
-        if key == 'idle_timeout_seconds' and value is None:
+        if key in ('idle_timeout_seconds', 'delivery_timeout_seconds') and value is None:
             continue
-        integer = key in ('agent_start_ms', 'output_delay_ms')
+        integer = key in ('agent_start_ms', 'output_delay_ms', 'invocation_visible_ms')
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (integer and not isinstance(value, int)):
             raise WorldError(f'aws.ssm.{key}: expected a non-negative {"integer" if integer else "number"}, got {value!r}')
         setattr(settings, key, int(value) if integer else float(value))
