@@ -47,6 +47,8 @@ def playbook(tasks: int) -> str:
 TARGETS = {
     'aws_ecs': ({'ansible_connection': 'cloudexec.core.aws_ecs', 'ansible_aws_ecs_cluster': 'demo', 'ansible_aws_ecs_task': TASK,
                  'ansible_aws_ecs_container': 'web'}, ('aws-ecs', 'ExecuteCommand'), 'aws-ecs-exec'),
+    'aws_ssm': ({'ansible_connection': 'cloudexec.core.aws_ssm', 'ansible_aws_ssm_instance_id': 'i-0a1b2c3d4e5f60701',
+                 'ansible_aws_ssm_region': 'us-east-1'}, ('aws-ssm', 'StartSession'), 'aws-ssm-session'),
     'ali_eci': ({'ansible_connection': 'cloudexec.core.ali_eci', 'ansible_ali_eci_container_group_id': 'eci-bp1demo00000000001'},
                 ('ali-eci', 'ExecContainerCommand'), 'ali-eci-exec'),
     'ali_assist': ({'ansible_connection': 'cloudexec.core.ali_assist', 'ansible_ali_assist_instance_id': 'i-bp1demo000000000001'},
@@ -188,6 +190,7 @@ SCENARIOS = {
                           for row in scenario_play(a.tasks, ms, True, connection)],
     'transfer': lambda a: scenario_transfer(a.size_mb),
     'eci': lambda a: scenario_play(a.tasks, 0, True, 'ali_eci'),
+    'ssm': lambda a: [row for ms in (0, 20) for pipelining in (False, True) for row in scenario_play(a.tasks, ms, pipelining, 'aws_ssm')],
     'assist': lambda a: scenario_play(min(a.tasks, 20), 0, True, 'ali_assist'),
     'poll': lambda a: scenario_poll(),
 }

@@ -57,6 +57,16 @@ STDIN_BASE64 = 'base64'
 STDIN_PRINTF = 'printf'
 
 
+# Ansible asks where a user's home is (`echo ~`, `echo ~user`) before every task that needs a temporary directory
+# (action plugins' _make_tmp_path, _remote_expand_user); the answer cannot change while a session lasts.
+_HOME_PROBE = re.compile(r"^(?:/bin/sh -c |\S+ -c )?'?echo ~[A-Za-z0-9_.-]*(?: && sleep 0)?'?$")
+
+
+def is_home_probe(command: str) -> bool:
+    """Whether command only prints a user's home directory (the same answer for the whole session)."""
+    return bool(_HOME_PROBE.match(command))
+
+
 def _printf_escape(data: bytes) -> str:
     """Bytes as a single-quoted printf format that prints exactly them (octal escapes for all but safe ASCII)."""
     safe = set(b'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.:/=+-_@')

@@ -42,13 +42,6 @@ def is_ec2(node_id: str) -> bool:
     return node_id.startswith('i-')
 
 
-def check_node_id(node_id: str, parameter: str) -> None:
-    """Refuse an id that is no managed node id before any call."""
-    if not isinstance(node_id, str) or not NODE_ID.match(node_id):
-        raise ValidationError(parameter, f'{node_id!r} is not a managed node id: "i-" and 8 or 17 hex digits (EC2) or '
-                                         '"mi-" and 17 hex digits (hybrid activation)')
-
-
 def api_filters(filters: t.Mapping[str, t.Any] | None, parameter: str = 'filters') -> list[dict[str, t.Any]]:
     """DescribeInstanceInformation ``Filters`` from a dictionary {key: value or list of values}, checked first."""
     result: list[dict[str, t.Any]] = []

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 from ansible_collections.cloudexec.core.plugins.module_utils import aws
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, ValidationError
+from ansible_collections.cloudexec.core.plugins.module_utils.ssm_nodes import NODE_ID
 
 # Managed node ids: an EC2 instance ("i-" and 8 or 17 hex digits) or a hybrid activation's server ("mi-" and 17).
-NODE_ID = re.compile(r'^(?:i-[0-9a-f]{8}(?:[0-9a-f]{9})?|mi-[0-9a-f]{17})$')
 # StartSession's DocumentName (botocore ssm model: DocumentARN, ^[a-zA-Z0-9_\-.:/]{3,128}$): a name or an ARN.
 DOCUMENT_NAME = re.compile(r'^[a-zA-Z0-9_\-.:/]{3,128}$')
 # The document StartSession runs when none is named: the account's preferences, a Standard_Stream shell.

@@ -185,7 +185,7 @@ msg:
 import json
 import typing as t
 
-from ansible_collections.cloudexec.core.plugins.module_utils import aws, exec_checks, ssm_checks, ssm_nodes
+from ansible_collections.cloudexec.core.plugins.module_utils import aws, exec_checks, ssm_checks, ssm_nodes, ssm_sessions
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, ValidationError
 from ansible_collections.cloudexec.core.plugins.module_utils.module import CloudExecModule, aws_argument_spec
 
@@ -417,7 +417,7 @@ def node_ids(raw: t.Sequence[str]) -> list[str]:
     if len(ids) > MAX_NODES:
         raise ValidationError('instance_id', f'{len(ids)} nodes is above the limit of {MAX_NODES} a task')
     for node_id in ids:
-        ssm_nodes.check_node_id(node_id, 'instance_id')
+        ssm_sessions.check_node_id(node_id, 'instance_id')
     return ids
 
 

@@ -480,6 +480,7 @@ class Broker:
         self._notes: list[dict[str, t.Any]] = []
         self._notes_lock = threading.Lock()
         self.history: list[str] = []           # every note, for the stats request (tests, -vvv debugging)
+        self.homes: dict[str, bytes] = {}       # `echo ~user` command -> its answer: asked once per broker, not per task
 
     # ---- the session
 
@@ -608,6 +609,9 @@ class Broker:
         op = header.get('op')
 
         def work(shell: t.Any) -> tuple[dict[str, t.Any], list[bytes]]:
+            if op == 'exec' and stdin is None and header['command'] in self.homes:
+                # A home directory does not move while the broker lives: answered without a round trip.
+                return {'ok': True, 'rc': 0, 'crlf': False, 'trace': {'round trips': 0}}, [self.homes[header['command']], b'']
             if op == 'exec':
                 before = shell.counters() if hasattr(shell, 'counters') else {}
                 result = shell.run(header['command'], stdin=stdin, timeout=timeout, cancelled=cancelled, cache=stdin is not None,
@@ -615,6 +619,8 @@ class Broker:
                 after = shell.counters() if before else {}
                 # What this exec cost on the wire (the connection shows it at -vvvv): counts only, nothing of the data.
                 trace = {name: after[name] - before[name] for name in after}
+                if stdin is None and result.rc == 0 and result.stdout.strip() and remote_shell.is_home_probe(header['command']):
+                    self.homes[header['command']] = result.stdout
                 return {'ok': True, 'rc': result.rc, 'crlf': result.crlf, 'trace': trace}, [result.stdout, result.stderr]
             transfer = shell.put_file if op == 'put' else shell.fetch_file
             return {'ok': True, 'stats': transfer(header['in_path'], header['out_path'], timeout=timeout, cancelled=cancelled)}, []

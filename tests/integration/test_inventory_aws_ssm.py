@@ -230,3 +230,21 @@ def test_without_tag_permissions_nodes_come_without_names_and_tags(custom, tmp_p
     assert facts['odd-1']['aws_ssm']['tags'] == {}          # the activation's name still comes from SSM
     assert 'UnauthorizedOperation' in proc.stderr and 'ec2:DescribeInstances' in proc.stderr
     assert 'AccessDeniedException' in proc.stderr and 'ssm:ListTagsForResource' in proc.stderr
+
+
+def test_inventory_hosts_answer_through_the_connection(emu, tmp_path):
+    """The inventory's hosts need nothing more: `ansible -m ping` reaches them through cloudexec.core.aws_ssm."""
+    path = tmp_path / 'nodes.aws_ssm.yml'
+    path.write_text(yaml.safe_dump({'plugin': PLUGIN}))
+    environment = ansible_env(emu, {'ANSIBLE_INVENTORY_ENABLED': PLUGIN, 'ANSIBLE_LOCAL_TEMP': str(tmp_path / 'ansible-tmp'),
+                                    'CLOUDEXEC_CONTROL_DIR': str(tmp_path / 'cp')})
+    chosen = [WEB1, HYBRID, BANNER]
+    try:
+        proc = subprocess.run([cli('ansible'), '-i', str(path), ':'.join(chosen), '-m', 'ping', '-o'], env=environment,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert sorted(line.split()[0] for line in proc.stdout.splitlines() if '"pong"' in line) == sorted(chosen)
+        assert set(calls(emu)['aws-ssm']) >= {'DescribeInstanceInformation', 'StartSession'}
+    finally:
+        subprocess.run([cli('ansible'), '-i', str(path), ':'.join(chosen), '-m', 'meta', '-a', 'reset_connection'],
+                       env=environment, capture_output=True, timeout=120, check=False)

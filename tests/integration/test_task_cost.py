@@ -5,7 +5,7 @@
 
 A play warms each module (its first task sends the module's code, which the target keeps), resets the emulator's
 counters from the controller, then runs TASKS more tasks. The counts of those tasks are pinned:
-- session transports (aws_ecs, ali_eci): no new session, one round trip per task (a "turn": the client's input after
+- session transports (aws_ecs, aws_ssm, ali_eci): no new session, one round trip per task (a "turn": the client's input after
   the agent's output, counted by the emulated agent), at most 40 websocket frames per task (ECS Exec counts acks);
 - ali_assist: one RunCommand per task, its argument piece inside it.
 A change that adds a round trip, a frame-heavy resend of module code or a RunCommand fails here. The wall time is
@@ -26,6 +26,8 @@ SECRET = 'Task-Cost-Secret-7f3a'
 TARGETS: dict[str, dict[str, Any]] = {
     'aws_ecs': {'ansible_connection': 'cloudexec.core.aws_ecs', 'ansible_aws_ecs_cluster': 'demo',
                 'ansible_aws_ecs_task': '1f0e1c2d3b4a59687766554433221100', 'ansible_aws_ecs_container': 'web'},
+    'aws_ssm': {'ansible_connection': 'cloudexec.core.aws_ssm', 'ansible_aws_ssm_instance_id': 'i-0a1b2c3d4e5f60701',
+                'ansible_aws_ssm_region': 'us-east-1'},
     'ali_eci': {'ansible_connection': 'cloudexec.core.ali_eci', 'ansible_ali_eci_container_group_id': 'eci-bp1demo00000000001'},
     'ali_assist': {'ansible_connection': 'cloudexec.core.ali_assist', 'ansible_ali_assist_instance_id': 'i-bp1demo000000000001'},
 }
@@ -37,10 +39,14 @@ def _play(tmp_path: Path, connection: str, admin_url: str) -> Path:
         # its arguments) must still never leave it on the target.
         {'ansible.builtin.command': f'echo {SECRET}', 'no_log': True},
         {'ansible.builtin.command': f'echo {SECRET}', 'no_log': True},
+        {'ansible.builtin.copy': {'content': 'warm\n', 'dest': './cost-warm.txt'}},
         {'ansible.builtin.uri': {'url': f'{admin_url}/calls/reset', 'method': 'POST'}, 'delegate_to': 'localhost',
          'vars': {'ansible_connection': 'local'}},
     ]
     tasks += [{'ansible.builtin.command': f'echo task {number}', 'register': f'task{number}'} for number in range(TASKS)]
+    # A copy: Ansible's own execs (mkdir of its temporary directory, stat, the file, chmod, copy, rm); its `echo ~`
+    # is answered by the session broker from the warm-up copy, without a round trip.
+    tasks.append({'ansible.builtin.copy': {'content': 'counted\n', 'dest': './cost-counted.txt'}})
     tasks.append({'ansible.builtin.assert': {'that': [f'task{number}.stdout == "task {number}"' for number in range(TASKS)]}})
     # What the target keeps: module code only. (After the counted tasks: a raw task is one more exec.)
     tasks.append({'ansible.builtin.raw': 'cat ~/.cache/cloudexec-pieces/* 2>/dev/null | grep -c ' + SECRET + ' || true',
@@ -63,11 +69,16 @@ def test_a_task_whose_module_the_target_keeps_costs_one_round_trip(emu, control_
     assert run.rc == 0, run.output
     counts = emu.admin('GET', 'calls')
     calls, ws = counts['calls'], counts.get('ws', {})
-    # The counted part is the TASKS command tasks plus the raw task (one exec), after the reset.
-    execs = TASKS + 1
-    if connection == 'aws_ecs':
-        channel = ws['aws-ecs-exec']
-        assert calls.get('aws-ecs', {}).get('ExecuteCommand', 0) == 0, calls   # the play's session goes on
+    # The counted part, after the reset: the TASKS command tasks and the raw task (one exec each), and the copy: six
+    # execs of Ansible's own (mkdir, stat, the file, chmod, copy, rm) - and its `echo ~`, which a session broker answers
+    # from the warm-up copy (a home does not move) and Cloud Assistant has to ask again.
+    execs = TASKS + 1 + 6
+    if connection == 'ali_assist':
+        execs += 1
+    if connection in ('aws_ecs', 'aws_ssm'):
+        channel = ws['aws-ecs-exec' if connection == 'aws_ecs' else 'aws-ssm-session']
+        opened = calls.get('aws-ecs', {}).get('ExecuteCommand', 0) + calls.get('aws-ssm', {}).get('StartSession', 0)
+        assert opened == 0, calls   # the play's session goes on
         assert channel['turns'] == execs, channel
         assert (channel['frames_in'] + channel['frames_out']) / execs <= 40, channel
     elif connection == 'ali_eci':

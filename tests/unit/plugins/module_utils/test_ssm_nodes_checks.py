@@ -11,20 +11,20 @@ import datetime
 import pytest
 
 from ansible_collections.cloudexec.core.plugins.inventory import aws_ssm
-from ansible_collections.cloudexec.core.plugins.module_utils import ssm_checks, ssm_nodes
+from ansible_collections.cloudexec.core.plugins.module_utils import ssm_checks, ssm_nodes, ssm_sessions
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import ValidationError
 
 
 @pytest.mark.parametrize('node_id', ['i-0a1b2c3d', 'i-0a1b2c3d4e5f60701', 'mi-0a1b2c3d4e5f60801'])
 def test_node_ids_accepted(node_id):
-    ssm_nodes.check_node_id(node_id, 'instance_id')
+    assert ssm_sessions.check_node_id(node_id, 'instance_id') == node_id
 
 
 @pytest.mark.parametrize('node_id', ['i-xyz', 'i-0A1B2C3D4E5F60701', 'mi-0a1b2c3d', 'web-1', 'i-0a1b2c3d4e5f607011', ''])
 def test_node_ids_refused_naming_the_parameter(node_id):
     with pytest.raises(ValidationError) as caught:
-        ssm_nodes.check_node_id(node_id, 'instance_id')
-    assert 'instance_id' in str(caught.value) and '17 hex digits' in str(caught.value)
+        ssm_sessions.check_node_id(node_id, 'instance_id')
+    assert 'instance_id' in str(caught.value) and ('17 hex digits' in str(caught.value) or 'no managed node id' in str(caught.value))
 
 
 def test_filters_become_api_filters():
