@@ -128,10 +128,7 @@ class Connection(SessionConnection):
             container_group_id=group_id or None,
             container_group_name=None if group_id else group_name,
             container_name=self.get_option('container_name'),
-            shell=self.get_option('shell'),
-            idle_timeout=self.get_option('idle_timeout'),
-            piece_cache=self.get_option('piece_cache'),
-            connect_timeout=self.get_option('connect_timeout'),
+            **self._session_options(),
         )
         if not options['container_group_id'] and not options['container_group_name']:
             raise AnsibleError('cloudexec.core.ali_eci needs a container group: set ansible_ali_eci_container_group_id '

@@ -113,10 +113,7 @@ class Connection(SessionConnection):
             cluster=self.get_option('cluster'),
             task=self.get_option('task') or self._play_context.remote_addr,
             container=self.get_option('container'),
-            shell=self.get_option('shell'),
-            idle_timeout=self.get_option('idle_timeout'),
-            piece_cache=self.get_option('piece_cache'),
-            connect_timeout=self.get_option('connect_timeout'),
+            **self._session_options(),
         )
         if not options['task']:
             raise AnsibleError('cloudexec.core.aws_ecs needs a task: set ansible_aws_ecs_task (or ansible_host)')

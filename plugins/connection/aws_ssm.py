@@ -239,11 +239,8 @@ class Connection(SessionConnection):
         options.update(
             instance_id=self.get_option('instance_id') or self._play_context.remote_addr,
             ssm_document=self.get_option('ssm_document'),
-            shell=self.get_option('shell'),
             reconnection_retries=self.get_option('reconnection_retries'),
-            idle_timeout=self.get_option('idle_timeout'),
-            piece_cache=self.get_option('piece_cache'),
-            connect_timeout=self.get_option('connect_timeout'),
+            **self._session_options(),
         )
         if not options['instance_id']:
             raise AnsibleError('cloudexec.core.aws_ssm needs a managed node: set ansible_aws_ssm_instance_id (or ansible_host)')

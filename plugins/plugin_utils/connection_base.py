@@ -270,6 +270,13 @@ class SessionConnection(CloudExecConnection):
 
     # Set by each plugin: the broker's OPENERS key.
     broker_kind = ''
+    # The options every session connection documents (doc fragments cloudexec.core.connection and .session) and its broker
+    # and session opener read.
+    SESSION_OPTIONS = ('shell', 'idle_timeout', 'piece_cache', 'connect_timeout')
+
+    def _session_options(self) -> dict[str, t.Any]:
+        """The values of SESSION_OPTIONS for this host."""
+        return {name: self.get_option(name) for name in self.SESSION_OPTIONS}
 
     def _broker_client(self, options: dict[str, t.Any]) -> BrokerClient:
         # The broker key covers the target and the credentials; secrets only as part of a hash.
