@@ -123,14 +123,29 @@ options:
     env:
       - name: CLOUDEXEC_PIECE_CACHE
       - name: CLOUDEXEC_ALI_ASSIST_PIECE_CACHE
+  idle_timeout:
+    description:
+      - Seconds the host's background process (see the notes) may stay unused before it exits.
+    type: int
+    default: 600
+    vars:
+      - name: ansible_ali_assist_idle_timeout
+    env:
+      - name: CLOUDEXEC_IDLE_TIMEOUT
   pipelining:
     vars:
       - name: ansible_pipelining
       - name: ansible_ali_assist_pipelining
 notes:
-  - There is no session to keep, so nothing lives across tasks; a task costs one C(RunCommand) and a few
-    C(DescribeInvocationResults) per command, plus one C(RunCommand) per staged piece (about 18 KB of text or 13 KB of
-    binary data) and per output page (about 74% of O(output_quota), 8.6 KB by default) when the input or output is large.
+  - A task costs one C(RunCommand) and a few C(DescribeInvocationResults) per command, plus one C(RunCommand) per staged
+    piece (about 18 KB of text or 13 KB of binary data) and per output page (about 74% of O(output_quota), 8.6 KB by
+    default) when the input or output is large.
+  - "The API calls are made by a small background process per host, started by the first task and kept across tasks
+    (like SSH's ControlPersist): it loads Alibaba's SDK and opens its HTTPS connection once, not in every task. It
+    exits after O(idle_timeout) seconds without use, or on C(meta: reset_connection). Its socket lives in
+    C(~/.ansible/cp/cloudexec), a directory only the user can read (set E(CLOUDEXEC_CONTROL_DIR) to move it), and it
+    gets its credentials on its standard input, never its command line. Commands of several runs on one instance run
+    side by side, as Cloud Assistant allows."
   - The AccessKey secret and STS token never reach logs at any verbosity.
   - The scripts of C(RunCommand) are kept in the account's invocation history (C(DescribeInvocations)). Module arguments and
     copied files travel inside them; so does a become password. Prefer Cloud Assistant's own O(username), C(root) by
@@ -181,28 +196,32 @@ EXAMPLES = r'''
       ansible.builtin.raw: ps -ef
 '''
 
-import os
+import dataclasses
 
-from ansible.errors import AnsibleError
-from ansible.utils.display import Display
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
 
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud
 from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
-from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_memory as memory
 from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_transport as at
-from ansible_collections.cloudexec.core.plugins.plugin_utils import broker
-from ansible_collections.cloudexec.core.plugins.plugin_utils.connection_base import CloudExecConnection, InProcessClient
+from ansible_collections.cloudexec.core.plugins.plugin_utils.connection_base import SessionConnection
 
-display = Display()
+# How long the host's broker may take to start (a Python process that imports the SDK; no API call yet).
+BROKER_START = 60
 
 
-class Connection(CloudExecConnection):
-    """Cloud Assistant RunCommand as an Ansible connection: a polled transport, in the task's worker."""
+class Connection(SessionConnection):
+    """Cloud Assistant RunCommand as an Ansible connection: a polled transport, served by the host's broker.
+
+    The task's worker never imports Alibaba's SDK: it checks the options and hands each command to the
+    broker (plugin_utils/ali_assist_host.py), which makes the calls.
+    """
 
     transport = 'cloudexec.core.ali_assist'
+    broker_kind = 'ali_assist'
     label = 'Cloud Assistant'
     has_connect_timeout = False
+    SESSION_OPTIONS = ('idle_timeout', 'piece_cache')
 
     def _target_options(self) -> dict:
         instance_id = self.get_option('instance_id') or self._play_context.remote_addr
@@ -234,43 +253,16 @@ class Connection(CloudExecConnection):
                            working_dir=self.get_option('working_dir'), command_timeout=timeout, poll_initial=poll_initial,
                            poll_max=max(poll_max, poll_initial), piece_cache=self.get_option('piece_cache') or None,
                            output_quota=quota)
-        return {'target': target}
+        try:
+            auth = alicloud.AlicloudAuth.from_options(self.get_option)
+        except CloudExecError as exc:
+            # As when any other credential problem shows: the host cannot be reached.
+            raise AnsibleConnectionFailure(f'Cannot reach instance {target.describe()} through Cloud Assistant: {exc}') from None
+        # Credentials go to the broker on its stdin; they name it only through a hash (broker.broker_key).
+        return {**dataclasses.asdict(auth), **dataclasses.asdict(target), 'idle_timeout': self.get_option('idle_timeout'),
+                'connect_timeout': BROKER_START}
 
     def _describe_target(self, options: dict) -> str:
-        return f'instance {options["target"].describe()}'
-
-    def _open_client(self, options: dict) -> InProcessClient:
-        target = options['target']
-        auth = alicloud.AlicloudAuth.from_options(self.get_option)
-        client = alicloud.ecs_client(auth)
-        display.vvv(f'ALI ASSIST: instance {target.describe()} in {auth.alicloud_region}', host=self._host)
-        return InProcessClient(at.AssistTransport(
-            client, auth, target, log=lambda msg: display.vvv(f'ALI ASSIST: {msg}', host=self._host), notify=self._notify,
-            memory=self._piece_memory(auth, target), ledger=self._run_ledger(auth, target), quota_memory=self._quota_memory(auth, target)))
-
-    def _controller_file(self, what: str, auth, target, extra: dict | None = None) -> tuple[str, str] | None:
-        """(private control directory, key) for what this controller keeps about the target; None when it cannot keep it."""
-        try:
-            directory = broker.control_dir()
-        except (CloudExecError, OSError) as exc:
-            display.vvv(f'ALI ASSIST: no {what} ({exc})', host=self._host)
-            return None
-        key = broker.broker_key(f'ali_assist-{what}', {'region': auth.alicloud_region, 'instance': target.instance_id,
-                                                       'container': target.container_id or target.container_name, **(extra or {})})
-        return directory, key
-
-    def _run_ledger(self, auth, target) -> memory.RunLedger:
-        """Where the commands in flight on this target are noted, so a later task can end those of an interrupted run."""
-        found = self._controller_file('runs', auth, target)
-        return memory.RunLedger(found[0], found[1][:16]) if found else memory.RunLedger(None, '')
-
-    def _quota_memory(self, auth, target) -> memory.QuotaMemory:
-        """The output quota learned on this target (a file in the private control directory), if it can be kept."""
-        found = self._controller_file('quota', auth, target)
-        return memory.QuotaMemory(os.path.join(found[0], f'assist-{found[1]}.quota') if found else None)
-
-    def _piece_memory(self, auth, target) -> memory.PieceMemory:
-        """What this controller sent to the target's piece cache (a file in the private control directory), if it can keep it."""
-        found = self._controller_file('pieces', auth, target, {'user': target.username, 'cache': target.piece_cache}) \
-            if target.piece_cache else None
-        return memory.PieceMemory(os.path.join(found[0], f'assist-{found[1]}.pieces') if found else None)
+        container = options['container_id'] or options['container_name']
+        where = f'{options["instance_id"]} (container {container})' if container else options['instance_id']
+        return f'instance {where} in {options["alicloud_region"]}'

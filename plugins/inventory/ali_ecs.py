@@ -279,7 +279,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             found: list[dict[str, t.Any]] = []
             token: str | None = None
             while True:
-                request = ca.ecs_models.DescribeInstancesRequest(region_id=region, max_results=ca.MAX_DESCRIBE_INSTANCES, next_token=token,
+                request = ca.models().DescribeInstancesRequest(region_id=region, max_results=ca.MAX_DESCRIBE_INSTANCES, next_token=token,
                                                                  status=status[0] if status else None)
                 body = ca.retried_call(client, regional, 'describe_instances', request)
                 items = (body.instances.instance if body.instances else None) or []
@@ -296,7 +296,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         """Fill in each Running instance's Cloud Assistant state, 50 instances per DescribeCloudAssistantStatus call."""
         by_id = {r['instance_id']: r for r in records if r.get('status') == 'Running'}
         for chunk in ca.batches(list(by_id), ca.MAX_STATUS_IDS):
-            request = ca.ecs_models.DescribeCloudAssistantStatusRequest(region_id=auth.alicloud_region, instance_id=chunk,
+            request = ca.models().DescribeCloudAssistantStatusRequest(region_id=auth.alicloud_region, instance_id=chunk,
                                                                         max_results=ca.MAX_STATUS_IDS)
             body = ca.retried_call(client, auth, 'describe_cloud_assistant_status', request)
             status_set = body.instance_cloud_assistant_status_set

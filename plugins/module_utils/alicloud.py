@@ -24,19 +24,67 @@ from ansible_collections.cloudexec.core.plugins.module_utils import auth_options
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, ValidationError
 from ansible_collections.cloudexec.core.plugins.module_utils.version import USER_AGENT
 
-try:
-    from alibabacloud_credentials.client import Client as CredentialClient
-    from alibabacloud_credentials.models import Config as CredentialConfig
-    from alibabacloud_credentials.provider.cli_profile import CLIProfileCredentialsProvider
-    from alibabacloud_tea_openapi.utils_models import Config as OpenApiConfig
-    from darabonba.runtime import RuntimeOptions
-    from Tea.exceptions import TeaException, UnretryableException
-except ImportError:
-    HAS_TEA = False
-    TEA_IMPORT_ERROR: str | None = traceback.format_exc()
-else:
-    HAS_TEA = True
-    TEA_IMPORT_ERROR = None
+
+class _TeaSdk:
+    """The Tea SDK's names, imported on first use.
+
+    Importing the SDK takes about half a second (it loads aiohttp and the credential providers). The
+    modules need it at once; a connection plugin's task worker must not pay for it, since Cloud Assistant
+    calls are made by the per-host broker process (plugin_utils/broker.py), which imports it once.
+    """
+
+    CredentialClient: t.Any = None
+    CredentialConfig: t.Any = None
+    CLIProfileCredentialsProvider: t.Any = None
+    OpenApiConfig: t.Any = None
+    RuntimeOptions: t.Any = None
+    TeaException: t.Any = None
+    UnretryableException: t.Any = None
+
+    def __init__(self) -> None:
+        self.loaded = False
+        self.error: str | None = None
+
+    def load(self) -> bool:
+        """Import the SDK once; whether it is there (self.error holds the traceback when it is not)."""
+        if not self.loaded:
+            self.loaded = True
+            try:
+                # pylint: disable=import-outside-toplevel
+                from alibabacloud_credentials.client import Client as CredentialClient
+                from alibabacloud_credentials.models import Config as CredentialConfig
+                from alibabacloud_credentials.provider.cli_profile import CLIProfileCredentialsProvider
+                from alibabacloud_tea_openapi.utils_models import Config as OpenApiConfig
+                from darabonba.runtime import RuntimeOptions
+                from Tea.exceptions import TeaException, UnretryableException
+            except ImportError:
+                self.error = traceback.format_exc()
+            else:
+                self.CredentialClient, self.CredentialConfig = CredentialClient, CredentialConfig
+                self.CLIProfileCredentialsProvider, self.OpenApiConfig = CLIProfileCredentialsProvider, OpenApiConfig
+                self.RuntimeOptions, self.TeaException, self.UnretryableException = RuntimeOptions, TeaException, UnretryableException
+        return self.error is None
+
+
+_TEA = _TeaSdk()
+
+
+def has_tea() -> bool:
+    """Whether the Tea SDKs can be imported (importing them if not done yet)."""
+    return _TEA.load()
+
+
+def tea_import_error() -> str | None:
+    """The traceback of the failed SDK import, None when the SDK is there."""
+    _TEA.load()
+    return _TEA.error
+
+
+def _tea_exception_types() -> tuple[type, type] | None:
+    """(TeaException, UnretryableException) once the SDK is loaded; None before (then no exception can be one)."""
+    if 'Tea.exceptions' not in sys.modules or not _TEA.load():
+        return None
+    return _TEA.TeaException, _TEA.UnretryableException
 
 
 def _forget_inherited_connections() -> None:
@@ -165,34 +213,34 @@ class AlicloudAuth:
 
 def require_tea() -> None:
     """Raise a clear error when the Alibaba Cloud SDKs are missing."""
-    if not HAS_TEA:
+    if not has_tea():
         raise CloudExecError('the Alibaba Cloud Tea SDKs are required on the controller', code='MissingDependency',
                              provider='cloudexec',
                              remedy='pip install alibabacloud-ecs20140526 alibabacloud-eci20180808 alibabacloud-credentials')
 
 
-def credential_client(auth: AlicloudAuth) -> 'CredentialClient':
+def credential_client(auth: AlicloudAuth) -> t.Any:
     """Pick the credential provider: explicit keys, an assumed role, an instance role, a profile, or the default chain."""
     require_tea()
     if auth.alicloud_assume_role_arn:
         if not auth.alicloud_access_key:
             raise ValidationError('alicloud_assume_role_arn', 'assuming a role needs alicloud_access_key and alicloud_secret_key')
-        return CredentialClient(CredentialConfig(
+        return _TEA.CredentialClient(_TEA.CredentialConfig(
             type='ram_role_arn', access_key_id=auth.alicloud_access_key, access_key_secret=auth.alicloud_secret_key,
             security_token=auth.alicloud_security_token, role_arn=auth.alicloud_assume_role_arn,
             role_session_name=auth.alicloud_assume_role_session_name or 'cloudexec-core'))
     if auth.alicloud_access_key:
         kind = 'sts' if auth.alicloud_security_token else 'access_key'
-        return CredentialClient(CredentialConfig(type=kind, access_key_id=auth.alicloud_access_key,
+        return _TEA.CredentialClient(_TEA.CredentialConfig(type=kind, access_key_id=auth.alicloud_access_key,
                                                  access_key_secret=auth.alicloud_secret_key,
                                                  security_token=auth.alicloud_security_token))
     if auth.ecs_role_name:
-        return CredentialClient(CredentialConfig(type='ecs_ram_role', role_name=auth.ecs_role_name))
+        return _TEA.CredentialClient(_TEA.CredentialConfig(type='ecs_ram_role', role_name=auth.ecs_role_name))
     if auth.profile or auth.shared_credentials_file:
-        return CredentialClient(provider=CLIProfileCredentialsProvider(profile_name=auth.profile,
+        return _TEA.CredentialClient(provider=_TEA.CLIProfileCredentialsProvider(profile_name=auth.profile,
                                                                        profile_file=auth.shared_credentials_file))
     # The SDK's default chain (ALIBABA_CLOUD_* variables, ~/.aliyun, OIDC, instance roles).
-    return CredentialClient()
+    return _TEA.CredentialClient()
 
 
 def endpoint_config(auth: AlicloudAuth, product: str) -> tuple[str, str]:
@@ -208,10 +256,10 @@ def endpoint_config(auth: AlicloudAuth, product: str) -> tuple[str, str]:
     return override, 'https'
 
 
-def open_api_config(auth: AlicloudAuth, product: str) -> 'OpenApiConfig':
+def open_api_config(auth: AlicloudAuth, product: str) -> t.Any:
     """The Tea SDK Config for one product client."""
     host, protocol = endpoint_config(auth, product)
-    return OpenApiConfig(credential=credential_client(auth), region_id=auth.alicloud_region, endpoint=host,
+    return _TEA.OpenApiConfig(credential=credential_client(auth), region_id=auth.alicloud_region, endpoint=host,
                          protocol=protocol, user_agent=USER_AGENT, read_timeout=auth.read_timeout * 1000,
                          connect_timeout=CONNECT_TIMEOUT * 1000)
 
@@ -238,11 +286,11 @@ def eci_client(auth: AlicloudAuth) -> t.Any:
     return EciClient(open_api_config(auth, 'eci'))
 
 
-def runtime_options(auth: AlicloudAuth, read_timeout: int | None = None) -> 'RuntimeOptions':
+def runtime_options(auth: AlicloudAuth, read_timeout: int | None = None) -> t.Any:
     """Per-call options: TLS verification and timeouts. The SDK's own retries stay off; the poller retries."""
     require_tea()
     seconds = read_timeout or auth.read_timeout
-    return RuntimeOptions(ignore_ssl=not auth.validate_certs, read_timeout=seconds * 1000, connect_timeout=CONNECT_TIMEOUT * 1000,
+    return _TEA.RuntimeOptions(ignore_ssl=not auth.validate_certs, read_timeout=seconds * 1000, connect_timeout=CONNECT_TIMEOUT * 1000,
                           autoretry=False)
 
 
@@ -352,7 +400,8 @@ def alicloud_error(exc: BaseException, action: str | None = None, *, read_timeou
     read_timeout (seconds) and endpoint_option (ecs_endpoint, eci_endpoint) only shape the text of network errors.
     """
     prefix = f'{action} failed: ' if action else ''
-    if HAS_TEA and isinstance(exc, UnretryableException):
+    tea = _tea_exception_types()
+    if tea and isinstance(exc, tea[1]):
         inner = getattr(exc, 'inner_exception', None)
         if type(inner).__name__ == 'CredentialException':
             # No credential was found, or the chosen source refused one: not a network problem, and retrying
@@ -362,7 +411,7 @@ def alicloud_error(exc: BaseException, action: str | None = None, *, read_timeou
                                   provider='alicloud', retryable=False, remedy=CREDENTIALS_REMEDY)
         return network_error(prefix, _request_url(getattr(exc, 'last_request', None)), _inner_text(inner),
                              read_timeout=read_timeout, endpoint_option=endpoint_option)
-    if HAS_TEA and isinstance(exc, TeaException):
+    if tea and isinstance(exc, tea[0]):
         data = exc.data if isinstance(exc.data, dict) else {}
         status = getattr(exc, 'status_code', None) or getattr(exc, 'statusCode', None) or data.get('statusCode')
         code = exc.code or 'Unknown'
@@ -381,7 +430,10 @@ def call(client: t.Any, method: str, request: t.Any, auth: AlicloudAuth, read_ti
     """Call `<method>_with_options(request, runtime)` on a Tea client and return the response body."""
     try:
         response = getattr(client, f'{method}_with_options')(request, runtime_options(auth, read_timeout))
-    except TeaException as exc:
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # the SDK's TeaException, imported lazily
+        tea = _tea_exception_types()
+        if not tea or not isinstance(exc, tea[0]):
+            raise
         raise alicloud_error(exc, action=action_name(method), read_timeout=read_timeout or auth.read_timeout,
                              endpoint_option=_endpoint_option(client)) from None
     return response.body

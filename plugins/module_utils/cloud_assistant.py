@@ -29,13 +29,6 @@ from ansible_collections.cloudexec.core.plugins.module_utils import alicloud, ex
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, ValidationError
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import CLOUD_ASSISTANT_INVOCATIONS, Poller, done, pending
 
-try:
-    from alibabacloud_ecs20140526 import models as ecs_models
-except ImportError:
-    HAS_ECS_MODELS = False
-    ecs_models = None
-else:
-    HAS_ECS_MODELS = True
 
 # Service limits (see the API reference and alibaba.md).
 MAX_INSTANCES_PER_CALL = 100       # RunCommand / InvokeCommand InstanceId.N
@@ -156,11 +149,19 @@ class ApiCounter:
         self.calls[action] = self.calls.get(action, 0) + 1
 
 
+def models() -> t.Any:
+    """The ECS SDK's request models (imported on first use: a connection's task worker never needs them)."""
+    try:
+        from alibabacloud_ecs20140526 import models as ecs_models  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise CloudExecError('alibabacloud-ecs20140526 is required on the controller', code='MissingDependency',
+                             provider='cloudexec', remedy='pip install alibabacloud-ecs20140526') from None
+    return ecs_models
+
+
 def require_models() -> None:
     """Raise a clear error when the ECS SDK is missing."""
-    if not HAS_ECS_MODELS:
-        raise CloudExecError('alibabacloud-ecs20140526 is required on the controller', code='MissingDependency',
-                             provider='cloudexec', remedy='pip install alibabacloud-ecs20140526')
+    models()
 
 
 def with_remedy(error: CloudExecError) -> CloudExecError:
@@ -498,12 +499,12 @@ def instances_by_tags(client: t.Any, auth: alicloud.AlicloudAuth, tags: dict[str
                       poller_factory: t.Callable[..., Poller] = Poller) -> list[str]:
     """The ids of the Running instances carrying all these tags (a None value matches any value)."""
     require_models()
-    tag_filter = [ecs_models.DescribeInstancesRequestTag(key=str(key), value=None if value is None else str(value))
+    tag_filter = [models().DescribeInstancesRequestTag(key=str(key), value=None if value is None else str(value))
                   for key, value in tags.items()]
     ids: list[str] = []
     token: str | None = None
     while True:
-        request = ecs_models.DescribeInstancesRequest(region_id=auth.alicloud_region, tag=tag_filter, status='Running',
+        request = models().DescribeInstancesRequest(region_id=auth.alicloud_region, tag=tag_filter, status='Running',
                                                       max_results=MAX_DESCRIBE_INSTANCES, next_token=token)
         body = retried_call(client, auth, 'describe_instances', request, counter, poller_factory)
         ids += [i.instance_id for i in (body.instances.instance if body.instances else None) or []]
@@ -518,7 +519,7 @@ def check_targets(client: t.Any, auth: alicloud.AlicloudAuth, instance_ids: list
     require_models()
     targets = {instance_id: InstanceState(instance_id) for instance_id in instance_ids}
     for chunk in batches(instance_ids, MAX_DESCRIBE_INSTANCES):
-        request = ecs_models.DescribeInstancesRequest(region_id=auth.alicloud_region, instance_ids=json.dumps(chunk),
+        request = models().DescribeInstancesRequest(region_id=auth.alicloud_region, instance_ids=json.dumps(chunk),
                                                       max_results=MAX_DESCRIBE_INSTANCES)
         body = retried_call(client, auth, 'describe_instances', request, counter, poller_factory)
         for instance in (body.instances.instance if body.instances else None) or []:
@@ -528,7 +529,7 @@ def check_targets(client: t.Any, auth: alicloud.AlicloudAuth, instance_ids: list
     running = [i for i in instance_ids if targets[i].status == 'Running']
     for chunk in batches(running, MAX_STATUS_IDS):
         # MaxResults is ignored with InstanceId.N by the service; it is set anyway so a strict endpoint pages nothing away.
-        request = ecs_models.DescribeCloudAssistantStatusRequest(region_id=auth.alicloud_region, instance_id=chunk,
+        request = models().DescribeCloudAssistantStatusRequest(region_id=auth.alicloud_region, instance_id=chunk,
                                                                  max_results=MAX_STATUS_IDS)
         body = retried_call(client, auth, 'describe_cloud_assistant_status', request, counter, poller_factory)
         status_set = body.instance_cloud_assistant_status_set
@@ -607,11 +608,11 @@ def start(client: t.Any, auth: alicloud.AlicloudAuth, spec: RunSpec, instance_id
     for index, group in enumerate(groups):
         batch = batch_token(token, index, len(groups))
         if spec.command_id:
-            request = ecs_models.InvokeCommandRequest(**spec.invoke_command_fields(auth.alicloud_region, group, batch))
+            request = models().InvokeCommandRequest(**spec.invoke_command_fields(auth.alicloud_region, group, batch))
             body = retried_call(client, auth, 'invoke_command', request, counter, poller_factory)
             started.append(Started(body.invoke_id, spec.command_id, group))
         else:
-            request = ecs_models.RunCommandRequest(**spec.run_command_fields(auth.alicloud_region, group, batch))
+            request = models().RunCommandRequest(**spec.run_command_fields(auth.alicloud_region, group, batch))
             # Retrying is safe: the ClientToken makes a repeated call return the first call's invocation.
             body = retried_call(client, auth, 'run_command', request, counter, poller_factory)
             started.append(Started(body.invoke_id, body.command_id, group))
@@ -744,7 +745,7 @@ def fetch_results(client: t.Any, auth: alicloud.AlicloudAuth, *, invoke_id: str 
     results: list[InstanceResult] = []
     token: str | None = None
     while True:
-        request = ecs_models.DescribeInvocationResultsRequest(region_id=auth.alicloud_region, invoke_id=invoke_id, instance_id=instance_id,
+        request = models().DescribeInvocationResultsRequest(region_id=auth.alicloud_region, invoke_id=invoke_id, instance_id=instance_id,
                                                               command_id=command_id, content_encoding='Base64',
                                                               max_results=RESULTS_PAGE_SIZE, next_token=token)
         body = retried_call(client, auth, 'describe_invocation_results', request, counter, poller_factory)
@@ -772,7 +773,7 @@ def describe_invocations(client: t.Any, auth: alicloud.AlicloudAuth, filters: di
         token: str | None = None
         fetched = 0
         while True:
-            request = ecs_models.DescribeInvocationsRequest(region_id=auth.alicloud_region, include_output=False, timed=timed,
+            request = models().DescribeInvocationsRequest(region_id=auth.alicloud_region, include_output=False, timed=timed,
                                                             max_results=RESULTS_PAGE_SIZE, next_token=token,
                                                             **{k: v for k, v in filters.items() if v is not None})
             body = retried_call(client, auth, 'describe_invocations', request, counter, poller_factory)
@@ -828,7 +829,7 @@ class InvocationWatcher:
         self.rounds += 1
         calls = 0
         for invoke_id in self.unfinished:
-            request = ecs_models.DescribeInvocationsRequest(region_id=self.auth.alicloud_region, invoke_id=invoke_id,
+            request = models().DescribeInvocationsRequest(region_id=self.auth.alicloud_region, invoke_id=invoke_id,
                                                             include_output=False, max_results=1)
             calls += 1
             body = api_call(self.client, self.auth, 'describe_invocations', request, self.counter)
@@ -852,7 +853,7 @@ def stop(client: t.Any, auth: alicloud.AlicloudAuth, invoke_id: str, counter: Ap
          poller_factory: t.Callable[..., Poller] = Poller) -> str | None:
     """Stop an invocation; returns None when stopped, else why not (the caller reports it, it does not raise)."""
     require_models()
-    request = ecs_models.StopInvocationRequest(region_id=auth.alicloud_region, invoke_id=invoke_id)
+    request = models().StopInvocationRequest(region_id=auth.alicloud_region, invoke_id=invoke_id)
     try:
         retried_call(client, auth, 'stop_invocation', request, counter, poller_factory)
     except CloudExecError as exc:

@@ -77,9 +77,9 @@ class CloudExecModule(AnsibleModule):
 
     def alicloud_auth(self) -> alicloud.AlicloudAuth:
         """The resolved Alibaba Cloud auth of this module's parameters."""
-        if not alicloud.HAS_TEA:
+        if not alicloud.has_tea():
             self.fail_json(msg=missing_required_lib('alibabacloud-ecs20140526, alibabacloud-eci20180808 and alibabacloud-credentials'),
-                           exception=alicloud.TEA_IMPORT_ERROR)
+                           exception=alicloud.tea_import_error())
         try:
             return alicloud.AlicloudAuth.from_options(self.params.get)
         except CloudExecError as exc:

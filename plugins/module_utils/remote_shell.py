@@ -21,7 +21,7 @@ import secrets
 import shlex
 import time
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CommandAbandoned
 
@@ -163,6 +163,8 @@ class CommandResult:
     stderr: bytes
     outcome: str = RAN
     crlf: bool = False  # the terminal could not be put in raw mode; line endings were converted back
+    # What the command cost, when the transport counts it per command (Cloud Assistant: API calls by name).
+    trace: t.Optional[dict] = field(default=None, compare=False, repr=False)
 
 
 class OutputParser:

@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from ansible_collections.cloudexec.core.plugins.module_utils import alicloud
 from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca
 from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, DeadlineExceeded, RemoteFileNotFound
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, CommandAbandoned, DeadlineExceeded, RemoteFileNotFound
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import CLOUD_ASSISTANT_COMMAND, Poller, done, pending
 from ansible_collections.cloudexec.core.plugins.plugin_utils.ali_assist_memory import PieceMemory, QuotaMemory, RunLedger
+from ansible_collections.cloudexec.core.plugins.plugin_utils.transport import Cancelled
 from ansible_collections.cloudexec.core.plugins.plugin_utils.ali_assist_pieces import (
     CACHE_MAX,
     SHA256_SCRIPT,
@@ -362,7 +363,7 @@ class AssistTransport:
         spec.timeout = min(spec.timeout, ca.TIMEOUT_RANGE[1])
         fields = spec.run_command_fields(self.auth.alicloud_region, [target.instance_id], ca.new_client_token())
         try:
-            body = ca.retried_call(self.client, self.auth, 'run_command', ca.ecs_models.RunCommandRequest(**fields),
+            body = ca.retried_call(self.client, self.auth, 'run_command', ca.models().RunCommandRequest(**fields),
                                    self.stats.counter, self.poller_factory)
         except CloudExecError as exc:
             if exc.code == 'InvalidInstance.NotMatch':
@@ -381,11 +382,13 @@ class AssistTransport:
         with ThreadPoolExecutor(max_workers=min(PARALLEL_STARTS, len(scripts))) as pool:
             return list(pool.map(lambda script: self.start(script, timeout), scripts))
 
-    def wait(self, invoke_id: str, timeout: float | None = None, nonce: str | None = None) -> tuple[ca.InstanceResult, bytes]:
+    def wait(self, invoke_id: str, timeout: float | None = None, nonce: str | None = None,
+             cancelled: Cancelled | None = None) -> tuple[ca.InstanceResult, bytes]:
         """Poll one invocation (one DescribeInvocationResults per poll) until it is over; (result, raw output).
 
         The deadline ends the command (end_command, for a script with a run record named by nonce; else
-        StopInvocation) and raises AssistError.
+        StopInvocation) and raises AssistError. A reason from cancelled(), asked before each poll, raises
+        CommandAbandoned (run_script then ends the command).
         """
         deadline = float(timeout or self.target.command_timeout)
         policy = CLOUD_ASSISTANT_COMMAND.tuned(initial=self.target.poll_initial, cap=self.target.poll_max)
@@ -394,12 +397,15 @@ class AssistTransport:
         first = [time.monotonic() - self._started_at.get(invoke_id, time.monotonic()) < self.target.poll_initial]
 
         def probe() -> t.Any:
+            reason = cancelled() if cancelled is not None else None
+            if reason:
+                raise CommandAbandoned(reason, started=True)
             if first[0]:
                 # The agent needs a moment to pick the task up: the first check comes after the first (short) delay.
                 first[0] = False
                 return pending()
             self.stats.polls += 1
-            request = ca.ecs_models.DescribeInvocationResultsRequest(region_id=self.auth.alicloud_region, invoke_id=invoke_id,
+            request = ca.models().DescribeInvocationResultsRequest(region_id=self.auth.alicloud_region, invoke_id=invoke_id,
                                                                      instance_id=self.target.instance_id, content_encoding='Base64')
             body = ca.api_call(self.client, self.auth, 'describe_invocation_results', request, self.stats.counter)
             page = body.invocation
@@ -450,11 +456,12 @@ class AssistTransport:
         return describe_end(remote_shell.parse_kill_outcome(raw, kill_nonce), parse_group_outcome(raw, kill_nonce))
 
     def run_script(self, script: str, timeout: int | None = None, working_dir: str | None = None,
-                   nonce: str | None = None) -> tuple[ca.InstanceResult, bytes]:
+                   nonce: str | None = None, cancelled: Cancelled | None = None) -> tuple[ca.InstanceResult, bytes]:
         """Run a script and wait for it; (result, raw output). Raises AssistError unless the script itself ran.
 
-        A script with a run record (nonce) that is interrupted while we wait (Ansible's task timeout) is ended
-        on the instance before the interruption goes on.
+        A script with a run record (nonce) that is interrupted while we wait (Ansible's task timeout in the
+        worker, or its caller leaving the broker: CommandAbandoned) is ended on the instance before the
+        interruption goes on; CommandAbandoned then carries `ended`, the note that says what became of it.
         """
         if nonce is None:
             invoke_id = self.start(script, timeout, working_dir)
@@ -466,7 +473,11 @@ class AssistTransport:
         try:
             invoke_id = self.start(script, timeout, working_dir)
             self.ledger.add(nonce, invoke_id)
-            result, raw = self.wait(invoke_id, timeout, nonce)
+            result, raw = self.wait(invoke_id, timeout, nonce, cancelled)
+        except CommandAbandoned as exc:
+            clause, worrying = self.end_command(invoke_id, nonce)
+            exc.ended = (f'The command on {self.target.describe()} was abandoned: {exc.reason}; {clause}', worrying)
+            raise
         except BaseException as exc:
             # Not an error of ours (those say what happened themselves): Ansible's task timeout, or an interrupt.
             if not isinstance(exc, Exception):
@@ -612,13 +623,12 @@ class AssistTransport:
             cancelled: t.Callable[[], str | None] | None = None, private: int = 0) -> remote_shell.CommandResult:
         """Run a shell command line with optional stdin: stdout, stderr and rc exactly as the command wrote them.
 
-        The transport contract's run (transport.py). It lives in the task's worker: nothing asks it to give up
-        (cancelled is not used); an interruption of the worker itself ends the command (run_script).
+        The transport contract's run (transport.py). In the broker, cancelled() says when the caller left; in a
+        task's worker (tests, tools) the interruption of the worker itself ends the command (run_script).
         """
-        del cancelled
         before = dict(self.stats.counter.calls)
         try:
-            return self._run(command, stdin, timeout, private=private)
+            return self._run(command, stdin, timeout, private=private, cancelled=cancelled)
         finally:
             spent = {name: count - before.get(name, 0) for name, count in self.stats.counter.calls.items() if count - before.get(name, 0)}
             self.log(f'API calls for this command: {spent}')
@@ -628,7 +638,7 @@ class AssistTransport:
         """Nothing to end: there is no session."""
 
     def _run(self, command: str, stdin: bytes | None, timeout: float | None, resend: bool = True,
-             private: int = 0) -> remote_shell.CommandResult:
+             private: int = 0, cancelled: Cancelled | None = None) -> remote_shell.CommandResult:
         nonce = remote_shell.new_nonce()
         # Cloud Assistant ignores WorkingDir in a container (API reference, ContainerId): the wrapper changes directory itself.
         wd = None if self.target.in_container else self.target.working_dir
@@ -636,7 +646,7 @@ class AssistTransport:
         staged = None
         if script is None:
             staged, script = self._staged_command(command, stdin or b'', nonce, private)
-        result, output = self.run_script(script, timeout, working_dir=wd, nonce=nonce)
+        result, output = self.run_script(script, timeout, working_dir=wd, nonce=nonce, cancelled=cancelled)
         if result.dropped:
             output = self._recover_output(result, output, nonce)
         elif parse_kept(output, nonce):
@@ -649,7 +659,7 @@ class AssistTransport:
         if lost and resend:
             # The target no longer has pieces an earlier task left; the command has not started: send everything.
             self.log('the target lost cached pieces: sending them again')
-            return self._run(command, stdin, timeout, resend=False, private=private)
+            return self._run(command, stdin, timeout, resend=False, private=private, cancelled=cancelled)
         if why:
             raise AssistError(f'Staging the command input on {self.target.describe()} failed ({why})', code='StagingFailed',
                               remedy='Check free space in /tmp on the instance and that base64 and head exist there; then retry')

@@ -46,11 +46,13 @@ from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, CommandAbandoned, DeadlineExceeded, RemoteFileNotFound
 
 # Where each transport's session opener lives: "module:function" taking (options, log) and returning
-# a ready PersistentShell. Imported lazily so a broker loads only its own cloud's SDK.
+# a ready PersistentShell (or, for Cloud Assistant, which has no session, an AssistHost: its commands
+# run side by side, see `concurrent`). Imported lazily so a broker loads only its own cloud's SDK.
 OPENERS = {
     'aws_ecs': 'ansible_collections.cloudexec.core.plugins.plugin_utils.aws_ecs_shell:open_shell',
     'ali_eci': 'ansible_collections.cloudexec.core.plugins.plugin_utils.ali_eci_shell:open_shell',
     'aws_ssm': 'ansible_collections.cloudexec.core.plugins.plugin_utils.aws_ssm_shell:open_shell',
+    'ali_assist': 'ansible_collections.cloudexec.core.plugins.plugin_utils.ali_assist_host:open_host',
 }
 
 # A caller waits this long for a session busy with another caller's command, unless it says otherwise.
@@ -179,7 +181,8 @@ def error_header(exc: CloudExecError, *, may_have_run: bool | None = None) -> di
     if may_have_run is None:
         may_have_run = bool(getattr(exc, 'may_have_run', True))
     return {'ok': False, 'error': {'message': exc.message, 'code': exc.code, 'provider': exc.provider, 'remedy': exc.remedy,
-                                   'may_have_run': may_have_run, 'deadline': isinstance(exc, DeadlineExceeded),
+                                   'may_have_run': may_have_run,
+                                   'deadline': isinstance(exc, DeadlineExceeded) or bool(getattr(exc, 'deadline', False)),
                                    'unreachable': bool(getattr(exc, 'unreachable', False))}}
 
 
@@ -385,6 +388,8 @@ class BrokerClient:
             self.close()
 
     def _tell(self, reply: dict[str, t.Any]) -> None:
+        for line in reply.get('log') or ():
+            self._log(str(line))
         for note in reply.get('notes') or ():
             self._notify(str(note.get('text')), bool(note.get('worrying')))
 
@@ -470,6 +475,8 @@ class Broker:
         self.abandoned = 0
         self.dropped = 0
         self.queued = 0                        # callers waiting for the running command to end
+        self.running = 0                       # commands running side by side (a `concurrent` shell's)
+        self._running_lock = threading.Lock()
         self.unlinked = False
         self.lock = threading.Lock()           # held by the command that uses the shell
         self.busy_since: float | None = None   # wall-clock start of the running command
@@ -489,13 +496,21 @@ class Broker:
         module_name, func_name = OPENERS[self.kind].split(':')
         opener = getattr(importlib.import_module(module_name), func_name)
         self.shell = opener(self.options, self.log)
+        if hasattr(self.shell, 'notify'):
+            # What the transport ends on its own (a command of an earlier, interrupted run) is told to the next caller.
+            self.shell.notify = lambda text, worrying: self._queue_note(self._note(text, worrying))
         self.sessions_opened += 1
+
+    @property
+    def concurrent(self) -> bool:
+        """Whether commands run side by side rather than one at a time (no shared stream: Cloud Assistant)."""
+        return bool(getattr(self.shell, 'concurrent', False))
 
     def _healthy_shell(self) -> t.Any:
         """The shell, reopened once if the session ended while idle (nothing was sent, so nothing can run twice)."""
         if self.shell is not None and not self.shell.broken:
             try:
-                self.shell.channel.read(0.001)
+                self.shell.idle_check()
                 return self.shell
             except CloudExecError as exc:
                 self.log(f'session ended while idle ({exc.code}); opening a new one')
@@ -538,7 +553,7 @@ class Broker:
             # target: what the open session reaches, e.g. "aws_ecs:<task id>/<container>" (no secret), so that a
             # refused new session can name the brokers holding the target's few sessions (module_utils/session_brokers.py).
             return {'ok': True, 'sessions_opened': self.sessions_opened, 'requests': self.requests, 'abandoned': self.abandoned,
-                    'dropped': self.dropped, 'queued': self.queued, 'notes': [], 'history': list(self.history), 'busy': self.busy_since is not None,
+                    'dropped': self.dropped, 'queued': self.queued, 'notes': [], 'history': list(self.history), 'busy': self.busy,
                     'commands': getattr(self.shell, 'commands', 0), 'pid': os.getpid(),
                     'target': f'{self.kind}:{self.shell.where}' if getattr(self.shell, 'where', None) else None}, []
         if op == 'stop':
@@ -552,6 +567,8 @@ class Broker:
         if timeout <= 0:
             return _failure(f'command_timeout must be above 0 seconds, not {timeout:g}', 'InvalidParameter',
                             'Set command_timeout to a positive number of seconds', may_have_run=False), []
+        if self.concurrent:
+            return self._serve_side_by_side(conn, header, payloads, timeout)
         wait = max(0.0, float(header.get('wait', DEFAULT_QUEUE_WAIT)))
         if not self.lock.acquire(blocking=False):
             waited = self._queue_for_lock(conn, header, wait)
@@ -572,6 +589,31 @@ class Broker:
             self.busy_since = None
             self.last_activity = time.monotonic()
             self.lock.release()
+
+    def _serve_side_by_side(self, conn: socket.socket, header: dict[str, t.Any],
+                            payloads: list[bytes], timeout: float) -> tuple[dict[str, t.Any] | None, list[bytes]]:
+        """A request for a `concurrent` shell: no queue, the same checks before it starts."""
+        if self.stopping.is_set():
+            return self._stopping_reply(), []
+        if caller_left(conn):
+            self._drop_departed(header)
+            return None, []
+        with self._running_lock:
+            self.running += 1
+        try:
+            reply, data = self._work(conn, header, payloads, timeout)
+            if reply is not None:
+                reply['notes'] = self._take_notes() + reply.get('notes', [])
+            return reply, data
+        finally:
+            with self._running_lock:
+                self.running -= 1
+            self.last_activity = time.monotonic()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a command runs now."""
+        return self.busy_since is not None or self.running > 0
 
     def _queue_for_lock(self, conn: socket.socket, header: dict[str, t.Any], wait: float) -> dict[str, t.Any] | None:
         """Wait up to `wait` seconds for the shell; None once it is ours, else the reply (None reply: the caller left)."""
@@ -618,12 +660,20 @@ class Broker:
                                    private=int(header.get('private') or 0))
                 after = shell.counters() if before else {}
                 # What this exec cost on the wire (the connection shows it at -vvvv): counts only, nothing of the data.
-                trace = {name: after[name] - before[name] for name in after}
+                # A transport that counts per command (Cloud Assistant's API calls) says so in the result.
+                trace = result.trace if result.trace is not None else {name: after[name] - before[name] for name in after}
                 if stdin is None and result.rc == 0 and result.stdout.strip() and remote_shell.is_home_probe(header['command']):
                     self.homes[header['command']] = result.stdout
-                return {'ok': True, 'rc': result.rc, 'crlf': result.crlf, 'trace': trace}, [result.stdout, result.stderr]
+                return said({'ok': True, 'rc': result.rc, 'crlf': result.crlf, 'trace': trace}), [result.stdout, result.stderr]
             transfer = shell.put_file if op == 'put' else shell.fetch_file
-            return {'ok': True, 'stats': transfer(header['in_path'], header['out_path'], timeout=timeout, cancelled=cancelled)}, []
+            return said({'ok': True, 'stats': transfer(header['in_path'], header['out_path'], timeout=timeout, cancelled=cancelled)}), []
+
+        def said(reply: dict[str, t.Any]) -> dict[str, t.Any]:
+            # A transport that reports its steps (Cloud Assistant's staging) has them shown by the caller at -vvv.
+            take = getattr(self.shell, 'take_log', None)
+            if take is not None:
+                reply['log'] = take()
+            return reply
 
         def cancelled() -> str | None:
             if self.stopping.is_set():
@@ -637,7 +687,9 @@ class Broker:
                 return work(self._healthy_shell())
             except CommandAbandoned as exc:
                 self.abandoned += 1
-                note = self._end_abandoned(started, exc.reason)
+                # A transport that ended the command itself says how (Cloud Assistant: StopInvocation and a sweep).
+                ended = getattr(exc, 'ended', None)
+                note = self._note(*ended) if ended else self._end_abandoned(started, exc.reason)
                 if self._answer(conn, {'ok': False, 'notes': [note], 'error': {
                         'message': note['text'], 'code': 'CommandAbandoned', 'provider': 'cloudexec', 'may_have_run': True}}):
                     return None, []
@@ -652,8 +704,9 @@ class Broker:
                 if self.shell is not None and self.shell.broken:
                     self._drop_shell()
                 # A session that died before the command could start (typically while idle, unnoticed until
-                # we wrote to it) is reopened and the command sent once more: it cannot run twice.
-                if attempt == 2 or getattr(exc, 'may_have_run', True):
+                # we wrote to it) is reopened and the command sent once more: it cannot run twice. Side-by-side
+                # commands share no session: their failures are their own, never a reason to send again.
+                if attempt == 2 or self.concurrent or getattr(exc, 'may_have_run', True):
                     return error_header(exc), []
                 self.log(f'session lost before the command started ({exc.code}); reopening once')
         raise AssertionError('unreachable')
@@ -707,7 +760,10 @@ class Broker:
         """reset_connection: no new command starts, the running one is ended, the session is closed."""
         self.stopping.set()
         self._unlink()  # a task that follows reset_connection must start a new broker, not reach this one
-        got = self.lock.acquire(timeout=STOP_WAIT + ABANDON_GRACE)
+        give_up = time.monotonic() + STOP_WAIT + ABANDON_GRACE
+        while self.running and time.monotonic() < give_up:  # side-by-side commands see `stopping` and end themselves
+            time.sleep(_TICK)
+        got = self.lock.acquire(timeout=max(0.0, give_up - time.monotonic()))
         try:
             self._drop_shell()
         finally:
@@ -755,7 +811,7 @@ class Broker:
         """Accept callers until idle for idle_timeout, told to stop, or retired."""
         server.settimeout(_TICK)
         while not self.finished.is_set():
-            if self.busy_since is None and not self.stopping.is_set() and time.monotonic() - self.last_activity > self.idle_timeout:
+            if not self.busy and not self.stopping.is_set() and time.monotonic() - self.last_activity > self.idle_timeout:
                 self.log('idle timeout; ending the session')
                 return
             try:

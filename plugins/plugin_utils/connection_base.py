@@ -8,8 +8,8 @@ Running commands, become, pipelining, file transfer, timeouts, reset and close, 
 Ansible's errors, and what is said about abandoned commands live here once. A plugin adds its options
 (DOCUMENTATION, with the shared fragment cloudexec.core.connection), reads them into the transport's
 options (`_target_options`), names its target for -vvv (`_describe_target`), and says where its
-transport lives (`_open_client`): SessionConnection for the stream transports, whose session lives in a
-per-host broker across tasks; InProcessClient for a polled transport, which lives in the task's worker.
+transport lives (`_open_client`): SessionConnection for every transport today, whose session (or, for Cloud
+Assistant, SDK client) lives in a per-host broker across tasks.
 See transport.py for the contract and docs/architecture.md for the picture.
 """
 
@@ -27,41 +27,12 @@ from ansible.utils.display import Display
 
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, RemoteFileNotFound
 from ansible_collections.cloudexec.core.plugins.plugin_utils.broker import BrokerClient
-from ansible_collections.cloudexec.core.plugins.plugin_utils.transport import Transport, TransportClient
+from ansible_collections.cloudexec.core.plugins.plugin_utils.transport import TransportClient
 
 display = Display()
 
 # Failures that fail the task but leave the host reachable (the next task can run).
 _TASK_FAILURES = frozenset(('SessionBusy', 'InvalidParameter', 'CommandAbandoned', 'CommandCancelled'))
-
-
-class InProcessClient:
-    """A transport that lives in the task's worker (Cloud Assistant's): the TransportClient is the transport itself."""
-
-    def __init__(self, transport: Transport) -> None:
-        self.transport = transport
-        self.last_trace: dict[str, int] = {}   # what the last run cost (API calls), for the -vvvv trace
-
-    def run(self, command: str, stdin: bytes | None, timeout: float, private: int = 0) -> tuple[int, bytes, bytes]:
-        """(rc, stdout, stderr) of one command."""
-        result = self.transport.run(command, stdin=stdin, timeout=timeout, private=private)
-        self.last_trace = getattr(self.transport, 'last_trace', None) or {}
-        return result.rc, result.stdout, result.stderr
-
-    def put_file(self, in_path: str, out_path: str, timeout: float) -> dict[str, t.Any]:
-        """Copy a local file to the target."""
-        return self.transport.put_file(in_path, out_path, timeout=timeout)
-
-    def fetch_file(self, in_path: str, out_path: str, timeout: float) -> dict[str, t.Any]:
-        """Copy a file of the target to a local file."""
-        return self.transport.fetch_file(in_path, out_path, timeout=timeout)
-
-    def reset(self) -> None:
-        """No session to end."""
-
-    def close(self) -> None:
-        """Nothing lives on: the next task builds its own transport."""
-        self.transport.close()
 
 
 class CloudExecConnection(ConnectionBase):

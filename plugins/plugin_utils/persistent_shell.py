@@ -248,6 +248,10 @@ class PersistentShell:
         heard_after = self._heard()
         return heard_before is None or heard_after != heard_before
 
+    def idle_check(self) -> None:
+        """Between commands: raise CloudExecError if the session ended while idle (the broker then opens a new one)."""
+        self.channel.read(0.001)
+
     def close(self, grace: float = 2.0) -> None:
         """Leave the shell so the agent ends the session itself (freeing its slot), then close the channel."""
         try:

@@ -22,16 +22,17 @@ A transport runs commands and moves files on one target. Every connection plugin
   and sizes its chunks below them.
 - ``close()`` ends the session, if there is one.
 
-There are two kinds, and where a transport lives follows from its kind:
+There are two kinds; both live in a per-host broker process (broker.py) across tasks:
 
 - stream transports keep a session with a long-lived remote shell (PersistentShell over a ByteChannel:
-  the SSM data channel of aws_ecs, the ECI exec stream of ali_eci). Opening one costs an API call, a
-  websocket and the agent's start-up, so it lives in a per-host broker process (broker.py) across tasks.
-- polled transports have no session (Cloud Assistant's RunCommand, polled: ali_assist_transport.py). One
-  lives in the task's worker process and ends its own commands.
+  the SSM data channel of aws_ecs and aws_ssm, the ECI exec stream of ali_eci). Opening one costs an API
+  call, a websocket and the agent's start-up; its commands take turns on the one shell.
+- polled transports have no session (Cloud Assistant's RunCommand, polled: ali_assist_transport.py, served
+  by ali_assist_host.py). What the broker keeps is the SDK, loaded once (importing it costs a task's worker
+  half a second), and its HTTPS connection; commands run side by side and each ends its own command when
+  ``cancelled()`` gives a reason, saying how in CommandAbandoned.ended.
 
-The connection talks to either through a TransportClient: broker.BrokerClient for the first kind,
-connection_base.InProcessClient for the second.
+The connection talks to either through a TransportClient, broker.BrokerClient.
 """
 
 from __future__ import annotations

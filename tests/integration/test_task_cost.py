@@ -70,11 +70,9 @@ def test_a_task_whose_module_the_target_keeps_costs_one_round_trip(emu, control_
     counts = emu.admin('GET', 'calls')
     calls, ws = counts['calls'], counts.get('ws', {})
     # The counted part, after the reset: the TASKS command tasks and the raw task (one exec each), and the copy: six
-    # execs of Ansible's own (mkdir, stat, the file, chmod, copy, rm) - and its `echo ~`, which a session broker answers
-    # from the warm-up copy (a home does not move) and Cloud Assistant has to ask again.
+    # execs of Ansible's own (mkdir, stat, the file, chmod, copy, rm) - and its `echo ~`, which the host's broker answers
+    # from the warm-up copy (a home does not move), whatever the connection.
     execs = TASKS + 1 + 6
-    if connection == 'ali_assist':
-        execs += 1
     if connection in ('aws_ecs', 'aws_ssm'):
         channel = ws['aws-ecs-exec' if connection == 'aws_ecs' else 'aws-ssm-session']
         opened = calls.get('aws-ecs', {}).get('ExecuteCommand', 0) + calls.get('aws-ssm', {}).get('StartSession', 0)

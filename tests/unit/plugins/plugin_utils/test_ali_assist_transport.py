@@ -18,7 +18,7 @@ import pytest
 
 from ansible_collections.cloudexec.core.plugins.module_utils import cloud_assistant as ca
 from ansible_collections.cloudexec.core.plugins.module_utils.alicloud import AlicloudAuth
-from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
+from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, CommandAbandoned
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import Poller
 from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_memory as am
 from ansible_collections.cloudexec.core.plugins.plugin_utils import ali_assist_pieces as ap
@@ -388,6 +388,26 @@ def test_an_interrupted_task_ends_its_command_and_reports_it(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         ran(t, f'echo $$ > {pidfile}; exec sleep 300')
     assert len(notes) == 1 and not notes[0][1] and 'was abandoned' in notes[0][0], notes
+    assert not _running(int(pidfile.read_text()))
+
+
+def test_a_caller_that_leaves_has_its_command_ended_and_told(tmp_path):
+    # In the broker, cancelled() says the caller went away (a task timeout, Ctrl-C): the command is ended on the
+    # instance (StopInvocation, then the kill script) and CommandAbandoned carries the note that says so.
+    client = FakeEcs(background=True, stop_kills_main=True)
+    pidfile = tmp_path / 'pid'
+
+    def cancelled():
+        return 'its caller went away' if pidfile.exists() and pidfile.read_text().strip() else None
+
+    with pytest.raises(CommandAbandoned) as caught:
+        transport(client, RealClock()).run(f'echo $$ > {pidfile}; exec sleep 300', cancelled=cancelled)
+    text, worrying = caught.value.ended
+    assert 'was abandoned: its caller went away' in text and not worrying, text
+    assert client.calls.count('StopInvocation') == 1, client.calls
+    deadline = time.monotonic() + 5
+    while _running(int(pidfile.read_text())) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not _running(int(pidfile.read_text()))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
+from ansible_collections.cloudexec.core.plugins.module_utils import errors, remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError
 from ansible_collections.cloudexec.core.plugins.plugin_utils import broker
 from ansible_collections.cloudexec.core.plugins.plugin_utils.persistent_shell import PersistentShell
@@ -268,3 +268,102 @@ def test_when_no_new_session_can_be_had_the_broker_says_so_and_retires(served, t
     assert wait_for(instance.finished.is_set) and not os.path.exists(path)
     os.kill(int(pid_file.read_text()), 9)
     channels[0].proc.kill()
+
+
+class SideBySideHost:
+    """A `concurrent` shell like Cloud Assistant's AssistHost: each command waits until released or cancelled."""
+
+    concurrent = True
+    broken = False
+    where = 'fake instance'
+
+    def __init__(self):
+        self.running = 0
+        self.most = 0
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.notify = None
+
+    def idle_check(self):
+        pass
+
+    def run(self, command, *, stdin=None, timeout=30, cancelled=None, cache=True, private=0):
+        del stdin, cache, private
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            deadline = time.monotonic() + timeout
+            while not self.release.wait(0.05):
+                reason = cancelled()
+                if reason:
+                    exc = errors.CommandAbandoned(reason, started=True)
+                    exc.ended = (f'{command} was abandoned: {reason}; it was ended', False)
+                    raise exc
+                assert time.monotonic() < deadline
+            return remote_shell.CommandResult(0, command.encode(), b'', trace={'RunCommand': 1})
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def take_log(self):
+        return ['ALI ASSIST: a line for -vvv']
+
+    def close(self, grace=0.0):
+        pass
+
+
+@pytest.fixture
+def side_by_side(tmp_path, monkeypatch):
+    host = SideBySideHost()
+
+    def open_shell(self):
+        self.shell = host
+        self.sessions_opened += 1
+
+    monkeypatch.setattr(broker.Broker, 'open_shell', open_shell)
+    path = str(tmp_path / 's.sock')
+    instance = broker.Broker('fake', {'idle_timeout': 60, 'connect_timeout': 10}, path, log=lambda msg: None)
+    instance.open_shell()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+    thread = threading.Thread(target=instance.serve, args=(server,), daemon=True)
+    thread.start()
+    yield instance, path, host
+    host.release.set()
+    instance.finished.set()
+    thread.join(5)
+    server.close()
+
+
+def test_commands_of_a_concurrent_host_run_side_by_side(side_by_side):
+    instance, path, host = side_by_side
+    first, second = connect(path), connect(path)
+    exec_request(first, 'one', wait=0)   # no queue: a wait of 0 would fail at once on a session
+    exec_request(second, 'two', wait=0)
+    assert wait_for(lambda: host.running == 2), host.running
+    assert instance.busy and instance.queued == 0
+    host.release.set()
+    replies = [broker.recv_message(sock) for sock in (first, second)]
+    assert [(reply['ok'], data[0]) for reply, data in replies] == [(True, b'one'), (True, b'two')], replies
+    assert all(reply['trace'] == {'RunCommand': 1} and reply['log'] == ['ALI ASSIST: a line for -vvv'] for reply, _data in replies)
+    assert host.most == 2 and not instance.busy
+
+
+def test_a_concurrent_hosts_abandoned_command_is_told_as_the_host_ended_it(side_by_side):
+    instance, path, host = side_by_side
+    stays, leaves = connect(path), connect(path)
+    exec_request(stays, 'stays')
+    exec_request(leaves, 'leaves')
+    assert wait_for(lambda: host.running == 2)
+    leaves.shutdown(socket.SHUT_WR)   # its task timed out
+    leaves.settimeout(10)
+    reply, _data = broker.recv_message(leaves)
+    assert reply['error']['code'] == 'CommandAbandoned' and reply['error']['message'] == 'leaves was abandoned: its caller went away ' \
+        '(a task timeout, an interrupt or a killed worker); it was ended', reply
+    # The other command goes on; the host (no session) is neither dropped nor reopened.
+    assert host.running == 1 and instance.sessions_opened == 1 and instance.shell is host
+    host.release.set()
+    reply, data = broker.recv_message(stays)
+    assert reply['ok'] and data[0] == b'stays'
