@@ -125,28 +125,16 @@ def test_no_secrets_at_vvvv(emu, tmp_path):
     assert 'ALI ASSIST: API calls for this command' in run.stdout
 
 
-def test_api_calls_per_task_and_20_task_play_vs_local(emu, tmp_path, record_property):
-    rows = {}
-    for label, pipelining in (('ali_assist pipelining', True),):
-        emu.admin('POST', 'calls/reset')
-        remote_dir = sandbox(emu, WEB) / f'bench-{int(pipelining)}'
-        inventory = write_inventory(tmp_path, {'web': {'ansible_host': WEB}}, ansible_pipelining=pipelining)
-        run = ansible_playbook(emu, 'ali_assist_bench.yml', '-i', str(inventory), extra_vars={'remote_dir': str(remote_dir)}, timeout=400)
-        assert run.rc == 0, run.output
-        seen = ecs_calls(emu)
-        rows[label] = {'seconds': round(run.duration, 1), 'calls': seen, 'calls_per_task': round(sum(seen.values()) / 20, 1),
-                       'run_command_per_task': round(seen.get('RunCommand', 0) / 20, 1)}
-    local_inventory = tmp_path / 'local.yml'
-    local_inventory.write_text(yaml.safe_dump({'all': {'children': {'target': {'hosts': {'web': {'ansible_connection': 'local'}}}}}}))
-    run = ansible_playbook(emu, 'ali_assist_bench.yml', '-i', str(local_inventory),
-                           extra_vars={'remote_dir': str(tmp_path / 'bench-local')})
+def test_polls_per_command_stay_few_on_a_20_task_play(emu, tmp_path):
+    # The seconds against -c local are `make bench`'s (benchmarks/run.py); here only what does not depend on load.
+    emu.admin('POST', 'calls/reset')
+    remote_dir = sandbox(emu, WEB) / 'bench'
+    inventory = write_inventory(tmp_path, {'web': {'ansible_host': WEB}}, ansible_pipelining=True)
+    run = ansible_playbook(emu, 'ali_assist_bench.yml', '-i', str(inventory), extra_vars={'remote_dir': str(remote_dir)}, timeout=400)
     assert run.rc == 0, run.output
-    rows['local'] = {'seconds': round(run.duration, 1)}
-    # Polls stay few per command: adaptive back-off, one DescribeInvocationResults per check.
-    calls = rows['ali_assist pipelining']['calls']
-    assert calls['DescribeInvocationResults'] <= 8 * 20 and 'StopInvocation' not in calls
-    record_property('benchmark', json.dumps(rows))
-    print(f'BENCHMARK 20-task play: {json.dumps(rows)}')
+    calls = ecs_calls(emu)
+    # Adaptive back-off, one DescribeInvocationResults per check; nothing is stopped on a play that goes well.
+    assert calls['DescribeInvocationResults'] <= 8 * 20 and 'StopInvocation' not in calls, calls
 
 
 def test_module_code_goes_once_and_arguments_never_stay(emu, tmp_path):
