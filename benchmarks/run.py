@@ -66,7 +66,7 @@ def inventory(connection: str, work_dir: str) -> str:
     return json.dumps({'all': {'hosts': {'target': host}}})
 
 
-def run_play(emu, tmp: Path, connection: str, tasks: int, pipelining: bool) -> float:
+def run_play(emu, tmp: Path, connection: str, tasks: int, pipelining: bool, warm: bool = False) -> float:
     """Wall time of one ansible-playbook run."""
     (tmp / 'play.yml').write_text(playbook(tasks))
     work_dir = tmp / 'local-work'
@@ -74,7 +74,7 @@ def run_play(emu, tmp: Path, connection: str, tasks: int, pipelining: bool) -> f
     (tmp / 'inv.json').write_text(inventory(connection, str(work_dir)))
     env = dict(os.environ, **emu.env, ANSIBLE_PIPELINING='1' if pipelining else '0', ANSIBLE_HOST_KEY_CHECKING='0',
                ANSIBLE_COLLECTIONS_PATH=os.environ.get('ANSIBLE_COLLECTIONS_PATH', str(ROOT / '.cache' / 'collections')),
-               CLOUDEXEC_CONTROL_DIR=str(tmp / 'cp'))
+               CLOUDEXEC_CONTROL_DIR=str(tmp / 'cp'), CLOUDEXEC_WARM_PYTHON='1' if warm else '0')
     env.setdefault('ANSIBLE_LOCALHOST_WARNING', '0')
     ansible_playbook = str(Path(sys.executable).with_name('ansible-playbook'))
     start = time.monotonic()
@@ -89,8 +89,9 @@ def run_play(emu, tmp: Path, connection: str, tasks: int, pipelining: bool) -> f
     return elapsed
 
 
-def scenario_play(tasks: int, latency_ms: int, pipelining: bool, connection: str = 'aws_ecs') -> list[dict]:
-    """A play of N tasks through a connection vs -c local, with API calls and websocket frames per task."""
+def scenario_play(tasks: int, latency_ms: int, pipelining: bool, connection: str = 'aws_ecs', warm: bool = False) -> list[dict]:
+    """A play of N tasks through a connection vs -c local, with API calls and websocket frames per task (warm: with
+    the connection's warm_python option)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmpname, start_emulator() as emu:
         tmp = Path(tmpname)
@@ -98,14 +99,14 @@ def scenario_play(tasks: int, latency_ms: int, pipelining: bool, connection: str
         if latency_ms:
             emu.admin('POST', 'faults', {'service': 'ws', 'message_latency_ms': latency_ms})
         emu.admin('POST', 'calls/reset')
-        remote = run_play(emu, tmp, connection, tasks, pipelining)
+        remote = run_play(emu, tmp, connection, tasks, pipelining, warm)
         calls = emu.admin('GET', 'calls')
         (service, opener), ws_name = TARGETS[connection][1], TARGETS[connection][2]
         ws = calls.get('ws', {}).get(ws_name, {}) if ws_name else {}
         api_calls = sum(sum(actions.values()) for actions in calls['calls'].values())
         rows.append({
-            'scenario': f'{tasks}-task play, {connection} vs local, pipelining {"on" if pipelining else "off"}, '
-                        f'{latency_ms} ms/msg latency',
+            'scenario': f'{tasks}-task play, {connection}{" warm_python" if warm else ""} vs local, '
+                        f'pipelining {"on" if pipelining else "off"}, {latency_ms} ms/msg latency',
             'local s': f'{local:.1f}', 'remote s': f'{remote:.1f}', 'ratio': f'{remote / local:.2f}x',
             f'{opener} per play': calls['calls'].get(service, {}).get(opener, 0),
             'API calls/task': f'{api_calls / tasks:.1f}',
@@ -192,6 +193,8 @@ SCENARIOS = {
     'eci': lambda a: scenario_play(a.tasks, 0, True, 'ali_eci'),
     'ssm': lambda a: [row for ms in (0, 20) for pipelining in (False, True) for row in scenario_play(a.tasks, ms, pipelining, 'aws_ssm')],
     'assist': lambda a: scenario_play(min(a.tasks, 20), 0, True, 'ali_assist'),
+    'warm': lambda a: [row for connection in ('aws_ecs', 'ali_eci', 'aws_ssm') for ms in ((0, 20, 50) if connection != 'aws_ssm' else (0,))
+                       for row in scenario_play(a.tasks, ms, True, connection, warm=True)],
     'poll': lambda a: scenario_poll(),
 }
 

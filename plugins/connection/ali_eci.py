@@ -56,6 +56,9 @@ options:
   idle_timeout:
     vars:
       - name: ansible_ali_eci_idle_timeout
+  warm_python:
+    vars:
+      - name: ansible_ali_eci_warm_python
   connect_timeout:
     vars:
       - name: ansible_ali_eci_connect_timeout

@@ -56,6 +56,9 @@ options:
       - ECS itself ends sessions after 20 minutes without traffic.
     vars:
       - name: ansible_aws_ecs_idle_timeout
+  warm_python:
+    vars:
+      - name: ansible_aws_ecs_warm_python
   connect_timeout:
     vars:
       - name: ansible_aws_ecs_connect_timeout

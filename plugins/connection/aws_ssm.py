@@ -111,6 +111,9 @@ options:
         otherwise).
     vars:
       - name: ansible_aws_ssm_idle_timeout
+  warm_python:
+    vars:
+      - name: ansible_aws_ssm_warm_python
   connect_timeout:
     description:
       - C(ansible_aws_ssm_timeout) is C(amazon.aws.aws_ssm)'s name for it (there, how long to wait for output); here it

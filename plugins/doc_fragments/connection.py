@@ -70,6 +70,22 @@ options:
       - Must be above 0.
     type: int
     default: 60
+  warm_python:
+    description:
+      - Run pipelined modules in forked children of a Python interpreter kept on the target, which has imported
+        Ansible's module_utils once, instead of a fresh interpreter per task. A module then starts in a few
+        milliseconds instead of about 0.2 s (docs/performance.md).
+      - Only a plain pipelined module of the login user goes through it (pipelining on, no become, no C(environment));
+        everything else, and any module whose module_utils differ from those the interpreter imported (another
+        ansible-core or collection version), runs in a fresh interpreter as without this option.
+      - The interpreter listens on a Unix socket in the C(warm) directory of O(piece_cache) (0700), one per Python
+        path, and exits after O(idle_timeout) seconds without a module. A module whose task is given up (a task
+        timeout, Ctrl-C) is ended with its command.
+      - Needs O(piece_cache).
+    type: bool
+    default: false
+    env:
+      - name: CLOUDEXEC_WARM_PYTHON
 notes:
   - "One session per host is kept open across tasks by a small background broker (like SSH's ControlPersist). It ends
     after O(idle_timeout) seconds without use, or on C(meta: reset_connection). Its socket lives in

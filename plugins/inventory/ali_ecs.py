@@ -280,7 +280,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             token: str | None = None
             while True:
                 request = ca.models().DescribeInstancesRequest(region_id=region, max_results=ca.MAX_DESCRIBE_INSTANCES, next_token=token,
-                                                                 status=status[0] if status else None)
+                                                               status=status[0] if status else None)
                 body = ca.retried_call(client, regional, 'describe_instances', request)
                 items = (body.instances.instance if body.instances else None) or []
                 found += [instance_record(item.to_map(), region) for item in items]
@@ -297,7 +297,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         by_id = {r['instance_id']: r for r in records if r.get('status') == 'Running'}
         for chunk in ca.batches(list(by_id), ca.MAX_STATUS_IDS):
             request = ca.models().DescribeCloudAssistantStatusRequest(region_id=auth.alicloud_region, instance_id=chunk,
-                                                                        max_results=ca.MAX_STATUS_IDS)
+                                                                      max_results=ca.MAX_STATUS_IDS)
             body = ca.retried_call(client, auth, 'describe_cloud_assistant_status', request)
             status_set = body.instance_cloud_assistant_status_set
             for agent in (status_set.instance_cloud_assistant_status if status_set else None) or []:

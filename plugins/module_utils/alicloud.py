@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import traceback
 import typing as t
 from dataclasses import dataclass, field
@@ -44,26 +45,35 @@ class _TeaSdk:
     def __init__(self) -> None:
         self.loaded = False
         self.error: str | None = None
+        # Threads call at once (parallel RunCommand starts, the broker's callers): one imports, the others wait for it.
+        self._lock = threading.Lock()
 
     def load(self) -> bool:
         """Import the SDK once; whether it is there (self.error holds the traceback when it is not)."""
-        if not self.loaded:
-            self.loaded = True
-            try:
-                # pylint: disable=import-outside-toplevel
-                from alibabacloud_credentials.client import Client as CredentialClient
-                from alibabacloud_credentials.models import Config as CredentialConfig
-                from alibabacloud_credentials.provider.cli_profile import CLIProfileCredentialsProvider
-                from alibabacloud_tea_openapi.utils_models import Config as OpenApiConfig
-                from darabonba.runtime import RuntimeOptions
-                from Tea.exceptions import TeaException, UnretryableException
-            except ImportError:
-                self.error = traceback.format_exc()
-            else:
-                self.CredentialClient, self.CredentialConfig = CredentialClient, CredentialConfig
-                self.CLIProfileCredentialsProvider, self.OpenApiConfig = CLIProfileCredentialsProvider, OpenApiConfig
-                self.RuntimeOptions, self.TeaException, self.UnretryableException = RuntimeOptions, TeaException, UnretryableException
+        if self.loaded:
+            return self.error is None
+        with self._lock:
+            if not self.loaded:
+                self._import()
+                self.loaded = True
         return self.error is None
+
+    def _import(self) -> None:
+        """Import the names; only load() calls it, under the lock."""
+        try:
+            # pylint: disable=import-outside-toplevel
+            from alibabacloud_credentials.client import Client as CredentialClient
+            from alibabacloud_credentials.models import Config as CredentialConfig
+            from alibabacloud_credentials.provider.cli_profile import CLIProfileCredentialsProvider
+            from alibabacloud_tea_openapi.utils_models import Config as OpenApiConfig
+            from darabonba.runtime import RuntimeOptions
+            from Tea.exceptions import TeaException, UnretryableException
+        except ImportError:
+            self.error = traceback.format_exc()
+        else:
+            self.CredentialClient, self.CredentialConfig = CredentialClient, CredentialConfig
+            self.CLIProfileCredentialsProvider, self.OpenApiConfig = CLIProfileCredentialsProvider, OpenApiConfig
+            self.RuntimeOptions, self.TeaException, self.UnretryableException = RuntimeOptions, TeaException, UnretryableException
 
 
 _TEA = _TeaSdk()
@@ -232,13 +242,13 @@ def credential_client(auth: AlicloudAuth) -> t.Any:
     if auth.alicloud_access_key:
         kind = 'sts' if auth.alicloud_security_token else 'access_key'
         return _TEA.CredentialClient(_TEA.CredentialConfig(type=kind, access_key_id=auth.alicloud_access_key,
-                                                 access_key_secret=auth.alicloud_secret_key,
-                                                 security_token=auth.alicloud_security_token))
+                                                           access_key_secret=auth.alicloud_secret_key,
+                                                           security_token=auth.alicloud_security_token))
     if auth.ecs_role_name:
         return _TEA.CredentialClient(_TEA.CredentialConfig(type='ecs_ram_role', role_name=auth.ecs_role_name))
     if auth.profile or auth.shared_credentials_file:
         return _TEA.CredentialClient(provider=_TEA.CLIProfileCredentialsProvider(profile_name=auth.profile,
-                                                                       profile_file=auth.shared_credentials_file))
+                                                                                 profile_file=auth.shared_credentials_file))
     # The SDK's default chain (ALIBABA_CLOUD_* variables, ~/.aliyun, OIDC, instance roles).
     return _TEA.CredentialClient()
 
@@ -260,8 +270,8 @@ def open_api_config(auth: AlicloudAuth, product: str) -> t.Any:
     """The Tea SDK Config for one product client."""
     host, protocol = endpoint_config(auth, product)
     return _TEA.OpenApiConfig(credential=credential_client(auth), region_id=auth.alicloud_region, endpoint=host,
-                         protocol=protocol, user_agent=USER_AGENT, read_timeout=auth.read_timeout * 1000,
-                         connect_timeout=CONNECT_TIMEOUT * 1000)
+                              protocol=protocol, user_agent=USER_AGENT, read_timeout=auth.read_timeout * 1000,
+                              connect_timeout=CONNECT_TIMEOUT * 1000)
 
 
 def ecs_client(auth: AlicloudAuth) -> t.Any:
@@ -291,7 +301,7 @@ def runtime_options(auth: AlicloudAuth, read_timeout: int | None = None) -> t.An
     require_tea()
     seconds = read_timeout or auth.read_timeout
     return _TEA.RuntimeOptions(ignore_ssl=not auth.validate_certs, read_timeout=seconds * 1000, connect_timeout=CONNECT_TIMEOUT * 1000,
-                          autoretry=False)
+                               autoretry=False)
 
 
 # --------------------------------------------------------------------------- network errors

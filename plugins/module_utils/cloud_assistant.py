@@ -505,7 +505,7 @@ def instances_by_tags(client: t.Any, auth: alicloud.AlicloudAuth, tags: dict[str
     token: str | None = None
     while True:
         request = models().DescribeInstancesRequest(region_id=auth.alicloud_region, tag=tag_filter, status='Running',
-                                                      max_results=MAX_DESCRIBE_INSTANCES, next_token=token)
+                                                    max_results=MAX_DESCRIBE_INSTANCES, next_token=token)
         body = retried_call(client, auth, 'describe_instances', request, counter, poller_factory)
         ids += [i.instance_id for i in (body.instances.instance if body.instances else None) or []]
         token = body.next_token
@@ -520,7 +520,7 @@ def check_targets(client: t.Any, auth: alicloud.AlicloudAuth, instance_ids: list
     targets = {instance_id: InstanceState(instance_id) for instance_id in instance_ids}
     for chunk in batches(instance_ids, MAX_DESCRIBE_INSTANCES):
         request = models().DescribeInstancesRequest(region_id=auth.alicloud_region, instance_ids=json.dumps(chunk),
-                                                      max_results=MAX_DESCRIBE_INSTANCES)
+                                                    max_results=MAX_DESCRIBE_INSTANCES)
         body = retried_call(client, auth, 'describe_instances', request, counter, poller_factory)
         for instance in (body.instances.instance if body.instances else None) or []:
             if instance.instance_id in targets:
@@ -530,7 +530,7 @@ def check_targets(client: t.Any, auth: alicloud.AlicloudAuth, instance_ids: list
     for chunk in batches(running, MAX_STATUS_IDS):
         # MaxResults is ignored with InstanceId.N by the service; it is set anyway so a strict endpoint pages nothing away.
         request = models().DescribeCloudAssistantStatusRequest(region_id=auth.alicloud_region, instance_id=chunk,
-                                                                 max_results=MAX_STATUS_IDS)
+                                                               max_results=MAX_STATUS_IDS)
         body = retried_call(client, auth, 'describe_cloud_assistant_status', request, counter, poller_factory)
         status_set = body.instance_cloud_assistant_status_set
         for agent in (status_set.instance_cloud_assistant_status if status_set else None) or []:
@@ -746,8 +746,8 @@ def fetch_results(client: t.Any, auth: alicloud.AlicloudAuth, *, invoke_id: str 
     token: str | None = None
     while True:
         request = models().DescribeInvocationResultsRequest(region_id=auth.alicloud_region, invoke_id=invoke_id, instance_id=instance_id,
-                                                              command_id=command_id, content_encoding='Base64',
-                                                              max_results=RESULTS_PAGE_SIZE, next_token=token)
+                                                            command_id=command_id, content_encoding='Base64',
+                                                            max_results=RESULTS_PAGE_SIZE, next_token=token)
         body = retried_call(client, auth, 'describe_invocation_results', request, counter, poller_factory)
         page = body.invocation
         items = (page.invocation_results.invocation_result if page and page.invocation_results else None) or []
@@ -774,8 +774,8 @@ def describe_invocations(client: t.Any, auth: alicloud.AlicloudAuth, filters: di
         fetched = 0
         while True:
             request = models().DescribeInvocationsRequest(region_id=auth.alicloud_region, include_output=False, timed=timed,
-                                                            max_results=RESULTS_PAGE_SIZE, next_token=token,
-                                                            **{k: v for k, v in filters.items() if v is not None})
+                                                          max_results=RESULTS_PAGE_SIZE, next_token=token,
+                                                          **{k: v for k, v in filters.items() if v is not None})
             body = retried_call(client, auth, 'describe_invocations', request, counter, poller_factory)
             items = (body.invocations.invocation if body.invocations else None) or []
             for item in items:
@@ -830,7 +830,7 @@ class InvocationWatcher:
         calls = 0
         for invoke_id in self.unfinished:
             request = models().DescribeInvocationsRequest(region_id=self.auth.alicloud_region, invoke_id=invoke_id,
-                                                            include_output=False, max_results=1)
+                                                          include_output=False, max_results=1)
             calls += 1
             body = api_call(self.client, self.auth, 'describe_invocations', request, self.counter)
             items = (body.invocations.invocation if body.invocations else None) or []

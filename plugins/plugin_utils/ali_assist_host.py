@@ -40,7 +40,7 @@ class AssistHost:
     broken = False
 
     def __init__(self, options: dict[str, t.Any], log: t.Callable[[str], None]) -> None:
-        self.auth = alicloud.AlicloudAuth.from_options(lambda name: options.get(name))
+        self.auth = alicloud.AlicloudAuth.from_options(options.get)
         self.target = at.Target(**{name: options[name] for name in TARGET_FIELDS if name in options})
         self.client = alicloud.ecs_client(self.auth)
         self.where = self.target.describe()
@@ -73,7 +73,7 @@ class AssistHost:
     def transport(self) -> at.AssistTransport:
         """A transport for one request: its own API counts and -vvv lines, the shared client and memories."""
         self._said.lines = []
-        return at.AssistTransport(self.client, self.auth, self.target, log=self._say, notify=lambda text, worrying: self.notify(text, worrying),
+        return at.AssistTransport(self.client, self.auth, self.target, log=self._say, notify=self.notify,
                                   memory=self.piece_memory, ledger=self.ledger, quota_memory=self.quota_memory)
 
     def _say(self, text: str) -> None:

@@ -406,7 +406,7 @@ class AssistTransport:
                 return pending()
             self.stats.polls += 1
             request = ca.models().DescribeInvocationResultsRequest(region_id=self.auth.alicloud_region, invoke_id=invoke_id,
-                                                                     instance_id=self.target.instance_id, content_encoding='Base64')
+                                                                   instance_id=self.target.instance_id, content_encoding='Base64')
             body = ca.api_call(self.client, self.auth, 'describe_invocation_results', request, self.stats.counter)
             page = body.invocation
             items = (page.invocation_results.invocation_result if page and page.invocation_results else None) or []

@@ -243,7 +243,7 @@ class SessionConnection(CloudExecConnection):
     broker_kind = ''
     # The options every session connection documents (doc fragments cloudexec.core.connection and .session) and its broker
     # and session opener read.
-    SESSION_OPTIONS = ('shell', 'idle_timeout', 'piece_cache', 'connect_timeout')
+    SESSION_OPTIONS = ('shell', 'idle_timeout', 'piece_cache', 'connect_timeout', 'warm_python')
 
     def _session_options(self) -> dict[str, t.Any]:
         """The values of SESSION_OPTIONS for this host."""

@@ -61,6 +61,8 @@ class ModuleCache:
         self.kept: set[str] = set()
         self.hits = 0
         self.sent = 0
+        # warm_python: seconds the target's warm interpreter may stay idle (0: modules run in a fresh interpreter).
+        self.warm_idle = 0
 
     @staticmethod
     def wanted(stdin: bytes | None) -> bool:

@@ -20,7 +20,7 @@ import typing as t
 
 from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, CommandAbandoned, DeadlineExceeded
-from ansible_collections.cloudexec.core.plugins.plugin_utils import file_transfer
+from ansible_collections.cloudexec.core.plugins.plugin_utils import file_transfer, warm_python
 from ansible_collections.cloudexec.core.plugins.plugin_utils.module_cache import ModuleCache
 
 
@@ -60,7 +60,13 @@ def bootstrap_command(nonce: str, shell: str = '/bin/sh') -> str:
 def module_cache_for(options: t.Mapping[str, t.Any]) -> ModuleCache | None:
     """The module cache a session's options ask for (option piece_cache: a directory on the target; empty: none)."""
     directory = options.get('piece_cache')
-    return ModuleCache(directory) if directory else None
+    if not directory:
+        return None
+    cache = ModuleCache(directory)
+    if options.get('warm_python'):
+        # The warm interpreter lives in the cache's directory and exits when idle as long as the session would.
+        cache.warm_idle = int(options.get('idle_timeout') or 600)
+    return cache
 
 
 def _as_sent(value: t.Any) -> t.Any:
@@ -93,6 +99,8 @@ class PersistentShell:
         # The long-lived shell's process on the target (pid, start time), from its READY marker.
         self.shell_pid: str | None = None
         self.shell_start = ''
+        # Whether this session wrote the warm interpreter's server file on the target (warm_python.py).
+        self.warm_written = False
         # For the per-exec trace (-vvvv): what went each way, and the round trips waited for (one per command).
         self.round_trips = 0
         self.bytes_sent = 0
@@ -136,7 +144,16 @@ class PersistentShell:
         if cache and self.module_cache is not None and self.module_cache.wanted(stdin):
             # Module code: the pieces the target keeps are only named (module_cache.py).
             plan = self.module_cache.plan(t.cast(bytes, stdin), nonce, private)
-            script = remote_shell.wrap(_as_sent(command), nonce, chdir=_as_sent(chdir), prelude=plan.prelude, stdin_feed=plan.feed)
+            prelude, sent_command = plan.prelude, command
+            warm = warm_python.rewrite(command, self.module_cache.word, self.module_cache.warm_idle) \
+                if self.module_cache.warm_idle and isinstance(command, str) and not private else None
+            if warm is not None:
+                # A plain pipelined module: it runs in a child of the target's warm interpreter (warm_python.py).
+                sent_command = warm
+                if not self.warm_written:
+                    prelude = prelude + [warm_python.server_file(self.module_cache.word)]
+                    self.warm_written = True
+            script = remote_shell.wrap(_as_sent(sent_command), nonce, chdir=_as_sent(chdir), prelude=prelude, stdin_feed=plan.feed)
         else:
             via = None
             if stdin is not None and remote_shell.stdin_method(stdin, nonce) != remote_shell.STDIN_HEREDOC and not self.have_base64:

@@ -90,6 +90,8 @@ class Conformance:
     target: Callable[[dict[str, Any], int, 'str | None'], Target]
     # {boundary name: (size in bytes, 'binary' or 'text')}: where the transport splits a file it moves.
     boundaries: Callable[[], dict[str, tuple[int, str]]]
+    # Environment of the run (options set for every host of this connection).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def aws_ecs_target(world: dict[str, Any], index: int, password: str | None) -> Target:
@@ -181,12 +183,14 @@ def assist_boundaries() -> dict[str, tuple[int, str]]:
             'page': (at.page_size(_assist_quota()), 'binary')}
 
 
-# One line per connection.
+# One line per connection. aws_ssm runs with warm_python on (pipelined modules in children of a warm interpreter on
+# the target): the option goes through the whole suite, while aws_ecs, on the same PersistentShell and data channel,
+# keeps the fresh interpreter covered.
 CONNECTIONS: dict[str, Conformance] = {
     'aws_ecs': Conformance('cloudexec.core.aws_ecs', aws_ecs_target, stream_boundaries),
     'ali_eci': Conformance('cloudexec.core.ali_eci', ali_eci_target, stream_boundaries),
     'ali_assist': Conformance('cloudexec.core.ali_assist', ali_assist_target, assist_boundaries),
-    'aws_ssm': Conformance('cloudexec.core.aws_ssm', aws_ssm_target, stream_boundaries),
+    'aws_ssm': Conformance('cloudexec.core.aws_ssm', aws_ssm_target, stream_boundaries, env={'CLOUDEXEC_WARM_PYTHON': '1'}),
 }
 
 # (connection, case, pipelining or None for both) -> what is wrong and where: the test must fail until it is fixed.
@@ -284,7 +288,8 @@ class Suite:
             'vars': {'ansible_connection': CONNECTIONS[connection].plugin, 'ansible_python_interpreter': sys.executable}}},
             allow_unicode=True))
         run = ansible_playbook(self.emulator, PLAYBOOK_DIR / 'connection_conformance.yml', '-i', str(inventory), '--forks', '2',
-                               extra_env={'CLOUDEXEC_CONTROL_DIR': str(self.control_dir / connection)}, timeout=1200,
+                               extra_env={'CLOUDEXEC_CONTROL_DIR': str(self.control_dir / connection), **CONNECTIONS[connection].env},
+                               timeout=1200,
                                extra_vars={'names': FILE_NAMES, 'local_names': str(self.local_names),
                                            'local_sizes': str(local_sizes), 'local_dest': str(fetched), 'password': BECOME_PASSWORD})
         stop_brokers(self.control_dir / connection)
@@ -554,3 +559,12 @@ def test_every_task_is_judged():
     plays = yaml.safe_load((PLAYBOOK_DIR / 'connection_conformance.yml').read_text())
     prefixes = {task['name'].split(':')[0] for play in plays for task in play['tasks'] if task['name'] != 'Close the session'}
     assert prefixes == set(CASES)
+
+
+def test_the_warm_interpreter_served_the_warm_run(suite):
+    """The connection run with warm_python started the warm interpreter on its pipelining host (its socket and its
+    own copy of the module_utils zip are there), and no other run did."""
+    for connection, conformance in CONNECTIONS.items():
+        warm = suite.run(connection).homes['pipelining'] / '.cache' / 'cloudexec-pieces' / 'warm'
+        started = bool(list(warm.glob('warm-*.sock'))) and bool(list(warm.glob('warm-[0-9]*.zip')))
+        assert started == ('CLOUDEXEC_WARM_PYTHON' in conformance.env), (connection, sorted(p.name for p in warm.glob('*')))
