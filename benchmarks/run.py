@@ -194,7 +194,8 @@ SCENARIOS = {
     'ssm': lambda a: [row for ms in (0, 20) for pipelining in (False, True) for row in scenario_play(a.tasks, ms, pipelining, 'aws_ssm')],
     'assist': lambda a: scenario_play(min(a.tasks, 20), 0, True, 'ali_assist'),
     'warm': lambda a: [row for connection in ('aws_ecs', 'ali_eci', 'aws_ssm') for ms in ((0, 20, 50) if connection != 'aws_ssm' else (0,))
-                       for row in scenario_play(a.tasks, ms, True, connection, warm=True)],
+                       for row in scenario_play(a.tasks, ms, True, connection, warm=True)]
+                      + scenario_play(min(a.tasks, 20), 0, True, 'ali_assist', warm=True),
     'poll': lambda a: scenario_poll(),
 }
 

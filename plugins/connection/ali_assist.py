@@ -132,6 +132,23 @@ options:
       - name: ansible_ali_assist_idle_timeout
     env:
       - name: CLOUDEXEC_IDLE_TIMEOUT
+  warm_python:
+    description:
+      - Run pipelined modules in forked children of a Python interpreter kept on the instance, which has imported
+        Ansible's module_utils once, instead of a fresh interpreter per task (docs/performance.md).
+      - Only a plain pipelined module of the Cloud Assistant user goes through it (pipelining on, no become, no
+        C(environment)); everything else, and any module whose module_utils differ from those the interpreter
+        imported, runs in a fresh interpreter as without this option.
+      - The interpreter listens on a Unix socket in the C(warm) directory of O(piece_cache) (0700), one per Python
+        path, and exits after O(idle_timeout) seconds without a module. Its source goes to the instance once per
+        host and play, in a C(RunCommand) of its own.
+      - Needs O(piece_cache).
+    type: bool
+    default: false
+    vars:
+      - name: ansible_ali_assist_warm_python
+    env:
+      - name: CLOUDEXEC_WARM_PYTHON
   pipelining:
     vars:
       - name: ansible_pipelining
@@ -252,7 +269,8 @@ class Connection(SessionConnection):
                            container_name=self.get_option('container_name'), username=self.get_option('username'),
                            working_dir=self.get_option('working_dir'), command_timeout=timeout, poll_initial=poll_initial,
                            poll_max=max(poll_max, poll_initial), piece_cache=self.get_option('piece_cache') or None,
-                           output_quota=quota)
+                           output_quota=quota, warm_python=bool(self.get_option('warm_python')),
+                           warm_idle=int(self.get_option('idle_timeout')))
         try:
             auth = alicloud.AlicloudAuth.from_options(self.get_option)
         except CloudExecError as exc:

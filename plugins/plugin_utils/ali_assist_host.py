@@ -28,7 +28,7 @@ from ansible_collections.cloudexec.core.plugins.plugin_utils import broker
 
 # The Target fields the connection passes in the broker's options (beside the auth options).
 TARGET_FIELDS = ('instance_id', 'container_id', 'container_name', 'username', 'working_dir', 'command_timeout',
-                 'poll_initial', 'poll_max', 'piece_cache', 'output_quota')
+                 'poll_initial', 'poll_max', 'piece_cache', 'output_quota', 'warm_python', 'warm_idle')
 
 
 class AssistHost:
@@ -48,6 +48,7 @@ class AssistHost:
         # What the transport says while it serves a request (staging, pages read back): the lines go back to that
         # request's caller, which shows them at -vvv. Requests run side by side, each in its own thread.
         self._said = threading.local()
+        self.warm_state: dict[str, bool] = {}   # the warm interpreter's file was sent (warm_python)
         # What became of a command ended for an earlier, interrupted run: the broker passes it to its next caller.
         self.notify: t.Callable[[str, bool], None] = lambda text, worrying: log(text)
         directory = self._control_dir()
@@ -74,7 +75,8 @@ class AssistHost:
         """A transport for one request: its own API counts and -vvv lines, the shared client and memories."""
         self._said.lines = []
         return at.AssistTransport(self.client, self.auth, self.target, log=self._say, notify=self.notify,
-                                  memory=self.piece_memory, ledger=self.ledger, quota_memory=self.quota_memory)
+                                  memory=self.piece_memory, ledger=self.ledger, quota_memory=self.quota_memory,
+                                  warm_state=self.warm_state)
 
     def _say(self, text: str) -> None:
         lines = getattr(self._said, 'lines', None)

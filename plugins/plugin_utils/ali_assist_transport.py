@@ -43,6 +43,7 @@ from ansible_collections.cloudexec.core.plugins.module_utils import remote_shell
 from ansible_collections.cloudexec.core.plugins.module_utils.errors import CloudExecError, CommandAbandoned, DeadlineExceeded, RemoteFileNotFound
 from ansible_collections.cloudexec.core.plugins.module_utils.poll import CLOUD_ASSISTANT_COMMAND, Poller, done, pending
 from ansible_collections.cloudexec.core.plugins.plugin_utils.ali_assist_memory import PieceMemory, QuotaMemory, RunLedger
+from ansible_collections.cloudexec.core.plugins.plugin_utils import warm_python
 from ansible_collections.cloudexec.core.plugins.plugin_utils.transport import Cancelled
 from ansible_collections.cloudexec.core.plugins.plugin_utils.ali_assist_pieces import (
     CACHE_MAX,
@@ -125,6 +126,9 @@ class Target:
     piece_cache: str | None = '~/.cache/cloudexec-pieces'
     # The output the service keeps whole per execution (bytes), as configured; a lower one is learned.
     output_quota: int = DEFAULT_QUOTA
+    # Pipelined modules in children of a warm interpreter on the instance (warm_python.py), idle for at most warm_idle s.
+    warm_python: bool = False
+    warm_idle: int = 600
 
     @property
     def in_container(self) -> bool:
@@ -333,8 +337,10 @@ class AssistTransport:
     def __init__(self, client: t.Any, auth: alicloud.AlicloudAuth, target: Target, *, log: t.Callable[[str], None] | None = None,
                  poller_factory: t.Callable[..., Poller] = Poller, stats: Stats | None = None, memory: PieceMemory | None = None,
                  notify: t.Callable[[str, bool], None] | None = None, ledger: RunLedger | None = None,
-                 quota_memory: QuotaMemory | None = None) -> None:
+                 quota_memory: QuotaMemory | None = None, warm_state: dict[str, bool] | None = None) -> None:
         self.client = client
+        # Whether the warm interpreter's server file was sent to the instance (shared by the host's transports).
+        self.warm_state = warm_state if warm_state is not None else {}
         self.ledger = ledger or RunLedger(None, '')
         # The output quota in use: the configured one, or a lower one learned on this target (by this task or an earlier one).
         self.quota_memory = quota_memory or QuotaMemory(None)
@@ -640,6 +646,7 @@ class AssistTransport:
     def _run(self, command: str, stdin: bytes | None, timeout: float | None, resend: bool = True,
              private: int = 0, cancelled: Cancelled | None = None) -> remote_shell.CommandResult:
         nonce = remote_shell.new_nonce()
+        command = self._warm(command, stdin, private)
         # Cloud Assistant ignores WorkingDir in a container (API reference, ContainerId): the wrapper changes directory itself.
         wd = None if self.target.in_container else self.target.working_dir
         script = self._command_script(command, stdin, nonce, prelude=[])
@@ -711,10 +718,31 @@ class AssistTransport:
 
     def _remove_later(self, path: str) -> None:
         """Remove a kept output directory on the target without waiting for it (its result changes nothing)."""
+        self._start_later(f'rm -rf {shlex.quote(path)}\n', f'removing {path}')
+
+    def _start_later(self, script: str, what: str) -> None:
+        """Start a script whose result changes nothing, without waiting for it."""
         try:
-            self.start(f'rm -rf {shlex.quote(path)}\n', timeout=30)
+            self.start(script, timeout=30)
         except CloudExecError as exc:
-            self.log(f'removing {path} on the target failed: {exc}')
+            self.log(f'{what} on the target failed: {exc}')
+
+    def _warm(self, command: str, stdin: bytes | None, private: int) -> str:
+        """The command to send: a plain pipelined module goes to the warm interpreter when warm_python is on.
+
+        The server's file goes to the instance once per host process, in a RunCommand of its own that nobody waits
+        for: until it is there, the client runs modules in a fresh interpreter (warm_python.py).
+        """
+        if not (self.target.warm_python and self.target.piece_cache and stdin is not None and not private):
+            return command
+        cache = cache_dir_word(self.target.piece_cache)
+        warm = warm_python.rewrite(command, cache, self.target.warm_idle)
+        if warm is None:
+            return command
+        if not self.warm_state.get('written'):
+            self.warm_state['written'] = True
+            self._start_later(warm_python.server_file(cache) + '\n', 'writing the warm interpreter')
+        return warm
 
     def _staged_command(self, command: str, stdin: bytes, nonce: str, private: int = 0) -> tuple[Staged, str]:
         """Send stdin's pieces and return the command script that joins them and reads them as its stdin."""

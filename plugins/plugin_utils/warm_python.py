@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import shlex
 
 # What Ansible runs for a pipelined module: the interpreter alone, then `sleep 0` (ansible-core's shell plugin).
 _PIPELINED = re.compile(r"^/bin/sh -c '(?P<interp>/[A-Za-z0-9._+/-]+) && sleep 0'$")
@@ -337,33 +336,36 @@ cold()
 
 SERVER_SHA = hashlib.sha256(SERVER.encode()).hexdigest()[:16]
 _CLIENT_CODE = CLIENT.replace('SERVER_SHA', repr(SERVER_SHA))
-
-
-def _b64_exec(code: str) -> str:
-    return "import base64;exec(base64.b64decode('%s'))" % base64.b64encode(code.encode()).decode()
+CLIENT_SHA = hashlib.sha256(_CLIENT_CODE.encode()).hexdigest()[:16]
 
 
 def server_file(cache_word: str) -> str:
-    """An sh line that writes the server's source into the cache's warm/ directory (0700) unless it is there.
+    """An sh line that writes the server's and the client's source into the cache's warm/ directory (0700), unless
+    they are there.
 
-    cache_word is the piece cache directory as a shell word (module_cache.directory_word). The file is named
-    by the source's hash: a new release writes its own.
+    cache_word is the piece cache directory as a shell word (module_cache.directory_word). The files are named by
+    their source's hash: a new release writes its own. A command carries only the client's name (rewrite).
     """
     warm = f'{cache_word}/warm'
-    path = f'{warm}/warm-server-{SERVER_SHA}.py'
-    encoded = base64.b64encode(SERVER.encode()).decode()
-    return (f'[ -f {path} ] || {{ mkdir -p {warm} && chmod 700 {warm} && '
-            f'printf %s {encoded} | base64 -d > {path}.part && mv -f {path}.part {path}; }}')
+    lines = []
+    for path, source in ((f'{warm}/warm-server-{SERVER_SHA}.py', SERVER), (f'{warm}/warm-client-{CLIENT_SHA}.py', _CLIENT_CODE)):
+        encoded = base64.b64encode(source.encode()).decode()
+        # umask 077: the piece cache directory itself may not exist yet, and must be private too.
+        lines.append(f'[ -f {path} ] || ( umask 077 && mkdir -p {warm} && chmod 700 {warm} && '
+                     f'printf %s {encoded} | base64 -d > {path}.part && mv -f {path}.part {path} )')
+    return '; '.join(lines)
 
 
 def rewrite(command: str, cache_word: str, idle: int) -> str | None:
     """The warm form of Ansible's pipelined module command, or None when the command is not one.
 
-    Without the server file (server_file), or whatever goes wrong with the server, the client runs the script
-    in a fresh interpreter: the module runs either way.
+    Without the client's file (server_file), the shell runs the interpreter as before, the script still unread on
+    its stdin; whatever goes wrong with the server, the client runs the script in a fresh interpreter: the module
+    runs either way.
     """
     found = _PIPELINED.match(command)
     if not found:
         return None
-    client = shlex.quote(_b64_exec(_CLIENT_CODE))
-    return f'{found.group("interp")} -S -c {client} {cache_word}/warm {int(idle)}'
+    interp, warm = found.group('interp'), f'{cache_word}/warm'
+    client = f'{warm}/warm-client-{CLIENT_SHA}.py'
+    return f'if [ -f {client} ]; then {interp} -S {client} {warm} {int(idle)}; else {interp}; fi'

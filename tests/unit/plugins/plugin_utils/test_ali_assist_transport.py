@@ -562,3 +562,32 @@ def test_the_process_group_is_recorded_only_when_it_is_the_commands_own(tmp_path
     subprocess.run(['sh', '-c', script], check=True)
     assert len((tmp_path / 'record').read_text().split()) == 2    # pid and start time, no group
     assert not record.exists()
+
+
+def test_warm_python_sends_its_server_once_and_runs_pipelined_modules_warm(tmp_path, clock):
+    # The server's file goes once per host, in a RunCommand nobody waits for; the module runs from a fresh interpreter
+    # until the server is up, then in a warm child. Other commands are sent as they are.
+    from test_warm_python import PIPELINED, script, servers  # pylint: disable=import-outside-toplevel
+
+    client = FakeEcs()
+    cache = tmp_path / 'pieces'
+    state: dict = {}
+    stdin = script('print(json.dumps({"warm": probe.WARM}))')
+    seen = []
+    try:
+        for _attempt in range(50):
+            t = transport(client, clock, piece_cache=str(cache), warm_python=True, warm_idle=30)
+            t.warm_state = state
+            rc, out, _err = ran(t, PIPELINED, stdin)
+            assert rc == 0, out
+            seen.append(b'"warm": true' in out)
+            if seen[-1]:
+                break
+            time.sleep(0.2)
+        assert seen[0] is False and seen[-1] is True, seen
+        assert sum('warm-server-' in text and 'base64 -d' in text for text in client.scripts) == 1
+        rc, out, _err = ran(transport(client, clock, piece_cache=str(cache), warm_python=True), 'echo plain', b'x' * 10)
+        assert (rc, out) == (0, b'plain\n') and 'warm-server' not in client.scripts[-1]
+    finally:
+        for pid in servers(cache):
+            os.kill(pid, 15)

@@ -101,7 +101,9 @@ def run_warm(cache: Path, stdin: bytes, **kwargs) -> subprocess.CompletedProcess
 
 
 def test_only_plain_pipelined_modules_are_rewritten():
-    assert warm_python.rewrite("/bin/sh -c '/usr/bin/python3 && sleep 0'", '"$HOME"/c', 600).startswith('/usr/bin/python3 -S -c ')
+    assert warm_python.rewrite("/bin/sh -c '/usr/bin/python3 && sleep 0'", '"$HOME"/c', 600) == (
+        f'if [ -f "$HOME"/c/warm/warm-client-{warm_python.CLIENT_SHA}.py ]; then /usr/bin/python3 -S '
+        f'"$HOME"/c/warm/warm-client-{warm_python.CLIENT_SHA}.py "$HOME"/c/warm 600; else /usr/bin/python3; fi')
     for other in ("/bin/sh -c 'sudo -H -S -n -u root /bin/sh -c '\"'\"'echo BECOME-SUCCESS-x ; /usr/bin/python3'\"'\"' && sleep 0'",
                   "/bin/sh -c 'LANG=C /usr/bin/python3 && sleep 0'", "/bin/sh -c '/usr/bin/python3 /tmp/AnsiballZ_ping.py && sleep 0'",
                   "/bin/sh -c 'echo ~ && sleep 0'"):
@@ -130,6 +132,11 @@ def test_module_utils_that_differ_from_the_servers_run_in_a_fresh_interpreter(ca
 def test_a_script_without_a_module_zip_runs_in_a_fresh_interpreter(cache):
     done = run(cache, b'import os, sys\nprint("plain", file=sys.stderr)\nsys.exit(5)\n')
     assert done.returncode == 5 and done.stderr == b'plain\n'
+
+
+def test_without_the_client_file_the_interpreter_reads_the_script_itself(tmp_path):
+    done = run(tmp_path / 'nothing-here', script('print(json.dumps({"warm": probe.WARM}))'))
+    assert done.returncode == 0 and json.loads(done.stdout) == {'warm': False}
 
 
 def test_a_module_whose_client_goes_away_is_ended(cache, tmp_path):
@@ -194,3 +201,12 @@ def test_a_session_with_warm_python_runs_pipelined_modules_warm_and_nothing_else
             channel.proc.kill()
         for pid in servers(tmp_path / 'pieces'):
             os.kill(pid, signal.SIGTERM)
+
+
+def test_the_server_file_and_its_directories_are_private(tmp_path):
+    directory = tmp_path / 'new' / 'pieces'
+    subprocess.run(['sh', '-c', f'umask 022; {warm_python.server_file(str(directory))}'], check=True)
+    for path in (tmp_path / 'new', directory, directory / 'warm'):
+        assert path.stat().st_mode & 0o077 == 0, oct(path.stat().st_mode)
+    assert (directory / 'warm' / f'warm-server-{warm_python.SERVER_SHA}.py').read_text() == warm_python.SERVER
+    assert 'SERVER_SHA' not in (directory / 'warm' / f'warm-client-{warm_python.CLIENT_SHA}.py').read_text()
