@@ -185,6 +185,15 @@ def scenario_poll(counts: tuple[int, ...] = (1, 100, 1000)) -> list[dict]:
     return rows
 
 
+def scenario_warm(tasks: int) -> list[dict]:
+    """The play with warm_python on: the session connections at 0, 20 and 50 ms (aws_ssm at 0), and ali_assist."""
+    rows = []
+    for connection, latencies in (('aws_ecs', (0, 20, 50)), ('ali_eci', (0, 20, 50)), ('aws_ssm', (0,))):
+        for latency_ms in latencies:
+            rows += scenario_play(tasks, latency_ms, True, connection, warm=True)
+    return rows + scenario_play(min(tasks, 20), 0, True, 'ali_assist', warm=True)
+
+
 SCENARIOS = {
     'play': lambda a: scenario_play(a.tasks, 0, False) + scenario_play(a.tasks, 0, True),
     'latency': lambda a: [row for ms in (20, 50) for connection in ('aws_ecs', 'ali_eci')
@@ -193,9 +202,7 @@ SCENARIOS = {
     'eci': lambda a: scenario_play(a.tasks, 0, True, 'ali_eci'),
     'ssm': lambda a: [row for ms in (0, 20) for pipelining in (False, True) for row in scenario_play(a.tasks, ms, pipelining, 'aws_ssm')],
     'assist': lambda a: scenario_play(min(a.tasks, 20), 0, True, 'ali_assist'),
-    'warm': lambda a: [row for connection in ('aws_ecs', 'ali_eci', 'aws_ssm') for ms in ((0, 20, 50) if connection != 'aws_ssm' else (0,))
-                       for row in scenario_play(a.tasks, ms, True, connection, warm=True)]
-                      + scenario_play(min(a.tasks, 20), 0, True, 'ali_assist', warm=True),
+    'warm': lambda a: scenario_warm(a.tasks),
     'poll': lambda a: scenario_poll(),
 }
 
