@@ -11,6 +11,7 @@ command (a new session that kills the old shell's process tree) is exercised for
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -49,6 +50,24 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def serving(kind: str, path: str):
+    """A Broker (its open_shell patched by the caller) with its session open, serving path in a thread."""
+    instance = broker.Broker(kind, {'idle_timeout': 60, 'connect_timeout': 10}, path, log=lambda msg: None)
+    instance.open_shell()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+    thread = threading.Thread(target=instance.serve, args=(server,), daemon=True)
+    thread.start()
+    try:
+        yield instance
+    finally:
+        instance.finished.set()
+        thread.join(5)
+        server.close()
+
+
 @pytest.fixture
 def served(tmp_path, monkeypatch, local_channel):
     """A Broker on a local shell, serving a Unix socket in a thread; yields (broker, socket path, channels opened)."""
@@ -66,17 +85,8 @@ def served(tmp_path, monkeypatch, local_channel):
     monkeypatch.setattr(broker.Broker, 'open_shell', open_shell)
     monkeypatch.setattr(broker, 'STOP_WAIT', 10.0)
     path = str(tmp_path / 'b.sock')
-    instance = broker.Broker('local', {'idle_timeout': 60, 'connect_timeout': 10}, path, log=lambda msg: None)
-    instance.open_shell()
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(8)
-    thread = threading.Thread(target=instance.serve, args=(server,), daemon=True)
-    thread.start()
-    yield instance, path, channels
-    instance.finished.set()
-    thread.join(5)
-    server.close()
+    with serving('local', path) as instance:
+        yield instance, path, channels
     for channel in channels:
         if channel.proc.poll() is None:
             channel.proc.kill()
@@ -323,18 +333,9 @@ def side_by_side(tmp_path, monkeypatch):
 
     monkeypatch.setattr(broker.Broker, 'open_shell', open_shell)
     path = str(tmp_path / 's.sock')
-    instance = broker.Broker('fake', {'idle_timeout': 60, 'connect_timeout': 10}, path, log=lambda msg: None)
-    instance.open_shell()
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(8)
-    thread = threading.Thread(target=instance.serve, args=(server,), daemon=True)
-    thread.start()
-    yield instance, path, host
-    host.release.set()
-    instance.finished.set()
-    thread.join(5)
-    server.close()
+    with serving('fake', path) as instance:
+        yield instance, path, host
+        host.release.set()
 
 
 def test_commands_of_a_concurrent_host_run_side_by_side(side_by_side):
