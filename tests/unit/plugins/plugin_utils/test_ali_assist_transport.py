@@ -567,7 +567,9 @@ def test_the_process_group_is_recorded_only_when_it_is_the_commands_own(tmp_path
 def test_warm_python_sends_its_server_once_and_runs_pipelined_modules_warm(tmp_path, clock):
     # The server's file goes once per host, in a RunCommand nobody waits for; the module runs from a fresh interpreter
     # until the server is up, then in a warm child. Other commands are sent as they are.
-    from test_warm_python import PIPELINED, script, servers  # pylint: disable=import-outside-toplevel
+    from ansible_collections.cloudexec.core.tests.unit.plugins.plugin_utils.test_warm_python import (  # pylint: disable=import-outside-toplevel
+        PIPELINED, script, servers,
+    )
 
     client = FakeEcs()
     cache = tmp_path / 'pieces'
