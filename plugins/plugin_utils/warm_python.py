@@ -168,6 +168,9 @@ def supervise(conn, script, data, head, fds):
     os._exit(0)
 
 def serve():
+    info = os.stat(D)
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return
     # Relative to the directory: a Unix socket path is limited to about 100 bytes, a HOME is not.
     os.chdir(D)
     try:
@@ -284,6 +287,10 @@ def start_server():
 def warm():
     """Have the server run the script; returns (having run nothing) when it cannot."""
     os.makedirs(D, mode=0o700, exist_ok=True)
+    # Only a directory of our own that nobody else can enter: else the socket could be someone else's server.
+    info = os.stat(D)
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     here = os.open('.', os.O_RDONLY)
     try:

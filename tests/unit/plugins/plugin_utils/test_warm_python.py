@@ -210,3 +210,16 @@ def test_the_server_file_and_its_directories_are_private(tmp_path):
         assert path.stat().st_mode & 0o077 == 0, oct(path.stat().st_mode)
     assert (directory / 'warm' / f'warm-server-{warm_python.SERVER_SHA}.py').read_text() == warm_python.SERVER
     assert 'SERVER_SHA' not in (directory / 'warm' / f'warm-client-{warm_python.CLIENT_SHA}.py').read_text()
+
+
+def test_a_warm_directory_others_can_enter_is_not_used(cache):
+    # Someone else's socket in a directory they can write to must never receive a module (its arguments may be secret).
+    (cache / 'warm').chmod(0o777)
+    try:
+        for _attempt in range(3):
+            done = run(cache, script('print(json.dumps({"warm": probe.WARM}))'))
+            assert done.returncode == 0 and json.loads(done.stdout) == {'warm': False}
+            time.sleep(0.3)
+        assert not list((cache / 'warm').glob('*.sock')) and not servers(cache)
+    finally:
+        (cache / 'warm').chmod(0o700)
