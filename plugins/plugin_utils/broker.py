@@ -689,6 +689,10 @@ class Broker:
                 self.abandoned += 1
                 # A transport that ended the command itself says how (Cloud Assistant: StopInvocation and a sweep).
                 ended = getattr(exc, 'ended', None)
+                if not ended and self.concurrent:
+                    # No session to close and no shell process to end: only the transport itself could have ended it.
+                    ended = (f'The command started at {time.strftime("%H:%M:%S", time.localtime(started))} was abandoned: '
+                             f'{exc.reason}; it may still be running', True)
                 note = self._note(*ended) if ended else self._end_abandoned(started, exc.reason)
                 if self._answer(conn, {'ok': False, 'notes': [note], 'error': {
                         'message': note['text'], 'code': 'CommandAbandoned', 'provider': 'cloudexec', 'may_have_run': True}}):
@@ -696,6 +700,10 @@ class Broker:
                 self._queue_note(note)  # the caller is gone: the next one hears of it
                 return None, []
             except DeadlineExceeded as exc:
+                if self.concurrent:
+                    # A side-by-side transport ends its own commands at their deadline and says so; a wait of its
+                    # own (an API call retried until its time ran out) leaves no session or shell to end here.
+                    return error_header(exc, may_have_run=True), []
                 self.abandoned += 1
                 note = self._end_abandoned(started, f'its command_timeout of {timeout:g} s passed')
                 exc.message = f'{exc.message}. {note["text"]}'

@@ -368,3 +368,28 @@ def test_a_concurrent_hosts_abandoned_command_is_told_as_the_host_ended_it(side_
     host.release.set()
     reply, data = broker.recv_message(stays)
     assert reply['ok'] and data[0] == b'stays'
+
+
+def test_a_concurrent_hosts_own_deadline_or_bare_abandon_never_touches_a_session(side_by_side, monkeypatch):
+    # An API call retried until its time ran out (DeadlineExceeded), or an abandon the host did not end itself: there is
+    # no session to close nor shell process to end; the host stays, and the caller hears what is known.
+    instance, path, host = side_by_side
+
+    def deadline(command, **kwargs):
+        raise errors.DeadlineExceeded('Gave up waiting for RunCommand after 5 seconds; last error: Throttling.User')
+
+    monkeypatch.setattr(host, 'run', deadline)
+    sock = connect(path)
+    exec_request(sock, 'x')
+    reply, _data = broker.recv_message(sock)
+    assert reply['error']['deadline'] and reply['error']['may_have_run'] and 'Throttling.User' in reply['error']['message'], reply
+    assert instance.shell is host and instance.sessions_opened == 1 and instance.abandoned == 0
+
+    def abandoned(command, **kwargs):
+        raise errors.CommandAbandoned('its caller went away', started=True)
+
+    monkeypatch.setattr(host, 'run', abandoned)
+    exec_request(sock, 'y')
+    reply, _data = broker.recv_message(sock)
+    assert reply['error']['code'] == 'CommandAbandoned' and reply['notes'][0]['worrying'], reply
+    assert 'it may still be running' in reply['error']['message'] and instance.shell is host and instance.sessions_opened == 1
